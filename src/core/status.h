@@ -1,0 +1,28 @@
+/* Errors are values: every fallible function returns mt_status and, on failure,
+ * records one human-readable message that the CLI prints once. */
+#ifndef MT_CORE_STATUS_H
+#define MT_CORE_STATUS_H
+
+typedef enum {
+    MT_OK = 0,
+    MT_ERR_IO,          /* file missing, unreadable, short read */
+    MT_ERR_FORMAT,      /* corrupt or malformed input */
+    MT_ERR_UNSUPPORTED, /* well-formed input we do not handle (arch, dtype) */
+    MT_ERR_NOMEM,
+    MT_ERR_ARG,     /* bad flag or argument */
+    MT_ERR_INTERNAL /* a bug: invariant broken */
+} mt_status;
+
+/* Records the message for the current thread and returns `code`, so callers write
+ * `return mt_fail(MT_ERR_FORMAT, "gguf: bad magic in %s", path);` */
+mt_status mt_fail(mt_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The last message recorded on this thread ("" if none). */
+const char *mt_last_error(void);
+
+/* Clears the recorded message. */
+void mt_clear_error(void);
+
+const char *mt_status_name(mt_status s);
+
+#endif
