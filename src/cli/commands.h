@@ -1,0 +1,10 @@
+/* One entry point per CLI verb; each parses its own flags and returns the exit code. */
+#ifndef MT_CLI_COMMANDS_H
+#define MT_CLI_COMMANDS_H
+
+int mt_cmd_info(int argc, char **argv);
+int mt_cmd_generate(int argc, char **argv);
+int mt_cmd_chat(int argc, char **argv);
+int mt_cmd_tokenize(int argc, char **argv);
+
+#endif
