@@ -27,6 +27,9 @@ int mt_dtype_supported(int ggml_type);
 const char *mt_dtype_name(int ggml_type);
 /* Elements per block (1 for F32/F16/BF16, 32 for Q4_0.., 256 for K-quants). */
 int64_t mt_dtype_block_elems(mt_dtype t);
+/* Block layout of any GGML id meteor can name (supported or not): returns 1 and sets
+ * both outputs, or 0 for an id it does not know. */
+int mt_ggml_type_layout(int ggml_type, int64_t *block_elems, size_t *block_bytes);
 /* Bytes per block. */
 size_t mt_dtype_block_bytes(mt_dtype t);
 /* Bytes for a row of n elements; n must be a multiple of the block size. */
