@@ -42,6 +42,9 @@ typedef struct {
     uint64_t arr_n;
     void *arr;
     char **arr_str;
+    /* Byte lengths of str and of each arr_str element (a GGUF string may hold NUL). */
+    uint64_t str_len;
+    uint64_t *arr_str_len;
 } mt_gguf_kv;
 
 typedef struct {
@@ -71,6 +74,11 @@ void mt_gguf_close(mt_gguf *g);
 
 const mt_gguf_kv *mt_gguf_find(const mt_gguf *g, const char *key);
 const mt_gguf_tensor *mt_gguf_find_tensor(const mt_gguf *g, const char *name);
+
+/* The tensor `name` ready for compute: MT_ERR_FORMAT if the file has no such tensor,
+ * MT_ERR_UNSUPPORTED (naming tensor and type) if its type is one meteor cannot read.
+ * Opening succeeds for such files so their contents can still be listed. */
+mt_status mt_gguf_tensor_view(const mt_gguf *g, const char *name, const mt_tensor **out);
 
 /* Typed getters: return 1 and set *out when the key exists with a compatible type
  * (any integer type for ints, f32/f64 for floats), 0 when absent. A present key of an

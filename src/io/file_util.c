@@ -1,0 +1,146 @@
+#include "io/file_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+
+static mt_status io_fail(const char *what, const char *path) {
+    return mt_fail(MT_ERR_IO, "%s %s: %s", what, path, strerror(errno));
+}
+
+/* Reads until EOF rather than trusting st_size, so pipes and /proc files work too. */
+static mt_status read_all(int fd, const char *path, char **data, size_t *len, size_t hint) {
+    size_t cap = hint + 1 > 4096 ? hint + 1 : 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return mt_fail(MT_ERR_NOMEM, "out of memory reading %s", path);
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *bigger = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                return mt_fail(MT_ERR_NOMEM, "out of memory reading %s", path);
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            free(buf);
+            return io_fail("cannot read", path);
+        }
+        if (got == 0) break;
+        n += (size_t)got;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return MT_OK;
+}
+
+mt_status mt_read_file(const char *path, char **data, size_t *len) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_fail("cannot open", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        mt_status st = io_fail("cannot stat", path);
+        close(fd);
+        return st;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        close(fd);
+        return mt_fail(MT_ERR_IO, "cannot read %s: it is a directory", path);
+    }
+    mt_status st = read_all(fd, path, data, len, S_ISREG(sb.st_mode) ? (size_t)sb.st_size : 0);
+    close(fd);
+    return st;
+}
+
+static mt_status write_all(int fd, const char *path, const uint8_t *p, size_t len) {
+    while (len > 0) {
+        ssize_t put = write(fd, p, len);
+        if (put < 0 && errno == EINTR) continue;
+        if (put < 0) return io_fail("cannot write", path);
+        p += put;
+        len -= (size_t)put;
+    }
+    return MT_OK;
+}
+
+/* Syncs the folder holding path so the rename itself survives a crash. */
+static mt_status sync_parent(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? mt_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : NULL;
+    if (slash && !dir) return MT_ERR_NOMEM;
+    const char *d = dir ? dir : ".";
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    mt_status st = MT_OK;
+    if (fd < 0 || fsync(fd) != 0) st = io_fail("cannot sync folder", d);
+    if (fd >= 0) close(fd);
+    free(dir);
+    return st;
+}
+
+/* New files get the mode an existing target had, else rw-r--r--. */
+static mode_t target_mode(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (sb.st_mode & 07777) : 0644;
+}
+
+mt_status mt_write_file_atomic(const char *path, const void *data, size_t len) {
+    size_t n = strlen(path);
+    char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
+    if (!tmp) return mt_fail(MT_ERR_NOMEM, "out of memory writing %s", path);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        mt_status st = io_fail("cannot create a temporary file for", path);
+        free(tmp);
+        return st;
+    }
+    mt_status st = write_all(fd, tmp, data, len);
+    if (!st && fchmod(fd, target_mode(path)) != 0) st = io_fail("cannot set mode of", tmp);
+    if (!st && fsync(fd) != 0) st = io_fail("cannot sync", tmp);
+    if (close(fd) != 0 && !st) st = io_fail("cannot close", tmp);
+    if (!st && rename(tmp, path) != 0) st = io_fail("cannot rename into", path);
+    if (st) unlink(tmp);
+    free(tmp);
+    return st ? st : sync_parent(path);
+}
+
+mt_status mt_map_file(const char *path, const void **data, size_t *size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_fail("cannot open", path);
+    struct stat sb;
+    mt_status st = MT_OK;
+    if (fstat(fd, &sb) != 0)
+        st = io_fail("cannot stat", path);
+    else if (!S_ISREG(sb.st_mode))
+        st = mt_fail(MT_ERR_IO, "%s is not a regular file", path);
+    *data = NULL;
+    *size = 0;
+    if (!st && sb.st_size > 0) {
+        void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED)
+            st = io_fail("cannot map", path);
+        else {
+            *data = map;
+            *size = (size_t)sb.st_size;
+        }
+    }
+    close(fd);
+    return st;
+}
+
+void mt_unmap_file(const void *data, size_t size) {
+    if (data) munmap((void *)data, size);
+}
