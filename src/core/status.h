@@ -17,6 +17,9 @@ typedef enum {
  * `return mt_fail(MT_ERR_FORMAT, "gguf: bad magic in %s", path);` */
 mt_status mt_fail(mt_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Prepends "prefix: " to the recorded message (e.g. the file being read) and returns code. */
+mt_status mt_fail_prefix(mt_status code, const char *prefix);
+
 /* The last message recorded on this thread ("" if none). */
 const char *mt_last_error(void);
 

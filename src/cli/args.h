@@ -1,0 +1,43 @@
+/* A small declarative flag parser shared by every verb: unknown flags and bad values are
+ * errors with one clear message, and --help text is generated from the same table. */
+#ifndef MT_CLI_ARGS_H
+#define MT_CLI_ARGS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+
+typedef enum {
+    MT_OPT_FLAG,
+    MT_OPT_STR,
+    MT_OPT_INT,
+    MT_OPT_FLOAT,
+    MT_OPT_U64,
+    MT_OPT_STR_LIST
+} mt_opt_kind;
+
+#define MT_OPT_LIST_MAX 16
+
+typedef struct {
+    const char *items[MT_OPT_LIST_MAX];
+    int n;
+} mt_str_list;
+
+typedef struct {
+    const char *name;  /* "--top-p" */
+    const char *alias; /* "-p" or NULL */
+    mt_opt_kind kind;
+    void *dst; /* int* for FLAG/INT, const char** for STR, float*, uint64_t*, mt_str_list* */
+    const char *metavar;
+    const char *help;
+} mt_opt;
+
+/* Parses argv[1..]; *help is set when -h/--help is seen. Positional arguments are not
+ * accepted (every input has a flag). */
+mt_status mt_parse_opts(const mt_opt *opts, int n_opts, int argc, char **argv, int *help);
+void mt_print_help(FILE *f, const char *usage, const char *about, const mt_opt *opts, int n_opts);
+/* Prints "meteor: error: <last error>" and returns the exit code for errors (1). */
+int mt_report_error(void);
+
+#endif

@@ -1,0 +1,198 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/gen_opts.h"
+#include "cli/session.h"
+#include "io/file_util.h"
+
+static int print_text(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+/* Stop tokens of the chat family (e.g. <|im_end|>) that exist in this vocabulary. */
+static int chat_stop_tokens(const mt_session *s, int32_t *ids, int cap) {
+    int n = 0;
+    const char *const *pieces = mt_chat_stop_pieces(s->chat);
+    for (int i = 0; pieces && pieces[i] && n < cap; i++) {
+        int32_t id = mt_tokenizer_find(s->tok, pieces[i]);
+        if (id >= 0) ids[n++] = id;
+    }
+    return n;
+}
+
+static void print_stats(const mt_gen_result *r) {
+    fprintf(
+        stderr,
+        "\n[prompt %d tokens in %.2f s (%.1f tok/s); generated %d tokens in %.2f s (%.2f tok/s); "
+        "stop: %s]\n",
+        r->n_prompt, r->prefill_seconds, r->n_prompt / (r->prefill_seconds + 1e-9), r->n_tokens,
+        r->decode_seconds, r->n_tokens / (r->decode_seconds + 1e-9), mt_stop_reason_name(r->stop));
+}
+
+/* Renders messages with the chat template (or takes raw text) and generates a reply. */
+static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_msg *msgs, int n,
+                       const char *raw, mt_gen_result *r) {
+    mt_gen_params p;
+    mt_status st = mt_gen_opts_params(o, &p);
+    if (st) return st;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int32_t stops[8];
+    if (raw) {
+        st = mt_tokenize(s->tok, raw, strlen(raw), 1, 1, &ids, &n_ids);
+    } else {
+        if (s->chat == MT_CHAT_NONE)
+            return mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
+        st = mt_chat_render(s->chat, s->tok, msgs, (size_t)n, 1, &text);
+        if (!st) st = mt_tokenize(s->tok, text, strlen(text), 0, 1, &ids, &n_ids);
+        p.stop_tokens = stops;
+        p.n_stop_tokens = chat_stop_tokens(s, stops, 8);
+    }
+    p.on_text = print_text;
+    if (!st) st = mt_generate(s->model, s->tok, ids, (int)n_ids, &p, r);
+    free(text);
+    free(ids);
+    return st;
+}
+
+static mt_status read_prompt(const char *prompt, const char *file, char **out) {
+    size_t len;
+    if (prompt && file) return mt_fail(MT_ERR_ARG, "give either --prompt or --file, not both");
+    if (prompt) {
+        *out = strdup(prompt);
+        return *out ? MT_OK : mt_fail(MT_ERR_NOMEM, "out of memory");
+    }
+    if (file) return mt_read_file(file, out, &len);
+    return mt_fail(MT_ERR_ARG, "no prompt given (use -p TEXT or -f FILE)");
+}
+
+int mt_cmd_generate(int argc, char **argv) {
+    mt_gen_opts o;
+    mt_gen_opts_defaults(&o);
+    const char *prompt = NULL, *file = NULL;
+    int chat = 0;
+    mt_opt opts[MT_GEN_OPT_COUNT + 3];
+    mt_gen_opts_table(&o, opts);
+    opts[MT_GEN_OPT_COUNT] = (mt_opt){"--prompt", "-p", MT_OPT_STR, &prompt, "TEXT", "the prompt"};
+    opts[MT_GEN_OPT_COUNT + 1] =
+        (mt_opt){"--file", "-f", MT_OPT_STR, &file, "FILE", "read the prompt from FILE"};
+    opts[MT_GEN_OPT_COUNT + 2] = (mt_opt){
+        "--chat", NULL, MT_OPT_FLAG, &chat, NULL, "wrap the prompt in the model's chat template"};
+    const int n_opts = MT_GEN_OPT_COUNT + 3;
+    int help = 0;
+    if (mt_parse_opts(opts, n_opts, argc, argv, &help)) return mt_report_error();
+    if (help) {
+        mt_print_help(stdout, "meteor generate -m MODEL -p PROMPT [--chat] [options]",
+                      "Generate text from a prompt, streaming it to stdout.", opts, n_opts);
+        return 0;
+    }
+    char *text = NULL;
+    if (read_prompt(prompt, file, &text)) return mt_report_error();
+    mt_session s;
+    if (mt_session_open(&s, o.model, o.threads, o.chat_template)) {
+        free(text);
+        return mt_report_error();
+    }
+    mt_chat_msg msgs[2];
+    int n = 0;
+    if (o.system) msgs[n++] = (mt_chat_msg){"system", o.system};
+    msgs[n++] = (mt_chat_msg){"user", text};
+    mt_gen_result r;
+    mt_status st = reply(&s, &o, msgs, n, chat ? NULL : text, &r);
+    if (!st) {
+        printf("\n");
+        if (o.stats) print_stats(&r);
+        mt_gen_result_free(&r);
+    }
+    mt_session_close(&s);
+    free(text);
+    return st ? mt_report_error() : 0;
+}
+
+/* Conversation history; message texts are owned. */
+typedef struct {
+    mt_chat_msg *msgs;
+    int n, cap;
+} history;
+
+static mt_status history_add(history *h, const char *role, const char *content) {
+    if (h->n == h->cap) {
+        int cap = h->cap ? 2 * h->cap : 16;
+        mt_chat_msg *m = realloc(h->msgs, (size_t)cap * sizeof *m);
+        if (!m) return mt_fail(MT_ERR_NOMEM, "out of memory");
+        h->msgs = m;
+        h->cap = cap;
+    }
+    char *c = strdup(content);
+    if (!c) return mt_fail(MT_ERR_NOMEM, "out of memory");
+    h->msgs[h->n++] = (mt_chat_msg){role, c};
+    return MT_OK;
+}
+
+static void history_clear(history *h, int keep) {
+    while (h->n > keep) free((char *)h->msgs[--h->n].content);
+}
+
+static mt_status chat_loop(const mt_session *s, const mt_gen_opts *o, history *h) {
+    const int keep = h->n;
+    char *line = NULL;
+    size_t cap = 0;
+    mt_status st = MT_OK;
+    for (;;) {
+        fprintf(stderr, "> ");
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
+        if (!strcmp(line, "/reset")) {
+            history_clear(h, keep);
+            fprintf(stderr, "(conversation cleared)\n");
+            continue;
+        }
+        if (!len) continue;
+        if ((st = history_add(h, "user", line))) break;
+        mt_gen_result r;
+        if ((st = reply(s, o, h->msgs, h->n, NULL, &r))) break;
+        printf("\n");
+        if (o->stats) print_stats(&r);
+        st = history_add(h, "assistant", r.text);
+        mt_gen_result_free(&r);
+        if (st) break;
+    }
+    free(line);
+    return st;
+}
+
+int mt_cmd_chat(int argc, char **argv) {
+    mt_gen_opts o;
+    mt_gen_opts_defaults(&o);
+    mt_opt opts[MT_GEN_OPT_COUNT];
+    mt_gen_opts_table(&o, opts);
+    int help = 0;
+    if (mt_parse_opts(opts, MT_GEN_OPT_COUNT, argc, argv, &help)) return mt_report_error();
+    if (help) {
+        mt_print_help(stdout, "meteor chat -m MODEL [options]",
+                      "Chat with a model. Type a message and press Enter; /reset clears the\n"
+                      "conversation, /quit or end of input leaves.",
+                      opts, MT_GEN_OPT_COUNT);
+        return 0;
+    }
+    mt_session s;
+    if (mt_session_open(&s, o.model, o.threads, o.chat_template)) return mt_report_error();
+    mt_status st = MT_OK;
+    if (s.chat == MT_CHAT_NONE)
+        st = mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
+    history h = {0};
+    if (!st && o.system) st = history_add(&h, "system", o.system);
+    if (!st) st = chat_loop(&s, &o, &h);
+    history_clear(&h, 0);
+    free(h.msgs);
+    mt_session_close(&s);
+    return st ? mt_report_error() : 0;
+}

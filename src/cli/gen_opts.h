@@ -1,0 +1,29 @@
+/* Flags shared by `generate` and `chat`. */
+#ifndef MT_CLI_GEN_OPTS_H
+#define MT_CLI_GEN_OPTS_H
+
+#include "cli/args.h"
+#include "infer/generate.h"
+
+typedef struct {
+    const char *model;
+    const char *chat_template;
+    const char *system;
+    int threads;
+    int max_tokens;
+    int n_ctx;
+    int greedy;
+    int stats;
+    mt_sampler_params sampling;
+    mt_str_list stops;
+} mt_gen_opts;
+
+#define MT_GEN_OPT_COUNT 17
+
+void mt_gen_opts_defaults(mt_gen_opts *o);
+/* Fills table[MT_GEN_OPT_COUNT] with the shared flags bound to o. */
+void mt_gen_opts_table(mt_gen_opts *o, mt_opt *table);
+/* Builds generation parameters (validated) from the parsed flags. */
+mt_status mt_gen_opts_params(const mt_gen_opts *o, mt_gen_params *p);
+
+#endif

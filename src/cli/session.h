@@ -1,0 +1,20 @@
+/* Loading a model and its tokenizer for the verbs that run one. */
+#ifndef MT_CLI_SESSION_H
+#define MT_CLI_SESSION_H
+
+#include "model/model.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct {
+    mt_model *model;
+    mt_tokenizer *tok;
+    mt_chat_family chat;
+} mt_session;
+
+/* chat_override: a family name from --chat-template, or NULL to detect. */
+mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
+                          const char *chat_override);
+void mt_session_close(mt_session *s);
+
+#endif

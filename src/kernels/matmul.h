@@ -1,0 +1,20 @@
+/* Y = X · Wᵀ for weights of any supported type, threaded with OpenMP. Weights are
+ * dequantised a block of rows at a time into per-thread scratch, never as a whole. */
+#ifndef MT_KERNELS_MATMUL_H
+#define MT_KERNELS_MATMUL_H
+
+#include "core/status.h"
+#include "kernels/dtype.h"
+
+/* Sets the threads used by every kernel (0 = all cores). BLAS runs single-threaded
+ * inside our threads so the two never oversubscribe the cores. */
+void mt_kernels_set_threads(int n);
+int mt_kernels_threads(void);
+
+/* w: [cols x rows] (ne[0] = cols). x: n rows of cols floats. y: n rows of `rows` floats. */
+mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y);
+
+/* Dequantises row r of an embedding table into out[ne[0]]. */
+void mt_embedding_row(const mt_tensor *w, int64_t r, float *out);
+
+#endif

@@ -1,0 +1,87 @@
+#include "kernels/ops.h"
+
+#include <math.h>
+
+void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float r = 1.0f / sqrtf((float)(ss / n) + eps);
+    if (w)
+        for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+    else
+        for (int i = 0; i < n; i++) out[i] = x[i] * r;
+}
+
+void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox) {
+    const int half = dim / 2;
+    const float p = (float)pos * inv_scale;
+    for (int i = 0; i < half; i++) {
+        /* Same frequency formula as transformers: base^(-2i/dim) computed in float. */
+        const float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+        const float theta = p * inv_freq;
+        const float c = cosf(theta), s = sinf(theta);
+        const int a = neox ? i : 2 * i;
+        const int b = neox ? i + half : 2 * i + 1;
+        const float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+    }
+}
+
+void mt_silu_mul(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void mt_gelu_tanh_mul(float *gate, const float *up, int n) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}
+
+void mt_softmax(float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void mt_add(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
+void mt_scale(float *x, float s, int n) {
+    for (int i = 0; i < n; i++) x[i] *= s;
+}
+
+void mt_softcap(float *x, float cap, int n) {
+    for (int i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
+void mt_attend_head(float *out, const float *q, const float *k, const float *v, int kv_stride,
+                    int first, int last, int head_dim, float scale, float cap, float *scores) {
+    const int n = last - first + 1;
+    for (int j = 0; j < n; j++) {
+        const float *kj = k + (long)(first + j) * kv_stride;
+        float d = 0.0f;
+        for (int i = 0; i < head_dim; i++) d += q[i] * kj[i];
+        d *= scale;
+        scores[j] = cap > 0.0f ? cap * tanhf(d / cap) : d;
+    }
+    mt_softmax(scores, n);
+    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float *vj = v + (long)(first + j) * kv_stride;
+        const float w = scores[j];
+        for (int i = 0; i < head_dim; i++) out[i] += w * vj[i];
+    }
+}

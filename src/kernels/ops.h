@@ -1,0 +1,35 @@
+/* Element-wise and row-wise f32 kernels of the transformer forward pass. */
+#ifndef MT_KERNELS_OPS_H
+#define MT_KERNELS_OPS_H
+
+#include <stdint.h>
+
+/* out = x / rms(x) * w over n elements (out may alias x); w == NULL means unit weight. */
+void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+
+/* Rotates one head vector of `dim` elements in place for position `pos`.
+ * neox: pairs (i, i + dim/2); otherwise adjacent pairs (2i, 2i+1).
+ * inv_scale divides the position (linear RoPE scaling). */
+void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox);
+
+/* x[i] = act(gate[i]) * up[i], in place in gate. */
+void mt_silu_mul(float *gate, const float *up, int n);
+void mt_gelu_tanh_mul(float *gate, const float *up, int n);
+
+/* In-place softmax over n values. */
+void mt_softmax(float *x, int n);
+
+/* y[i] += x[i] */
+void mt_add(float *y, const float *x, int n);
+/* x[i] *= s */
+void mt_scale(float *x, float s, int n);
+/* x[i] = cap * tanh(x[i] / cap) */
+void mt_softcap(float *x, float cap, int n);
+
+/* Causal attention of one query head against keys/values of positions [first, last]
+ * stored at rows of stride `kv_stride` floats; scores scratch of (last - first + 1).
+ * out[head_dim] = softmax(scale * q.k (softcapped when cap > 0)) . v */
+void mt_attend_head(float *out, const float *q, const float *k, const float *v, int kv_stride,
+                    int first, int last, int head_dim, float scale, float cap, float *scores);
+
+#endif
