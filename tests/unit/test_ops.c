@@ -1,0 +1,130 @@
+/* Forward-pass kernels against values worked out by hand. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+static void test_rmsnorm(void **state) {
+    (void)state;
+    const float x[4] = {1, 2, 3, 4}, w[4] = {1, 0.5f, 2, -1};
+    float out[4];
+    mt_rmsnorm(out, x, w, 4, 0.0f);
+    const float r = 1.0f / sqrtf(30.0f / 4.0f);
+    for (int i = 0; i < 4; i++) assert_float_equal(out[i], x[i] * r * w[i], 1e-6);
+}
+
+static void test_rope_position_zero_is_identity(void **state) {
+    (void)state;
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, y[8];
+    memcpy(y, x, sizeof x);
+    mt_rope(y, 8, 0, 10000.0f, 1.0f, 1);
+    for (int i = 0; i < 8; i++) assert_float_equal(y[i], x[i], 0);
+}
+
+static void test_rope_styles_agree_under_permutation(void **state) {
+    (void)state;
+    /* NEOX pairs (i, i+d/2) equal adjacent pairs (2i, 2i+1) after interleaving. */
+    const float x[8] = {0.3f, -1.2f, 2.0f, 0.7f, 1.1f, -0.4f, 0.9f, 1.5f};
+    float neox[8], pairs[8];
+    memcpy(neox, x, sizeof x);
+    for (int i = 0; i < 4; i++) {
+        pairs[2 * i] = x[i];
+        pairs[2 * i + 1] = x[i + 4];
+    }
+    mt_rope(neox, 8, 37, 10000.0f, 1.0f, 1);
+    mt_rope(pairs, 8, 37, 10000.0f, 1.0f, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_float_equal(pairs[2 * i], neox[i], 1e-6);
+        assert_float_equal(pairs[2 * i + 1], neox[i + 4], 1e-6);
+    }
+    /* A rotation keeps the norm. */
+    double n0 = 0, n1 = 0;
+    for (int i = 0; i < 8; i++) n0 += x[i] * x[i], n1 += neox[i] * neox[i];
+    assert_float_equal(n0, n1, 1e-5);
+}
+
+static void test_rope_linear_scaling(void **state) {
+    (void)state;
+    float a[4] = {1, 0, 0, 1}, b[4] = {1, 0, 0, 1};
+    mt_rope(a, 4, 10, 100.0f, 0.5f, 1);
+    mt_rope(b, 4, 5, 100.0f, 1.0f, 1);
+    for (int i = 0; i < 4; i++) assert_float_equal(a[i], b[i], 1e-6);
+}
+
+static void test_softmax(void **state) {
+    (void)state;
+    float x[3] = {1000.0f, 1000.0f, -1000.0f};
+    mt_softmax(x, 3);
+    assert_float_equal(x[0], 0.5f, 1e-6);
+    assert_float_equal(x[1], 0.5f, 1e-6);
+    assert_float_equal(x[2], 0.0f, 1e-6);
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    float g[2] = {0.0f, 2.0f};
+    const float up[2] = {3.0f, 1.0f};
+    mt_silu_mul(g, up, 2);
+    assert_float_equal(g[0], 0.0f, 1e-7);
+    assert_float_equal(g[1], 2.0f / (1.0f + expf(-2.0f)), 1e-6);
+    float h[1] = {1.0f};
+    const float one[1] = {1.0f};
+    mt_gelu_tanh_mul(h, one, 1);
+    assert_float_equal(h[0], 0.8411920f, 1e-6);
+}
+
+static void test_attend_window(void **state) {
+    (void)state;
+    /* Keys of 4 positions, head_dim 2; a query that prefers position 1. */
+    const float k[8] = {0, 0, 10, 0, 0, 0, 0, 0};
+    const float v[8] = {1, 1, 2, 2, 3, 3, 4, 4};
+    const float q[2] = {1, 0};
+    float out[2], scores[4];
+    mt_attend_head(out, q, k, v, 2, 0, 3, 2, 1.0f, 0.0f, scores);
+    assert_true(out[0] > 1.99f && out[0] < 2.01f);
+    /* Window [2, 3] excludes position 1: equal scores, mean of v2 and v3. */
+    mt_attend_head(out, q, k, v, 2, 2, 3, 2, 1.0f, 0.0f, scores);
+    assert_float_equal(out[0], 3.5f, 1e-6);
+}
+
+static void test_matmul_f32_and_rows(void **state) {
+    (void)state;
+    /* W: 3 rows x 2 cols; X: 5 tokens (slab path) and 1 token (row path). */
+    const float w[6] = {1, 2, 3, 4, 5, 6};
+    mt_tensor t = {.type = MT_F32, .n_dims = 2, .ne = {2, 3, 1, 1}, .data = w};
+    float x[10], y[15];
+    for (int i = 0; i < 10; i++) x[i] = (float)i;
+    assert_int_equal(mt_matmul(&t, x, 5, y), MT_OK);
+    for (int n = 0; n < 5; n++)
+        for (int r = 0; r < 3; r++)
+            assert_float_equal(y[n * 3 + r], w[2 * r] * x[2 * n] + w[2 * r + 1] * x[2 * n + 1],
+                               1e-5);
+    assert_int_equal(mt_matmul(&t, x + 2, 1, y), MT_OK);
+    assert_float_equal(y[2], 5 * 2 + 6 * 3, 1e-5);
+    /* F16 weights go through dequantisation: same answer. */
+    const uint16_t h[6] = {0x3c00, 0x4000, 0x4200, 0x4400, 0x4500, 0x4600};
+    mt_tensor th = {.type = MT_F16, .n_dims = 2, .ne = {2, 3, 1, 1}, .data = h};
+    assert_int_equal(mt_matmul(&th, x, 5, y), MT_OK);
+    assert_float_equal(y[4 * 3 + 2], 5 * 8 + 6 * 9, 1e-4);
+}
+
+int main(void) {
+    mt_kernels_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope_position_zero_is_identity),
+        cmocka_unit_test(test_rope_styles_agree_under_permutation),
+        cmocka_unit_test(test_rope_linear_scaling),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_attend_window),
+        cmocka_unit_test(test_matmul_f32_and_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
