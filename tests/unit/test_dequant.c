@@ -1,0 +1,295 @@
+/* Dequantisation of hand-made blocks with values worked out here from the GGML block
+ * layouts, and the half/bfloat conversions including their edge cases. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels/dequant.h"
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+}
+
+static void test_fp16_to_fp32(void **state) {
+    (void)state;
+    assert_true(mt_fp16_to_fp32(0x3c00) == 1.0f);
+    assert_true(mt_fp16_to_fp32(0xc000) == -2.0f);
+    assert_true(mt_fp16_to_fp32(0x7bff) == 65504.0f);
+    assert_true(mt_fp16_to_fp32(0x0400) == 0x1p-14f);   /* smallest normal */
+    assert_true(mt_fp16_to_fp32(0x0001) == 0x1p-24f);   /* smallest subnormal */
+    assert_true(mt_fp16_to_fp32(0x03ff) == 0x3ffp-24f); /* largest subnormal */
+    assert_true(mt_fp16_to_fp32(0x8001) == -0x1p-24f);
+    assert_int_equal(bits(mt_fp16_to_fp32(0x8000)), 0x80000000u); /* -0 keeps its sign */
+    assert_true(isinf(mt_fp16_to_fp32(0x7c00)) && mt_fp16_to_fp32(0x7c00) > 0);
+    assert_true(isinf(mt_fp16_to_fp32(0xfc00)) && mt_fp16_to_fp32(0xfc00) < 0);
+    assert_true(isnan(mt_fp16_to_fp32(0x7e00)));
+    /* NaN payloads survive, as in numpy's float16 -> float32 */
+    assert_int_equal(bits(mt_fp16_to_fp32(0x7c01)), 0x7f802000u);
+    assert_int_equal(bits(mt_fp16_to_fp32(0xfe00)), 0xffc00000u);
+}
+
+static void test_fp32_to_fp16(void **state) {
+    (void)state;
+    assert_int_equal(mt_fp32_to_fp16(1.0f), 0x3c00);
+    assert_int_equal(mt_fp32_to_fp16(-2.0f), 0xc000);
+    assert_int_equal(mt_fp32_to_fp16(65504.0f), 0x7bff);
+    assert_int_equal(mt_fp32_to_fp16(65519.0f), 0x7bff);
+    assert_int_equal(mt_fp32_to_fp16(65520.0f), 0x7c00); /* tie rounds to even: inf */
+    assert_int_equal(mt_fp32_to_fp16(1e10f), 0x7c00);
+    assert_int_equal(mt_fp32_to_fp16(-INFINITY), 0xfc00);
+    assert_int_equal(mt_fp32_to_fp16(0x1p-24f), 0x0001);
+    assert_int_equal(mt_fp32_to_fp16(0x1p-25f), 0x0000);        /* tie to even: 0 */
+    assert_int_equal(mt_fp32_to_fp16(0x1.000002p-25f), 0x0001); /* just above the tie */
+    assert_int_equal(mt_fp32_to_fp16(0x3p-25f), 0x0002);        /* 1.5 ulp: tie to even */
+    assert_int_equal(mt_fp32_to_fp16(0x3ffp-24f), 0x03ff);
+    assert_int_equal(mt_fp32_to_fp16(0x7ffp-25f), 0x0400);      /* rounds up into the normals */
+    assert_int_equal(mt_fp32_to_fp16(1.0f + 0x1p-11f), 0x3c00); /* tie, even stays */
+    assert_int_equal(mt_fp32_to_fp16(1.0f + 0x3p-11f), 0x3c02); /* tie, odd rounds up */
+    assert_int_equal(mt_fp32_to_fp16(1e-10f), 0x0000);
+    assert_int_equal(mt_fp32_to_fp16(-0.0f), 0x8000);
+    uint16_t h = mt_fp32_to_fp16(NAN);
+    assert_int_equal(h & 0x7c00, 0x7c00);
+    assert_true((h & 0x03ff) != 0);
+}
+
+static void test_fp16_round_trip(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        float f = mt_fp16_to_fp32((uint16_t)h);
+        if (isnan(f))
+            assert_true(isnan(mt_fp16_to_fp32(mt_fp32_to_fp16(f))));
+        else
+            assert_int_equal(mt_fp32_to_fp16(f), h);
+    }
+}
+
+static void test_bf16(void **state) {
+    (void)state;
+    assert_true(mt_bf16_to_fp32(0x3f80) == 1.0f);
+    assert_true(mt_bf16_to_fp32(0xc040) == -3.0f);
+    assert_int_equal(bits(mt_bf16_to_fp32(0x0001)), 0x00010000u); /* subnormal */
+    assert_true(isinf(mt_bf16_to_fp32(0xff80)) && mt_bf16_to_fp32(0xff80) < 0);
+    assert_true(isnan(mt_bf16_to_fp32(0x7fc1)));
+    assert_int_equal(bits(mt_bf16_to_fp32(0x8000)), 0x80000000u);
+}
+
+static void test_plain_types(void **state) {
+    (void)state;
+    float src[3] = {1.5f, -0.0f, 3e38f}, out[3];
+    mt_dequantize(MT_F32, src, out, 3);
+    assert_memory_equal(src, out, sizeof src);
+    uint8_t h[6];
+    put16(h, 0x3c00), put16(h + 2, 0x0001), put16(h + 4, 0xfc00);
+    mt_dequantize(MT_F16, h, out, 3);
+    assert_true(out[0] == 1.0f && out[1] == 0x1p-24f && isinf(out[2]));
+    put16(h, 0x3f80), put16(h + 2, 0xbf00), put16(h + 4, 0x7f80);
+    mt_dequantize(MT_BF16, h, out, 3);
+    assert_true(out[0] == 1.0f && out[1] == -0.5f && isinf(out[2]));
+}
+
+/* Nibbles of the 32-element formats: element i < 16 in the low half of byte i, element
+ * i + 16 in the high half of the same byte. */
+static void pack_nibbles(uint8_t *qs, const int *q) {
+    for (int i = 0; i < 16; i++) qs[i] = (uint8_t)((q[i] & 15) | ((q[i + 16] & 15) << 4));
+}
+
+static void test_q4_0(void **state) {
+    (void)state;
+    uint8_t b[18];
+    int q[32];
+    for (int i = 0; i < 32; i++) q[i] = (i * 5) % 16;
+    put16(b, 0x3800); /* 0.5 */
+    pack_nibbles(b + 2, q);
+    float y[32];
+    mt_dequantize(MT_Q4_0, b, y, 32);
+    for (int i = 0; i < 32; i++) assert_true(y[i] == 0.5f * (float)(q[i] - 8));
+}
+
+static void test_q4_1(void **state) {
+    (void)state;
+    uint8_t b[20];
+    int q[32];
+    for (int i = 0; i < 32; i++) q[i] = (i * 3) % 16;
+    put16(b, 0x3400);     /* 0.25 */
+    put16(b + 2, 0xbc00); /* -1 */
+    pack_nibbles(b + 4, q);
+    float y[32];
+    mt_dequantize(MT_Q4_1, b, y, 32);
+    for (int i = 0; i < 32; i++) assert_true(y[i] == 0.25f * (float)q[i] - 1.0f);
+    assert_true(y[0] == -1.0f && y[1] == -0.25f);
+}
+
+static void put_qh(uint8_t *p, const int *q) {
+    uint32_t h = 0;
+    for (int i = 0; i < 32; i++) h |= (uint32_t)((q[i] >> 4) & 1) << i;
+    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(h >> (8 * k));
+}
+
+static void test_q5_0(void **state) {
+    (void)state;
+    uint8_t b[22];
+    int q[32];
+    for (int i = 0; i < 32; i++) q[i] = (i * 7 + 3) % 32;
+    put16(b, 0x4000); /* 2 */
+    put_qh(b + 2, q);
+    pack_nibbles(b + 6, q);
+    float y[32];
+    mt_dequantize(MT_Q5_0, b, y, 32);
+    for (int i = 0; i < 32; i++) assert_true(y[i] == 2.0f * (float)(q[i] - 16));
+}
+
+static void test_q5_1(void **state) {
+    (void)state;
+    uint8_t b[24];
+    int q[32];
+    for (int i = 0; i < 32; i++) q[i] = (i * 11 + 1) % 32;
+    put16(b, 0x3800);     /* 0.5 */
+    put16(b + 2, 0x4200); /* 3 */
+    put_qh(b + 4, q);
+    pack_nibbles(b + 8, q);
+    float y[32];
+    mt_dequantize(MT_Q5_1, b, y, 32);
+    for (int i = 0; i < 32; i++) assert_true(y[i] == 0.5f * (float)q[i] + 3.0f);
+}
+
+static void test_q8_0_rows(void **state) {
+    (void)state;
+    uint8_t b[2 * 34];
+    for (int r = 0; r < 2; r++) {
+        put16(b + 34 * r, r ? 0xb800 : 0x3c00); /* 1, then -0.5 */
+        for (int i = 0; i < 32; i++) b[34 * r + 2 + i] = (uint8_t)(int8_t)(i * 8 - 128);
+    }
+    mt_tensor t = {MT_Q8_0, 2, {32, 2, 1, 1}, b};
+    float y[32];
+    mt_dequantize_row(&t, 1, y);
+    for (int i = 0; i < 32; i++) assert_true(y[i] == -0.5f * (float)(i * 8 - 128));
+    assert_true(y[0] == 64.0f);
+}
+
+/* Packs eight 6-bit scales and mins the way the K-quant block header stores them. */
+static void pack_k_scales(uint8_t *s, const int *sc, const int *m) {
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        s[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((m[j + 4] & 15) << 4));
+    }
+}
+
+static void k_header(uint8_t *b, int *sc, int *m) {
+    put16(b, 0x3800);     /* d = 0.5 */
+    put16(b + 2, 0x3400); /* dmin = 0.25 */
+    for (int j = 0; j < 8; j++) sc[j] = (j * 9 + 5) % 64, m[j] = (j * 13 + 60) % 64;
+    pack_k_scales(b + 4, sc, m);
+}
+
+static void test_q4_k(void **state) {
+    (void)state;
+    uint8_t b[144];
+    int sc[8], m[8], q[256];
+    k_header(b, sc, m);
+    for (int i = 0; i < 256; i++) q[i] = (i * 7 + i / 32) % 16;
+    /* 64 elements per 32 bytes: the first 32 in low nibbles, the next 32 in high ones */
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b[16 + 32 * c + l] = (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+    float y[256];
+    mt_dequantize(MT_Q4_K, b, y, 256);
+    for (int i = 0; i < 256; i++) {
+        float dl = 0.5f * (float)sc[i / 32], ml = 0.25f * (float)m[i / 32];
+        float p = dl * (float)q[i];
+        assert_true(y[i] == p - ml);
+    }
+}
+
+static void test_q5_k(void **state) {
+    (void)state;
+    uint8_t b[176] = {0};
+    int sc[8], m[8], q[256];
+    k_header(b, sc, m);
+    for (int i = 0; i < 256; i++) q[i] = (i * 11 + i / 64) % 32;
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b[48 + 32 * c + l] = (uint8_t)((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
+    for (int i = 0; i < 256; i++) b[16 + i % 32] |= (uint8_t)(((q[i] >> 4) & 1) << (i / 32));
+    float y[256];
+    mt_dequantize(MT_Q5_K, b, y, 256);
+    for (int i = 0; i < 256; i++) {
+        float dl = 0.5f * (float)sc[i / 32], ml = 0.25f * (float)m[i / 32];
+        float p = dl * (float)q[i];
+        assert_true(y[i] == p - ml);
+    }
+}
+
+static void test_q6_k(void **state) {
+    (void)state;
+    uint8_t b[210] = {0};
+    int q[256];
+    int8_t scales[16];
+    for (int i = 0; i < 256; i++) q[i] = (i * 5 + i / 16) % 64;
+    for (int j = 0; j < 16; j++) scales[j] = (int8_t)(j * 17 - 128);
+    /* each half of 128: ql[l] holds elements l (low) and l+64 (high), ql[l+32] elements
+     * l+32 and l+96; qh[l] holds the top two bits of l, l+32, l+64, l+96 */
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const int *e = q + 128 * h;
+            b[64 * h + l] = (uint8_t)((e[l] & 15) | ((e[l + 64] & 15) << 4));
+            b[64 * h + 32 + l] = (uint8_t)((e[l + 32] & 15) | ((e[l + 96] & 15) << 4));
+            b[128 + 32 * h + l] = (uint8_t)((e[l] >> 4) | ((e[l + 32] >> 4) << 2) |
+                                            ((e[l + 64] >> 4) << 4) | ((e[l + 96] >> 4) << 6));
+        }
+    memcpy(b + 192, scales, 16);
+    put16(b + 208, 0x2e66); /* an inexact d, so rounding order matters */
+    float d = mt_fp16_to_fp32(0x2e66), y[256];
+    mt_dequantize(MT_Q6_K, b, y, 256);
+    for (int i = 0; i < 256; i++) {
+        float dl = d * (float)scales[i / 16];
+        assert_int_equal(bits(y[i]), bits(dl * (float)(q[i] - 32)));
+    }
+}
+
+static void test_dtype_table(void **state) {
+    (void)state;
+    assert_true(mt_dtype_supported(MT_Q4_K) && mt_dtype_supported(MT_BF16));
+    assert_false(mt_dtype_supported(10)); /* Q2_K */
+    assert_false(mt_dtype_supported(-1) || mt_dtype_supported(4) || mt_dtype_supported(9999));
+    assert_string_equal(mt_dtype_name(10), "Q2_K");
+    assert_string_equal(mt_dtype_name(4), "unknown");
+    assert_int_equal(mt_dtype_block_bytes(MT_Q6_K), 210);
+    assert_int_equal(mt_dtype_block_elems(MT_Q5_K), 256);
+    assert_int_equal(mt_dtype_row_bytes(MT_Q8_0, 64), 68);
+    assert_int_equal(mt_dtype_row_bytes(MT_BF16, 5), 10);
+    mt_tensor t = {MT_Q4_0, 2, {64, 3, 1, 1}, NULL};
+    assert_int_equal(mt_tensor_nelements(&t), 192);
+    assert_int_equal(mt_tensor_nbytes(&t), 3 * 36);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp16_to_fp32),
+        cmocka_unit_test(test_fp32_to_fp16),
+        cmocka_unit_test(test_fp16_round_trip),
+        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_plain_types),
+        cmocka_unit_test(test_q4_0),
+        cmocka_unit_test(test_q4_1),
+        cmocka_unit_test(test_q5_0),
+        cmocka_unit_test(test_q5_1),
+        cmocka_unit_test(test_q8_0_rows),
+        cmocka_unit_test(test_q4_k),
+        cmocka_unit_test(test_q5_k),
+        cmocka_unit_test(test_q6_k),
+        cmocka_unit_test(test_dtype_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
