@@ -1,3 +1,4 @@
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,31 @@
 #include "cli/gen_opts.h"
 #include "cli/session.h"
 #include "io/file_util.h"
+
+/* One JSON object with the reply, its tokens and timings, for scripts and tests. */
+static mt_status print_json(const mt_gen_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *ids = cJSON_CreateArray();
+    if (!o || !ids) {
+        cJSON_Delete(o);
+        cJSON_Delete(ids);
+        return mt_fail(MT_ERR_NOMEM, "out of memory");
+    }
+    cJSON_AddStringToObject(o, "text", r->text);
+    for (int i = 0; i < r->n_tokens; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->tokens[i]));
+    cJSON_AddItemToObject(o, "tokens", ids);
+    cJSON_AddNumberToObject(o, "prompt_tokens", r->n_prompt);
+    cJSON_AddStringToObject(o, "stop", mt_stop_reason_name(r->stop));
+    cJSON_AddNumberToObject(o, "prefill_seconds", r->prefill_seconds);
+    cJSON_AddNumberToObject(o, "decode_seconds", r->decode_seconds);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) return mt_fail(MT_ERR_NOMEM, "out of memory");
+    printf("%s\n", s);
+    cJSON_free(s);
+    return MT_OK;
+}
 
 static int print_text(void *user, const char *text, size_t len) {
     (void)user;
@@ -36,7 +62,7 @@ static void print_stats(const mt_gen_result *r) {
 
 /* Renders messages with the chat template (or takes raw text) and generates a reply. */
 static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_msg *msgs, int n,
-                       const char *raw, mt_gen_result *r) {
+                       const char *raw, int stream, mt_gen_result *r) {
     mt_gen_params p;
     mt_status st = mt_gen_opts_params(o, &p);
     if (st) return st;
@@ -54,7 +80,7 @@ static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_
         p.stop_tokens = stops;
         p.n_stop_tokens = chat_stop_tokens(s, stops, 8);
     }
-    p.on_text = print_text;
+    if (stream) p.on_text = print_text;
     if (!st) st = mt_generate(s->model, s->tok, ids, (int)n_ids, &p, r);
     free(text);
     free(ids);
@@ -76,15 +102,18 @@ int mt_cmd_generate(int argc, char **argv) {
     mt_gen_opts o;
     mt_gen_opts_defaults(&o);
     const char *prompt = NULL, *file = NULL;
-    int chat = 0;
-    mt_opt opts[MT_GEN_OPT_COUNT + 3];
+    int chat = 0, json = 0;
+    mt_opt opts[MT_GEN_OPT_COUNT + 4];
     mt_gen_opts_table(&o, opts);
     opts[MT_GEN_OPT_COUNT] = (mt_opt){"--prompt", "-p", MT_OPT_STR, &prompt, "TEXT", "the prompt"};
     opts[MT_GEN_OPT_COUNT + 1] =
         (mt_opt){"--file", "-f", MT_OPT_STR, &file, "FILE", "read the prompt from FILE"};
     opts[MT_GEN_OPT_COUNT + 2] = (mt_opt){
         "--chat", NULL, MT_OPT_FLAG, &chat, NULL, "wrap the prompt in the model's chat template"};
-    const int n_opts = MT_GEN_OPT_COUNT + 3;
+    opts[MT_GEN_OPT_COUNT + 3] = (mt_opt){
+        "--json", NULL, MT_OPT_FLAG,
+        &json,    NULL, "print one JSON object (text, tokens, timings) instead of streaming"};
+    const int n_opts = MT_GEN_OPT_COUNT + 4;
     int help = 0;
     if (mt_parse_opts(opts, n_opts, argc, argv, &help)) return mt_report_error();
     if (help) {
@@ -92,6 +121,8 @@ int mt_cmd_generate(int argc, char **argv) {
                       "Generate text from a prompt, streaming it to stdout.", opts, n_opts);
         return 0;
     }
+    mt_gen_params checked;
+    if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
     char *text = NULL;
     if (read_prompt(prompt, file, &text)) return mt_report_error();
     mt_session s;
@@ -104,9 +135,12 @@ int mt_cmd_generate(int argc, char **argv) {
     if (o.system) msgs[n++] = (mt_chat_msg){"system", o.system};
     msgs[n++] = (mt_chat_msg){"user", text};
     mt_gen_result r;
-    mt_status st = reply(&s, &o, msgs, n, chat ? NULL : text, &r);
+    mt_status st = reply(&s, &o, msgs, n, chat ? NULL : text, !json, &r);
     if (!st) {
-        printf("\n");
+        if (json)
+            st = print_json(&r);
+        else
+            printf("\n");
         if (o.stats) print_stats(&r);
         mt_gen_result_free(&r);
     }
@@ -158,7 +192,7 @@ static mt_status chat_loop(const mt_session *s, const mt_gen_opts *o, history *h
         if (!len) continue;
         if ((st = history_add(h, "user", line))) break;
         mt_gen_result r;
-        if ((st = reply(s, o, h->msgs, h->n, NULL, &r))) break;
+        if ((st = reply(s, o, h->msgs, h->n, NULL, 1, &r))) break;
         printf("\n");
         if (o->stats) print_stats(&r);
         st = history_add(h, "assistant", r.text);
@@ -183,6 +217,8 @@ int mt_cmd_chat(int argc, char **argv) {
                       opts, MT_GEN_OPT_COUNT);
         return 0;
     }
+    mt_gen_params checked;
+    if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
     mt_session s;
     if (mt_session_open(&s, o.model, o.threads, o.chat_template)) return mt_report_error();
     mt_status st = MT_OK;

@@ -4,7 +4,6 @@ Tiny randomly initialised llama / qwen2 / gemma3 models are made here and saved 
 safetensors; meteor loads the same folder. Parity is checked over a 64-token sequence in
 one pass and through incremental decoding with the KV cache.
 """
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,13 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 DUMP = REPO / "build" / "tools" / "dump_logits"
 TOL = 1e-4
 SEQ = 64
-
-
-def models_dir():
-    env = os.environ.get("METEOR_MODELS")
-    if env:
-        return Path(env)
-    return REPO / "models"
 
 
 def tiny_config(arch):
@@ -89,10 +81,9 @@ REAL_MODELS = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"]
 
 
 @pytest.mark.parametrize("name", REAL_MODELS)
-def test_real_gguf_logits_match_transformers(name, tmp_path):
+def test_real_gguf_logits_match_transformers(name, models_dir, tmp_path):
     """transformers' GGUF loader dequantises the same file; both run fp32."""
-    gguf = models_dir() / name
-    assert gguf.exists(), f"missing model {gguf}; run scripts/setup.sh"
+    gguf = models_dir / name
     model = transformers.AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -1,0 +1,187 @@
+"""Bad input gives one clear error line and a non-zero exit, never a crash.
+
+Each case starts from a valid file (checked to load) and breaks one thing.
+"""
+import json
+import shutil
+
+import gguf
+import numpy as np
+import pytest
+import torch
+import transformers
+
+
+def bytes_to_unicode():
+    """GPT-2's byte -> printable character table, for a byte-level vocabulary."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+EMBD, FF, HEADS, LAYERS = 256, 512, 4, 2
+
+
+def write_tiny_gguf(path, arch="llama", q_rows=EMBD, q_type=None):
+    """A tiny llama-style GGUF with a 256-token byte-level vocabulary."""
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(LAYERS)
+    w.add_context_length(128)
+    w.add_embedding_length(EMBD)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(HEADS)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    table = bytes_to_unicode()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list([table[b] for b in range(256)])
+    w.add_token_types([1] * 256)
+    w.add_token_merges([])
+    w.add_eos_token_id(0)
+    rng = np.random.default_rng(0)
+
+    def mat(rows, cols):
+        return (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+
+    w.add_tensor("token_embd.weight", mat(256, EMBD))
+    w.add_tensor("output_norm.weight", np.ones(EMBD, np.float32))
+    for l in range(LAYERS):
+        p = f"blk.{l}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(EMBD, np.float32))
+        if l == 1 and q_type is not None:
+            # Raw bytes of the right size for the type, flagged with that type.
+            block, size = gguf.GGML_QUANT_SIZES[q_type]
+            raw = np.zeros((EMBD, EMBD // block * size), np.uint8)
+            w.add_tensor(p + "attn_q.weight", raw, raw_dtype=q_type)
+        else:
+            w.add_tensor(p + "attn_q.weight", mat(q_rows, EMBD))
+        w.add_tensor(p + "attn_k.weight", mat(EMBD, EMBD))
+        w.add_tensor(p + "attn_v.weight", mat(EMBD, EMBD))
+        w.add_tensor(p + "attn_output.weight", mat(EMBD, EMBD))
+        w.add_tensor(p + "ffn_norm.weight", np.ones(EMBD, np.float32))
+        w.add_tensor(p + "ffn_gate.weight", mat(FF, EMBD))
+        w.add_tensor(p + "ffn_up.weight", mat(FF, EMBD))
+        w.add_tensor(p + "ffn_down.weight", mat(EMBD, FF))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def assert_clean_error(proc, *needles):
+    assert proc.returncode > 0, f"expected an error exit, got {proc.returncode}"
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one error line, got: {proc.stderr!r}"
+    assert lines[0].startswith("meteor: error: "), lines[0]
+    for n in needles:
+        assert n.lower() in lines[0].lower(), f"{n!r} not in {lines[0]!r}"
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path, run_meteor):
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    out = run_meteor("info", path).stdout
+    assert "architecture:   llama" in out
+    return path
+
+
+def test_valid_tiny_gguf_generates(tiny_gguf, run_meteor):
+    out = json.loads(run_meteor("generate", "-m", tiny_gguf, "-p", "hello", "--greedy", "-n", 4,
+                                "--json").stdout)
+    assert out["prompt_tokens"] == 5 and len(out["tokens"]) <= 4
+
+
+def test_missing_file(run_meteor, tmp_path):
+    assert_clean_error(run_meteor("info", tmp_path / "nope.gguf", check=False), "nope.gguf")
+
+
+def test_truncated_file(tiny_gguf, run_meteor, tmp_path):
+    data = tiny_gguf.read_bytes()
+    for cut in (3, 20, 200, len(data) // 2, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.gguf"
+        bad.write_bytes(data[:cut])
+        assert_clean_error(run_meteor("info", bad, check=False), str(bad.name))
+
+
+def test_bad_magic(tiny_gguf, run_meteor, tmp_path):
+    bad = tmp_path / "magic.gguf"
+    bad.write_bytes(b"GGXX" + tiny_gguf.read_bytes()[4:])
+    assert_clean_error(run_meteor("info", bad, check=False), "magic")
+
+
+def test_real_model_truncated(smollm_gguf, run_meteor, tmp_path):
+    bad = tmp_path / "smol.gguf"
+    with open(smollm_gguf, "rb") as f:
+        bad.write_bytes(f.read(50_000_000))
+    assert_clean_error(run_meteor("info", bad, check=False), "smol.gguf")
+
+
+def test_wrong_tensor_shape(run_meteor, tmp_path):
+    bad = write_tiny_gguf(tmp_path / "shape.gguf", q_rows=EMBD + 16)
+    assert_clean_error(run_meteor("info", bad, check=False), "blk.0.attn_q.weight", "shape")
+
+
+def test_unknown_architecture(run_meteor, tmp_path):
+    bad = write_tiny_gguf(tmp_path / "arch.gguf", arch="gpt99")
+    assert_clean_error(run_meteor("info", bad, check=False), "gpt99")
+
+
+def test_unsupported_tensor_type(run_meteor, tmp_path):
+    bad = write_tiny_gguf(tmp_path / "q2k.gguf", q_type=gguf.GGMLQuantizationType.Q2_K)
+    assert_clean_error(run_meteor("info", bad, check=False), "blk.1.attn_q.weight", "Q2_K")
+
+
+def make_hf_folder(path):
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(path)
+    return path
+
+
+def test_malformed_tokenizer_json(run_meteor, tmp_path):
+    folder = make_hf_folder(tmp_path / "hf")
+    (folder / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": ')
+    assert_clean_error(run_meteor("info", folder, check=False), "tokenizer.json")
+
+
+def test_malformed_config_json(run_meteor, tmp_path):
+    folder = make_hf_folder(tmp_path / "hf")
+    (folder / "config.json").write_text("{not json")
+    assert_clean_error(run_meteor("info", folder, check=False), "config.json")
+
+
+def test_unknown_hf_architecture(run_meteor, tmp_path):
+    folder = make_hf_folder(tmp_path / "hf")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_type"] = "mamba9"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert_clean_error(run_meteor("info", folder, check=False), "mamba9")
+
+
+def test_safetensors_truncated(run_meteor, tmp_path):
+    folder = make_hf_folder(tmp_path / "hf")
+    st = folder / "model.safetensors"
+    st.write_bytes(st.read_bytes()[:-100])
+    assert_clean_error(run_meteor("info", folder, check=False))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "--bogus"], "--bogus"),
+    (["generate", "-m"], "needs a value"),
+    (["generate", "-p", "hi"], "-m"),
+    (["generate", "-m", "x.gguf", "-p", "hi", "--temperature", "abc"], "number"),
+    (["generate", "-m", "x.gguf", "-p", "hi", "--top-p", "2"], "top-p"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_flags(run_meteor, args, needle):
+    assert_clean_error(run_meteor(*args, check=False), needle)
