@@ -24,8 +24,8 @@ const char *mt_chat_family_name(mt_chat_family f);
 /* Renders messages; add_generation_prompt opens the assistant turn. The text includes
  * BOS where the family's template does (Llama-3, Gemma), so encode it with
  * add_special = 0 and parse_special = 1. *out is malloc'ed. */
-mt_status mt_chat_render(mt_chat_family f, const mt_tokenizer *t, const mt_chat_msg *msgs,
-                         size_t n, int add_generation_prompt, char **out);
+mt_status mt_chat_render(mt_chat_family f, const mt_tokenizer *t, const mt_chat_msg *msgs, size_t n,
+                         int add_generation_prompt, char **out);
 
 /* Strings that end an assistant turn for this family (NULL-terminated list). */
 const char *const *mt_chat_stop_pieces(mt_chat_family f);

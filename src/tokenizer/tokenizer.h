@@ -18,6 +18,8 @@ mt_status mt_tokenizer_from_gguf(const mt_gguf *g, mt_tokenizer **out);
 /* dir holds tokenizer.json and optionally tokenizer_config.json. */
 mt_status mt_tokenizer_from_hf_dir(const char *dir, mt_tokenizer **out);
 void mt_tokenizer_free(mt_tokenizer *t);
+/* Loads the tokenizer of a model given as a .gguf file or a Hugging Face folder. */
+mt_status mt_tokenizer_load(const char *model_path, mt_tokenizer **out);
 
 /* Encodes text. add_special: prepend BOS (and append EOS) when the model's config asks
  * for it. parse_special: recognise special/added tokens written in the text (e.g.
@@ -47,8 +49,7 @@ typedef struct {
 
 void mt_detok_stream_init(mt_detok_stream *s, const mt_tokenizer *t, int render_special);
 /* Appends the text now complete to out (cap bytes, NUL-terminated); *len gets its length. */
-mt_status mt_detok_stream_push(mt_detok_stream *s, int32_t id, char *out, size_t cap,
-                               size_t *len);
+mt_status mt_detok_stream_push(mt_detok_stream *s, int32_t id, char *out, size_t cap, size_t *len);
 
 /* Facts about the tokenizer. */
 mt_tok_kind mt_tokenizer_kind(const mt_tokenizer *t);
@@ -66,5 +67,7 @@ const char *mt_tokenizer_piece(const mt_tokenizer *t, int32_t id);
 int mt_tokenizer_is_control(const mt_tokenizer *t, int32_t id);
 /* The chat template text shipped with the model, or NULL. */
 const char *mt_tokenizer_chat_template(const mt_tokenizer *t);
+/* Architecture name from the model's metadata ("llama", "gemma3", ...), or NULL. */
+const char *mt_tokenizer_arch(const mt_tokenizer *t);
 
 #endif
