@@ -17,6 +17,15 @@ static uint32_t bits(float f) {
     return u;
 }
 
+/* Patterns without short periods, so a swapped index cannot go unnoticed. */
+static int pseudo(int i, int mod) {
+    uint32_t x = (uint32_t)i * 2654435761u + 12345u;
+    x ^= x >> 13;
+    x *= 0x5bd1e995u;
+    x ^= x >> 15;
+    return (int)(x % (uint32_t)mod);
+}
+
 static void put16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
 }
@@ -108,7 +117,7 @@ static void test_q4_0(void **state) {
     (void)state;
     uint8_t b[18];
     int q[32];
-    for (int i = 0; i < 32; i++) q[i] = (i * 5) % 16;
+    for (int i = 0; i < 32; i++) q[i] = pseudo(i, 16);
     put16(b, 0x3800); /* 0.5 */
     pack_nibbles(b + 2, q);
     float y[32];
@@ -120,7 +129,8 @@ static void test_q4_1(void **state) {
     (void)state;
     uint8_t b[20];
     int q[32];
-    for (int i = 0; i < 32; i++) q[i] = (i * 3) % 16;
+    for (int i = 0; i < 32; i++) q[i] = pseudo(i + 100, 16);
+    q[0] = 0, q[1] = 3;
     put16(b, 0x3400);     /* 0.25 */
     put16(b + 2, 0xbc00); /* -1 */
     pack_nibbles(b + 4, q);
@@ -140,7 +150,7 @@ static void test_q5_0(void **state) {
     (void)state;
     uint8_t b[22];
     int q[32];
-    for (int i = 0; i < 32; i++) q[i] = (i * 7 + 3) % 32;
+    for (int i = 0; i < 32; i++) q[i] = pseudo(i + 200, 32);
     put16(b, 0x4000); /* 2 */
     put_qh(b + 2, q);
     pack_nibbles(b + 6, q);
@@ -153,7 +163,7 @@ static void test_q5_1(void **state) {
     (void)state;
     uint8_t b[24];
     int q[32];
-    for (int i = 0; i < 32; i++) q[i] = (i * 11 + 1) % 32;
+    for (int i = 0; i < 32; i++) q[i] = pseudo(i + 300, 32);
     put16(b, 0x3800);     /* 0.5 */
     put16(b + 2, 0x4200); /* 3 */
     put_qh(b + 4, q);
@@ -189,7 +199,7 @@ static void pack_k_scales(uint8_t *s, const int *sc, const int *m) {
 static void k_header(uint8_t *b, int *sc, int *m) {
     put16(b, 0x3800);     /* d = 0.5 */
     put16(b + 2, 0x3400); /* dmin = 0.25 */
-    for (int j = 0; j < 8; j++) sc[j] = (j * 9 + 5) % 64, m[j] = (j * 13 + 60) % 64;
+    for (int j = 0; j < 8; j++) sc[j] = pseudo(j + 700, 64), m[j] = pseudo(j + 800, 64);
     pack_k_scales(b + 4, sc, m);
 }
 
@@ -198,7 +208,7 @@ static void test_q4_k(void **state) {
     uint8_t b[144];
     int sc[8], m[8], q[256];
     k_header(b, sc, m);
-    for (int i = 0; i < 256; i++) q[i] = (i * 7 + i / 32) % 16;
+    for (int i = 0; i < 256; i++) q[i] = pseudo(i + 400, 16);
     /* 64 elements per 32 bytes: the first 32 in low nibbles, the next 32 in high ones */
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++)
@@ -217,7 +227,7 @@ static void test_q5_k(void **state) {
     uint8_t b[176] = {0};
     int sc[8], m[8], q[256];
     k_header(b, sc, m);
-    for (int i = 0; i < 256; i++) q[i] = (i * 11 + i / 64) % 32;
+    for (int i = 0; i < 256; i++) q[i] = pseudo(i + 500, 32);
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++)
             b[48 + 32 * c + l] = (uint8_t)((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
@@ -236,8 +246,8 @@ static void test_q6_k(void **state) {
     uint8_t b[210] = {0};
     int q[256];
     int8_t scales[16];
-    for (int i = 0; i < 256; i++) q[i] = (i * 5 + i / 16) % 64;
-    for (int j = 0; j < 16; j++) scales[j] = (int8_t)(j * 17 - 128);
+    for (int i = 0; i < 256; i++) q[i] = pseudo(i + 600, 64);
+    for (int j = 0; j < 16; j++) scales[j] = (int8_t)(pseudo(j + 900, 256) - 128);
     /* each half of 128: ql[l] holds elements l (low) and l+64 (high), ql[l+32] elements
      * l+32 and l+96; qh[l] holds the top two bits of l, l+32, l+64, l+96 */
     for (int h = 0; h < 2; h++)
