@@ -51,9 +51,9 @@ typedef struct {
     char *name;
     int n_dims;
     int64_t ne[4];
-    int ggml_type;      /* raw id from the file */
-    uint64_t offset;    /* relative to the data section */
-    mt_tensor view;     /* valid only when mt_dtype_supported(ggml_type) */
+    int ggml_type;   /* raw id from the file */
+    uint64_t offset; /* relative to the data section */
+    mt_tensor view;  /* valid only when mt_dtype_supported(ggml_type) */
 } mt_gguf_tensor;
 
 typedef struct {
