@@ -135,7 +135,9 @@ mt_status mt_hf_load_model(mt_tokenizer *t, const cJSON *root) {
     if (!cJSON_IsObject(model))
         return mt_fail(MT_ERR_FORMAT, "tokenizer.json: no \"model\" object");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
-    if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE")))
+    if (type && !cJSON_IsString(type))
+        return mt_fail(MT_ERR_FORMAT, "tokenizer.json: model.type is not a string");
+    if (type && strcmp(type->valuestring, "BPE"))
         return mt_fail(MT_ERR_UNSUPPORTED,
                        "tokenizer.json: model type %s is not supported (BPE only)",
                        cJSON_IsString(type) ? type->valuestring : "?");
