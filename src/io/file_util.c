@@ -18,7 +18,7 @@ static mt_status io_fail(const char *what, const char *path) {
 
 /* Reads until EOF rather than trusting st_size, so pipes and /proc files work too. */
 static mt_status read_all(int fd, const char *path, char **data, size_t *len, size_t hint) {
-    size_t cap = hint + 1 > 4096 ? hint + 1 : 4096, n = 0;
+    size_t cap = hint + 2 > 4096 ? hint + 2 : 4096, n = 0; /* room for EOF probe + NUL */
     char *buf = malloc(cap);
     if (!buf) return mt_fail(MT_ERR_NOMEM, "out of memory reading %s", path);
     for (;;) {

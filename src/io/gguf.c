@@ -183,7 +183,7 @@ static mt_status check_tensor(mt_gguf *g, mt_gguf_tensor *t) {
         return mt_fail(MT_ERR_FORMAT, "gguf: %s: tensor '%s' offset %llu is not aligned to %llu",
                        g->path, t->name, (unsigned long long)t->offset,
                        (unsigned long long)g->alignment);
-    if (t->offset > avail)
+    if (t->offset >= avail)
         return mt_fail(MT_ERR_FORMAT, "gguf: %s: tensor '%s' starts past the end of the file",
                        g->path, t->name);
     int64_t be;

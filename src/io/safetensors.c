@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +112,8 @@ static mt_status build_index(mt_safetensors *st, const char *where) {
 
 static mt_status open_path(mt_safetensors *st, const char *path) {
     struct stat sb;
-    if (stat(path, &sb) != 0) return mt_fail(MT_ERR_IO, "safetensors: cannot open %s", path);
+    if (stat(path, &sb) != 0)
+        return mt_fail(MT_ERR_IO, "safetensors: cannot open %s: %s", path, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) {
         mt_status s = st_add_file(st, path);
         return s ? s : build_index(st, path);

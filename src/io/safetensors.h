@@ -10,6 +10,8 @@
 #include "core/status.h"
 #include "kernels/dtype.h"
 
+/* The format does not promise alignment: view.data may not be a multiple of the element
+ * size, so read it with memcpy or mt_dequantize rather than through a float pointer. */
 typedef struct {
     char *name;
     mt_tensor view;
