@@ -79,15 +79,29 @@ static uint8_t token_type_at(const mt_gguf_kv *types, uint64_t i) {
     return ty >= MT_TT_NORMAL && ty <= MT_TT_BYTE ? (uint8_t)ty : MT_TT_NORMAL;
 }
 
+/* An optional per-token array: absent is fine, present but unusable is an error. */
+static mt_status per_token(const mt_gguf *g, const char *key, mt_gguf_type a, mt_gguf_type b,
+                           uint64_t n, const mt_gguf_kv **out) {
+    *out = NULL;
+    if (!mt_gguf_find(g, key)) return MT_OK;
+    *out = array_of(g, key, a, n);
+    if (!*out && b != a) *out = array_of(g, key, b, n);
+    if (!*out)
+        return mt_fail(MT_ERR_FORMAT, "gguf: %s is not an array of one entry per token", key);
+    return MT_OK;
+}
+
 static mt_status load_vocab(mt_tokenizer *t, const mt_gguf *g) {
     const mt_gguf_kv *toks = array_of(g, "tokenizer.ggml.tokens", MT_GGUF_STRING, 0);
     if (!toks || toks->arr_n == 0 || toks->arr_n > INT32_MAX)
         return mt_fail(MT_ERR_FORMAT, "gguf: tokenizer.ggml.tokens missing or not a string array");
     uint64_t n = toks->arr_n;
-    const mt_gguf_kv *types = array_of(g, "tokenizer.ggml.token_type", MT_GGUF_I32, n);
-    if (!types) types = array_of(g, "tokenizer.ggml.token_type", MT_GGUF_U32, n);
-    const mt_gguf_kv *scores = array_of(g, "tokenizer.ggml.scores", MT_GGUF_F32, n);
-    mt_status st = mt_vocab_init(&t->v, (int32_t)n, scores != NULL);
+    const mt_gguf_kv *types, *scores;
+    mt_status st = per_token(g, "tokenizer.ggml.token_type", MT_GGUF_I32, MT_GGUF_U32, n, &types);
+    if (st == MT_OK)
+        st = per_token(g, "tokenizer.ggml.scores", MT_GGUF_F32, MT_GGUF_F32, n, &scores);
+    if (st != MT_OK) return st;
+    st = mt_vocab_init(&t->v, (int32_t)n, scores != NULL);
     int gemma = t->arch && !strncmp(t->arch, "gemma", 5);
     for (uint64_t i = 0; st == MT_OK && i < n; i++) {
         const char *s = toks->arr_str[i];

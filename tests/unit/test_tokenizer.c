@@ -474,6 +474,243 @@ static void test_chat_gemma_and_llama3(void **state) {
     assert_string_equal(mt_chat_family_name(MT_CHAT_LLAMA3), "llama3");
 }
 
+/* ---- GGUF metadata ------------------------------------------------------------------ */
+
+/* A GGUF v3 file with metadata only, assembled by hand so the test depends on nothing
+ * but the reader. */
+typedef struct {
+    unsigned char *b;
+    size_t n, cap;
+    uint64_t n_kv;
+} gguf_buf;
+
+static void gb_bytes(gguf_buf *w, const void *p, size_t n) {
+    if (w->n + n > w->cap) {
+        w->cap = (w->n + n) * 2 + 256;
+        w->b = realloc(w->b, w->cap);
+        assert_non_null(w->b);
+    }
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static void gb_u32(gguf_buf *w, uint32_t v) {
+    gb_bytes(w, &v, 4);
+}
+
+static void gb_u64(gguf_buf *w, uint64_t v) {
+    gb_bytes(w, &v, 8);
+}
+
+static void gb_str(gguf_buf *w, const char *s) {
+    gb_u64(w, strlen(s));
+    gb_bytes(w, s, strlen(s));
+}
+
+static void gb_key(gguf_buf *w, const char *key, uint32_t type) {
+    gb_str(w, key);
+    gb_u32(w, type);
+    w->n_kv++;
+}
+
+static void kv_str(gguf_buf *w, const char *key, const char *v) {
+    gb_key(w, key, 8);
+    gb_str(w, v);
+}
+
+static void kv_u32(gguf_buf *w, const char *key, uint32_t v) {
+    gb_key(w, key, 4);
+    gb_u32(w, v);
+}
+
+static void kv_bool(gguf_buf *w, const char *key, int v) {
+    gb_key(w, key, 7);
+    unsigned char c = (unsigned char)v;
+    gb_bytes(w, &c, 1);
+}
+
+static void kv_strs(gguf_buf *w, const char *key, const char *const *v, size_t n) {
+    gb_key(w, key, 9);
+    gb_u32(w, 8);
+    gb_u64(w, n);
+    for (size_t i = 0; i < n; i++) gb_str(w, v[i]);
+}
+
+static void kv_i32s(gguf_buf *w, const char *key, const int32_t *v, size_t n) {
+    gb_key(w, key, 9);
+    gb_u32(w, 5);
+    gb_u64(w, n);
+    gb_bytes(w, v, n * 4);
+}
+
+static void kv_f32s(gguf_buf *w, const char *key, const float *v, size_t n) {
+    gb_key(w, key, 9);
+    gb_u32(w, 6);
+    gb_u64(w, n);
+    gb_bytes(w, v, n * 4);
+}
+
+/* Writes the file, frees the buffer and loads the tokenizer through mt_tokenizer_load. */
+static mt_status load_gguf(gguf_buf *kvs, mt_tokenizer **t) {
+    gguf_buf f = {0};
+    gb_bytes(&f, "GGUF", 4);
+    gb_u32(&f, 3);
+    gb_u64(&f, 0);
+    gb_u64(&f, kvs->n_kv);
+    gb_bytes(&f, kvs->b, kvs->n);
+    while (f.n % 32) gb_bytes(&f, "", 1);
+    char p[160];
+    snprintf(p, sizeof p, "%s/tok.gguf", dir);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(f.b, 1, f.n, fp), f.n);
+    fclose(fp);
+    free(f.b);
+    free(kvs->b);
+    memset(kvs, 0, sizeof *kvs);
+    *t = (mt_tokenizer *)t;
+    mt_status st = mt_tokenizer_load(p, t);
+    if (st != MT_OK) assert_null(*t);
+    return st;
+}
+
+/* The byte-level vocabulary of byte_level_json(), as llama.cpp writes it. */
+static const char **byte_level_tokens(size_t *n, char storage[256][4]) {
+    static const char *merged[] = {"he",   "ll",    "Ġw",     "hell", "hello", "or",
+                                   "Ġwor", "Ġworl", "Ġworld", "ab",   "bc"};
+    const char **toks = calloc(270, sizeof *toks);
+    for (int b = 0; b < 256; b++) {
+        byte_char(b, storage[b]);
+        toks[b] = storage[b];
+    }
+    for (int i = 0; i < 11; i++) toks[256 + i] = merged[i];
+    toks[BL_IM_START] = "<|im_start|>";
+    toks[BL_IM_END] = "<|im_end|>";
+    toks[BL_THINK] = "<think>";
+    *n = 270;
+    return toks;
+}
+
+static const char *const BL_MERGES[] = {"h e",   "l l",    "Ġ w",     "he ll", "hell o", "o r",
+                                        "Ġw or", "Ġwor l", "Ġworl d", "a b",   "b c"};
+
+static void put_byte_level(gguf_buf *w, const char *const *merges, size_t n_merges) {
+    char storage[256][4];
+    size_t n;
+    const char **toks = byte_level_tokens(&n, storage);
+    int32_t types[270];
+    for (int i = 0; i < 270; i++) types[i] = i >= BL_IM_START ? (i == BL_THINK ? 4 : 3) : 1;
+    kv_str(w, "general.architecture", "llama");
+    kv_str(w, "tokenizer.ggml.model", "gpt2");
+    kv_str(w, "tokenizer.ggml.pre", "smollm");
+    kv_strs(w, "tokenizer.ggml.tokens", toks, n);
+    kv_i32s(w, "tokenizer.ggml.token_type", types, n);
+    kv_strs(w, "tokenizer.ggml.merges", merges, n_merges);
+    kv_u32(w, "tokenizer.ggml.eos_token_id", BL_IM_END);
+    free(toks);
+}
+
+static void test_gguf_byte_level(void **state) {
+    (void)state;
+    gguf_buf w = {0};
+    put_byte_level(&w, BL_MERGES, 11);
+    kv_u32(&w, "tokenizer.ggml.bos_token_id", BL_IM_START);
+    kv_str(&w, "tokenizer.chat_template", "{{ '<|im_start|>' }}");
+    mt_tokenizer *t;
+    assert_int_equal(load_gguf(&w, &t), MT_OK);
+    assert_int_equal(mt_tokenizer_kind(t), MT_TOK_BPE);
+    assert_string_equal(mt_tokenizer_pre_name(t), "smollm");
+    assert_string_equal(mt_tokenizer_arch(t), "llama");
+    assert_false(mt_tokenizer_adds_bos(t)); /* byte-level vocabularies default to no BOS */
+    assert_int_equal(mt_tokenizer_eos(t), BL_IM_END);
+    assert_int_equal(mt_chat_detect(mt_tokenizer_chat_template(t), "llama"), MT_CHAT_CHATML);
+    expect_ids(t, "hello world", 1, 1, (int32_t[]){BL_HELLO, BL_GWORLD}, 2);
+    /* "smollm" splits each digit off, so " 12" is space, 1, 2 */
+    expect_ids(t, "ab 12", 0, 0, (int32_t[]){BL_AB, ' ', '1', '2'}, 4);
+    expect_ids(t, "<|im_start|><think>", 0, 1, (int32_t[]){BL_IM_START, BL_THINK}, 2);
+    expect_round_trip(t, "héllo 😀 wörld\n\n\tx");
+    mt_tokenizer_free(t);
+}
+
+/* A SentencePiece vocabulary with scores, Gemma-style: merges come from the vocabulary
+ * in token order, runs of spaces are stored as spaces, bytes fall back to <0xNN>. */
+static void test_gguf_sentencepiece(void **state) {
+    (void)state;
+    const char *base[] = {"<pad>", "<eos>", "<bos>",  "<unk>", "<start_of_turn>",
+                          "\n",    "  ",    META,     "a",     "b",
+                          "c",     "bc",    "ab",     "xy",    "h",
+                          "i",     "hi",    META "hi"};
+    enum { N_BASE = 18, BYTE0 = 18, N = 18 + 256 };
+    const char *toks[N];
+    char bytes[256][8];
+    int32_t types[N];
+    float scores[N];
+    for (int i = 0; i < N; i++) {
+        if (i < N_BASE)
+            toks[i] = base[i];
+        else
+            snprintf(bytes[i - BYTE0], 8, "<0x%02X>", i - BYTE0), toks[i] = bytes[i - BYTE0];
+        types[i] = i < 5 ? 3 : i < 7 ? 4 : i >= BYTE0 ? 6 : 1;
+        scores[i] = -(float)i;
+    }
+    gguf_buf w = {0};
+    kv_str(&w, "general.architecture", "gemma3");
+    kv_str(&w, "tokenizer.ggml.model", "llama");
+    kv_strs(&w, "tokenizer.ggml.tokens", toks, N);
+    kv_i32s(&w, "tokenizer.ggml.token_type", types, N);
+    kv_f32s(&w, "tokenizer.ggml.scores", scores, N);
+    kv_u32(&w, "tokenizer.ggml.bos_token_id", 2);
+    kv_u32(&w, "tokenizer.ggml.eos_token_id", 1);
+    kv_u32(&w, "tokenizer.ggml.unknown_token_id", 3);
+    kv_bool(&w, "tokenizer.ggml.add_space_prefix", 0);
+    mt_tokenizer *t;
+    assert_int_equal(load_gguf(&w, &t), MT_OK);
+    assert_int_equal(mt_tokenizer_kind(t), MT_TOK_SPM);
+    assert_true(mt_tokenizer_adds_bos(t)); /* SentencePiece defaults to BOS */
+    assert_int_equal(mt_chat_detect(mt_tokenizer_chat_template(t), mt_tokenizer_arch(t)),
+                     MT_CHAT_GEMMA);
+    /* "bc" (id 11) precedes "ab" (id 12), so it merges first in "abc" */
+    expect_ids(t, "abc", 1, 1, (int32_t[]){2, 8, 11}, 3);
+    /* two spaces: the stored "  " is looked up as two U+2581 and merges to id 6 */
+    expect_ids(t, "a  hi", 0, 1, (int32_t[]){8, 6, 16}, 3);
+    expect_ids(t, " hi", 0, 1, (int32_t[]){17}, 1);
+    /* "\n" is user-defined (always split), <start_of_turn> control (only when parsed) */
+    expect_ids(t, "hi\n<start_of_turn>", 0, 1, (int32_t[]){16, 5, 4}, 3);
+    expect_ids(t, "z", 0, 1, (int32_t[]){BYTE0 + 'z'}, 1);
+    expect_round_trip(t, "a  b\nc hi 😀");
+    assert_string_equal(mt_tokenizer_piece(t, 6), META META);
+    mt_tokenizer_free(t);
+}
+
+static void test_gguf_malformed(void **state) {
+    (void)state;
+    mt_tokenizer *t;
+    gguf_buf w = {0};
+    kv_str(&w, "general.architecture", "llama");
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* no tokenizer at all */
+    kv_str(&w, "tokenizer.ggml.model", "bert");
+    kv_strs(&w, "tokenizer.ggml.tokens", (const char *[]){"a"}, 1);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_UNSUPPORTED);
+    kv_str(&w, "tokenizer.ggml.model", "llama");
+    kv_i32s(&w, "tokenizer.ggml.tokens", (int32_t[]){1, 2}, 2);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* tokens are not strings */
+    kv_str(&w, "tokenizer.ggml.model", "llama");
+    kv_strs(&w, "tokenizer.ggml.tokens", (const char *[]){"a", "b"}, 2);
+    kv_i32s(&w, "tokenizer.ggml.token_type", (int32_t[]){1}, 1);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* one type for two tokens */
+    kv_str(&w, "tokenizer.ggml.model", "llama");
+    kv_strs(&w, "tokenizer.ggml.tokens", (const char *[]){"a", "b"}, 2);
+    kv_u32(&w, "tokenizer.ggml.bos_token_id", 7);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* BOS outside the vocabulary */
+    put_byte_level(&w, (const char *const[]){"h e", "x q"}, 2);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* merge of unknown tokens */
+    put_byte_level(&w, (const char *const[]){"he"}, 1);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* merge without a space */
+    kv_str(&w, "tokenizer.ggml.model", "gpt2");
+    kv_strs(&w, "tokenizer.ggml.tokens", (const char *[]){"a"}, 1);
+    assert_int_equal(load_gguf(&w, &t), MT_ERR_FORMAT); /* byte-level BPE without merges */
+}
+
 /* ---- malformed input ---------------------------------------------------------------- */
 
 static void expect_load_error(const char *json, mt_status want) {
@@ -567,6 +804,9 @@ int main(void) {
         cmocka_unit_test(test_spm_metaspace_prefix),
         cmocka_unit_test(test_config_and_chatml),
         cmocka_unit_test(test_chat_gemma_and_llama3),
+        cmocka_unit_test(test_gguf_byte_level),
+        cmocka_unit_test(test_gguf_sentencepiece),
+        cmocka_unit_test(test_gguf_malformed),
         cmocka_unit_test(test_malformed_tokenizer_json),
         cmocka_unit_test(test_missing_and_bad_companions),
     };
