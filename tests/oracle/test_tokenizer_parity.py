@@ -9,6 +9,7 @@ decoding must give back the text, and chat rendering must equal the model's temp
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,24 @@ CORPUS = [
     "x" * 300,
     faq_paragraph(),
 ]
+
+
+def random_corpus(n=1000, seed=20240601):
+    """Short strings mixing scripts, combining marks, ZWJ, odd spaces and special tokens."""
+    rng = random.Random(seed)
+    alphabet = (
+        list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \t\n\r.,;:!?'\"()[]{}<>|_-+=*/\\@#$%^&~`")
+        + list("éèàüößçñøåæœ中文日本語한국어ไทยहिन्दीالعربيةעבריתΕλληνικάРусский١٢Ⅷ½²")
+        + ["\u0301", "\u0308", "\u200d", "\u00a0", "\u3000", "\u2009", "\u0085", "\u2028", "\ufe0f"]
+        + ["😀", "👍", "🏽", "👨", "👩", "❤", "🇫", "🇷"]
+    )
+    pieces = ["<|im_start|>", "<|im_end|>", "<bos>", "<start_of_turn>", "<|endoftext|>", "\n\n\n", "    ",
+              "<table>", "'s", "'LL", "\t\t"]
+    return [
+        "".join(rng.choice(pieces) if rng.random() < 0.05 else rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for _ in range(n)
+    ]
+
 
 SYSTEMLESS = [{"role": "user", "content": "What is a Python decorator?"}]
 WITH_SYSTEM = [
@@ -173,6 +192,25 @@ def test_whole_python_faq_matches_hf(run_meteor, tmp_path, models, hf, name):
     got = meteor_batch(run_meteor, tmp_path, models / name, texts, "--parse-special")
     bad = [(t[:60], a, b) for t, a, b in zip(texts, want, got) if a != b]
     assert not bad, report(bad, len(texts))
+
+
+@pytest.mark.parametrize("source", ["gguf", "tokenizer.json"])
+@pytest.mark.parametrize("name", [SMOLLM, GEMMA])
+def test_random_strings_match_hf(run_meteor, tmp_path, models, hf, hf_dirs, name, source):
+    corpus = random_corpus()
+    model = sources(models, hf_dirs, name)[source]
+    want = [hf[name](t)["input_ids"] for t in corpus]
+    got = meteor_batch(run_meteor, tmp_path, model, corpus, "--parse-special")
+    bad = [(t, a, b) for t, a, b in zip(corpus, want, got) if a != b]
+    assert not bad, report(bad, len(corpus))
+    text = [hf[name].decode(i, skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in want]
+    assert meteor_batch(run_meteor, tmp_path, model, want, "--decode") == text
+
+
+def test_smollm_folder_keeps_digit_splitting(hf_dirs):
+    """The tokenizer.json path must see SmolLM2's Digits pre-tokenizer, not just GPT-2's."""
+    pre = json.loads((hf_dirs[SMOLLM] / "tokenizer.json").read_text(encoding="utf-8"))["pre_tokenizer"]
+    assert pre["type"] == "Sequence" and pre["pretokenizers"][0]["type"] == "Digits"
 
 
 @pytest.mark.parametrize("source", ["gguf", "tokenizer.json"])
