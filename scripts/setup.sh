@@ -87,7 +87,8 @@ venv_key() {
     local pyid
     pyid=$("$PY" -c 'import sys, platform; print(sys.version, platform.machine(), sys.implementation.name)') ||
         die "cannot run $PY"
-    sha_str "$(cat tests/requirements.txt)|$pyid"
+    # comments and blank lines do not change what gets installed
+    sha_str "$(sed -e 's/[[:space:]]*#.*//' -e '/^[[:space:]]*$/d' tests/requirements.txt)|$pyid"
 }
 
 # Packages in tests/requirements.txt that PyPI ships only as source for us: build each
@@ -120,7 +121,7 @@ step_venv() {
             if ls "$wheelhouse/$norm-$ver-"*.whl >/dev/null 2>&1; then
                 log "cached wheel: $spec ($wheelhouse)"
             else
-                log "building wheel $spec from source (one time; ~10 min on 2 cores)"
+                log "building wheel $spec from source (one time; ~4 min on 2 cores)"
                 local t=$SECONDS
                 CMAKE_BUILD_PARALLEL_LEVEL=$JOBS "$partial/bin/python" -m pip wheel -q --no-deps \
                     -w "$wheelhouse.partial-$$" "$spec"
@@ -131,7 +132,7 @@ step_venv() {
         done
         log "installing tests/requirements.txt (torch & co: several GB, a few minutes)"
         "$partial/bin/python" -m pip install --progress-bar off --find-links "$wheelhouse" -r tests/requirements.txt
-        "$partial/bin/python" -c 'import torch, transformers, tokenizers, gguf, safetensors, numpy, sentencepiece, google.protobuf, pytest' ||
+        "$partial/bin/python" -c 'import torch, transformers, tokenizers, gguf, safetensors, numpy, sentencepiece, google.protobuf, pytest, accelerate' ||
             die "venv imports failed"
         if grep -q '^llama-cpp-python==' tests/requirements.txt; then
             "$partial/bin/python" -c 'import llama_cpp' || die "llama_cpp import failed"
