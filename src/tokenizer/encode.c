@@ -80,8 +80,9 @@ mt_status mt_tokenize(const mt_tokenizer *t, const char *text, size_t len, int a
     if (add_special && t->add_bos && t->bos >= 0) st = mt_idvec_push(&out, t->bos);
     if (st == MT_OK) st = encode_text(t, text, len, parse_special, &out);
     if (st == MT_OK && add_special && t->add_eos && t->eos >= 0) st = mt_idvec_push(&out, t->eos);
-    /* An empty result still hands back a valid pointer the caller frees. */
-    if (st == MT_OK && out.n == 0) st = mt_idvec_push(&out, 0), out.n = 0;
+    /* An empty result still hands back a pointer, so callers free without a check. */
+    if (st == MT_OK && !out.ids && !(out.ids = malloc(sizeof *out.ids)))
+        st = mt_fail(MT_ERR_NOMEM, "tokenizer: out of memory");
     if (st != MT_OK) {
         free(out.ids);
         return st;

@@ -124,6 +124,9 @@ static mt_status split_one(const mt_pretok_step *st, const char *text, mt_span i
     const char *subject = text + in.off;
     while (pos <= in.len) {
         int rc = pcre2_match(re, (PCRE2_SPTR)subject, in.len, pos, 0, md, NULL);
+        /* JIT's small default stack can run out on huge pieces; the interpreter cannot. */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(re, (PCRE2_SPTR)subject, in.len, pos, PCRE2_NO_JIT, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) return mt_fail(MT_ERR_INTERNAL, "tokenizer: regex match failed (%d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

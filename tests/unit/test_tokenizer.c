@@ -321,6 +321,29 @@ static void test_stream_holds_split_character(void **state) {
     mt_tokenizer_free(t);
 }
 
+/* Text that is not UTF-8 still encodes: byte-level spells every byte, SentencePiece falls
+ * back to <0xNN>; decoding shows the broken bytes as U+FFFD. */
+static void test_invalid_utf8_input(void **state) {
+    (void)state;
+    const char text[] = "a\xff\xc3 b";
+    int32_t *ids;
+    size_t n;
+    char *s;
+    mt_tokenizer *t = load_json(byte_level_json());
+    expect_ids(t, text, 0, 1, (int32_t[]){'a', 0xff, 0xc3, ' ', 'b'}, 5);
+    mt_tokenizer_free(t);
+    t = load_json(spm_json());
+    assert_int_equal(mt_tokenize(t, text, strlen(text), 0, 1, &ids, &n), MT_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(ids[1], SP_BYTE0 + 0xff);
+    assert_int_equal(ids[2], SP_BYTE0 + 0xc3);
+    assert_int_equal(mt_detokenize(t, ids, n, 0, &s), MT_OK);
+    assert_string_equal(s, "a\xef\xbf\xbd\xef\xbf\xbd b");
+    free(s);
+    free(ids);
+    mt_tokenizer_free(t);
+}
+
 static void test_token_bytes_and_bad_ids(void **state) {
     (void)state;
     mt_tokenizer *t = load_json(byte_level_json());
@@ -798,6 +821,7 @@ int main(void) {
         cmocka_unit_test(test_byte_level_round_trip),
         cmocka_unit_test(test_special_tokens_split),
         cmocka_unit_test(test_stream_holds_split_character),
+        cmocka_unit_test(test_invalid_utf8_input),
         cmocka_unit_test(test_token_bytes_and_bad_ids),
         cmocka_unit_test(test_spm_encode),
         cmocka_unit_test(test_spm_round_trip_and_stream),
