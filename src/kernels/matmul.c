@@ -77,7 +77,6 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
     const int64_t cols = w->ne[0], rows = w->ne[1];
     if (w->type == MT_F32 && n > 1) {
-        mt_kernels_threads();
         /* One big sgemm split by rows across our threads. */
         const int nt = mt_kernels_threads();
         const int64_t per = (rows + nt - 1) / nt;
@@ -93,4 +92,57 @@ mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
         return MT_OK;
     }
     return n < 4 ? matmul_rows(w, x, n, y) : matmul_slabs(w, x, n, y);
+}
+
+void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc) {
+    const int nt = mt_kernels_threads();
+    const int per = (m + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        const int r0 = t * per;
+        if (r0 >= m) continue;
+        const int nr = r0 + per <= m ? per : m - r0;
+        /* Rows r0.. of op(A): offset along A's rows, or its columns when transposed. */
+        const float *a0 = trans_a ? a + r0 : a + (size_t)r0 * lda;
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, nr, n, k, alpha, a0, lda, b, ldb, beta,
+                    c + (size_t)r0 * ldc, ldc);
+    }
+}
+
+mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, int accumulate) {
+    const int64_t cols = w->ne[0], rows = w->ne[1];
+    if (w->type == MT_F32) {
+        mt_gemm(0, 0, n, (int)cols, (int)rows, 1.0f, dy, (int)rows, w->data, (int)cols,
+                accumulate ? 1.0f : 0.0f, dx, (int)cols);
+        return MT_OK;
+    }
+    /* Each thread takes a band of tokens and dequantises the weight slab by slab itself:
+     * the repeated dequantisation is small next to the GEMM once n is large. */
+    int64_t slab = (256 * 1024) / cols;
+    if (slab < 1) slab = 1;
+    const int nt = mt_kernels_threads();
+    const int per = (n + nt - 1) / nt;
+    int failed = 0;
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        const int n0 = t * per, nn = n0 + per <= n ? per : n - n0;
+        float *buf = nn > 0 ? malloc((size_t)(slab * cols) * sizeof *buf) : NULL;
+        if (nn > 0 && !buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        for (int64_t r0 = 0; buf && r0 < rows; r0 += slab) {
+            const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
+            for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, buf + r * cols);
+            const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nn, (int)cols, (int)nr, 1.0f,
+                        dy + (size_t)n0 * rows + r0, (int)rows, buf, (int)cols, beta,
+                        dx + (size_t)n0 * cols, (int)cols);
+        }
+        free(buf);
+    }
+    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul backward") : MT_OK;
 }

@@ -14,6 +14,15 @@ int mt_kernels_threads(void);
 /* w: [cols x rows] (ne[0] = cols). x: n rows of cols floats. y: n rows of `rows` floats. */
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y);
 
+/* f32 GEMM, C = alpha·op(A)·op(B) + beta·C (row-major; trans_* select transposes),
+ * split over the kernel threads by rows of C. */
+void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Backward of mt_matmul with respect to x: dx[n x cols] (+)= dy[n x rows]·W.
+ * accumulate = 0 overwrites dx. */
+mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, int accumulate);
+
 /* Dequantises row r of an embedding table into out[ne[0]]. */
 void mt_embedding_row(const mt_tensor *w, int64_t r, float *out);
 

@@ -12,6 +12,13 @@ void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
         for (int i = 0; i < n; i++) out[i] = x[i] * r;
 }
 
+void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float r = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) y[i] += x[i] * r * w[i];
+}
+
 void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox) {
     const int half = dim / 2;
     const float p = (float)pos * inv_scale;

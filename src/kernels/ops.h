@@ -7,6 +7,9 @@
 /* out = x / rms(x) * w over n elements (out may alias x); w == NULL means unit weight. */
 void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 
+/* y += x / rms(x) * w (x unchanged). */
+void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps);
+
 /* Rotates one head vector of `dim` elements in place for position `pos`.
  * neox: pairs (i, i + dim/2); otherwise adjacent pairs (2i, 2i+1).
  * inv_scale divides the position (linear RoPE scaling). */

@@ -145,10 +145,10 @@ static mt_status bind_layer(mt_model *m, const mt_binder *b, int l) {
     mt_status s;
 #define NAME(r) (layer_name(m, b, (r), l, n, sizeof n), n)
     if ((s = bind_vector(m, b, NAME(R_ATTN_NORM), c->n_embd, 1, 1, &L->attn_norm))) return s;
-    if ((s = bind_matrix(b, NAME(R_WQ), c->n_embd, q_dim, &L->wq))) return s;
-    if ((s = bind_matrix(b, NAME(R_WK), c->n_embd, kv_dim, &L->wk))) return s;
-    if ((s = bind_matrix(b, NAME(R_WV), c->n_embd, kv_dim, &L->wv))) return s;
-    if ((s = bind_matrix(b, NAME(R_WO), q_dim, c->n_embd, &L->wo))) return s;
+    if ((s = bind_matrix(b, NAME(R_WQ), c->n_embd, q_dim, &L->lin[MT_LIN_Q].w))) return s;
+    if ((s = bind_matrix(b, NAME(R_WK), c->n_embd, kv_dim, &L->lin[MT_LIN_K].w))) return s;
+    if ((s = bind_matrix(b, NAME(R_WV), c->n_embd, kv_dim, &L->lin[MT_LIN_V].w))) return s;
+    if ((s = bind_matrix(b, NAME(R_WO), q_dim, c->n_embd, &L->lin[MT_LIN_O].w))) return s;
     if (c->qkv_bias) {
         if ((s = bind_vector(m, b, NAME(R_BQ), q_dim, 1, 0, &L->bq))) return s;
         if ((s = bind_vector(m, b, NAME(R_BK), kv_dim, 1, 0, &L->bk))) return s;
@@ -165,9 +165,9 @@ static mt_status bind_layer(mt_model *m, const mt_binder *b, int l) {
             return s;
     }
     if ((s = bind_vector(m, b, NAME(R_FFN_NORM), c->n_embd, 1, 1, &L->ffn_norm))) return s;
-    if ((s = bind_matrix(b, NAME(R_W_GATE), c->n_embd, c->n_ff, &L->w_gate))) return s;
-    if ((s = bind_matrix(b, NAME(R_W_UP), c->n_embd, c->n_ff, &L->w_up))) return s;
-    if ((s = bind_matrix(b, NAME(R_W_DOWN), c->n_ff, c->n_embd, &L->w_down))) return s;
+    if ((s = bind_matrix(b, NAME(R_W_GATE), c->n_embd, c->n_ff, &L->lin[MT_LIN_GATE].w))) return s;
+    if ((s = bind_matrix(b, NAME(R_W_UP), c->n_embd, c->n_ff, &L->lin[MT_LIN_UP].w))) return s;
+    if ((s = bind_matrix(b, NAME(R_W_DOWN), c->n_ff, c->n_embd, &L->lin[MT_LIN_DOWN].w))) return s;
 #undef NAME
     return MT_OK;
 }

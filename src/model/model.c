@@ -39,9 +39,7 @@ long long mt_model_param_count(const mt_model *m) {
               kv_dim = (long long)c->n_head_kv * c->head_dim;
     for (int l = 0; l < c->n_layer; l++) {
         const mt_layer *L = &m->layers[l];
-        n += tensor_params(&L->wq) + tensor_params(&L->wk) + tensor_params(&L->wv) +
-             tensor_params(&L->wo) + tensor_params(&L->w_gate) + tensor_params(&L->w_up) +
-             tensor_params(&L->w_down);
+        for (int r = 0; r < MT_LIN_COUNT; r++) n += tensor_params(&L->lin[r].w);
         n += 2LL * c->n_embd; /* attention and MLP norms */
         if (L->bq) n += q_dim + 2 * kv_dim;
         if (L->q_norm) n += 2LL * c->head_dim;

@@ -9,15 +9,27 @@
 #include "io/safetensors.h"
 #include "kernels/dtype.h"
 #include "model/config.h"
+#include "model/linear.h"
+
+/* The seven linear layers of a block, in the order LoRA target lists use. */
+typedef enum {
+    MT_LIN_Q = 0,
+    MT_LIN_K,
+    MT_LIN_V,
+    MT_LIN_O,
+    MT_LIN_GATE,
+    MT_LIN_UP,
+    MT_LIN_DOWN,
+    MT_LIN_COUNT
+} mt_lin_role;
 
 typedef struct {
     const float *attn_norm;
-    mt_tensor wq, wk, wv, wo;
+    mt_linear lin[MT_LIN_COUNT];
     const float *bq, *bk, *bv; /* NULL without QKV bias */
     const float *q_norm, *k_norm;
     const float *post_attn_norm;
     const float *ffn_norm;
-    mt_tensor w_gate, w_up, w_down;
     const float *post_ffn_norm;
 } mt_layer;
 

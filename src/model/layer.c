@@ -1,0 +1,156 @@
+#include "model/layer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+static void norm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
+    for (int t = 0; t < n; t++) mt_rmsnorm(out + (size_t)t * dim, x + (size_t)t * dim, w, dim, eps);
+}
+
+static void add_bias(float *y, const float *b, int n, int dim) {
+    if (!b) return;
+    for (int t = 0; t < n; t++) mt_add(y + (size_t)t * dim, b, dim);
+}
+
+/* Per-head QK-norm (from src into dst), then RoPE in dst. */
+static void position_heads(const mt_model_config *c, const mt_layout *lay, float *dst,
+                           const float *src, const float *norm, int n_heads, int local) {
+    const float base = local ? c->rope_base_local : c->rope_base;
+    const float inv_scale = local ? 1.0f : 1.0f / c->rope_scale;
+    const size_t hd = (size_t)c->head_dim;
+    if (dst != src) memcpy(dst, src, (size_t)lay->n * n_heads * hd * sizeof *dst);
+    for (int t = 0; t < lay->n; t++)
+        for (int j = 0; j < n_heads; j++) {
+            float *v = dst + ((size_t)t * n_heads + j) * hd;
+            if (norm) mt_rmsnorm(v, v, norm, c->head_dim, c->norm_eps);
+            mt_rope(v, c->head_dim, lay->pos[t], base, inv_scale, c->rope_style == MT_ROPE_NEOX);
+        }
+}
+
+static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n, float *y,
+                        const mt_layer_acts *a) {
+    return mt_linear_forward(&L->lin[r], x, a->lora_x[r], n, y, a->lora_h[r]);
+}
+
+static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
+                        const float *kc, const float *vc) {
+    const mt_model_config *c = &m->cfg;
+    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    const int local = mt_config_layer_is_local(c, l), group = c->n_head / c->n_head_kv;
+    int failed = 0;
+#pragma omp parallel num_threads(mt_kernels_threads())
+    {
+        float *scores = malloc((size_t)(lay->row0 + lay->n) * sizeof *scores);
+        if (!scores) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (int t = 0; t < lay->n; t++)
+            for (int h = 0; h < c->n_head; h++) {
+                if (!scores) continue;
+                const int row = lay->row0 + t;
+                int first = lay->first[t];
+                if (local && row - c->sliding_window + 1 > first) first = row - c->sliding_window + 1;
+                const size_t off = (size_t)(h / group) * c->head_dim;
+                const size_t qo = (size_t)t * q_dim + (size_t)h * c->head_dim;
+                mt_attend_head(a->att + qo, a->q + qo, kc + off, vc + off, kv_dim, first, row,
+                               c->head_dim, c->attn_scale, c->attn_softcap, scores);
+            }
+        free(scores);
+    }
+    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention") : MT_OK;
+}
+
+static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
+                                 const float *x_in, float *kc, float *vc) {
+    const mt_model_config *c = &m->cfg;
+    const mt_layer *L = &m->layers[l];
+    const int n = lay->n, q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    const int local = mt_config_layer_is_local(c, l);
+    float *q0 = a->q0 ? a->q0 : a->q, *k0 = a->k0 ? a->k0 : a->k;
+    mt_status s;
+    norm_rows(a->xn1, x_in, L->attn_norm, n, c->n_embd, c->norm_eps);
+    if ((s = linear(L, MT_LIN_Q, a->xn1, n, q0, a))) return s;
+    if ((s = linear(L, MT_LIN_K, a->xn1, n, k0, a))) return s;
+    if ((s = linear(L, MT_LIN_V, a->xn1, n, a->v, a))) return s;
+    add_bias(q0, L->bq, n, q_dim);
+    add_bias(k0, L->bk, n, kv_dim);
+    add_bias(a->v, L->bv, n, kv_dim);
+    position_heads(c, lay, a->q, q0, L->q_norm, c->n_head, local);
+    position_heads(c, lay, a->k, k0, L->k_norm, c->n_head_kv, local);
+    if (kc) {
+        memcpy(kc + (size_t)lay->row0 * kv_dim, a->k, (size_t)n * kv_dim * sizeof(float));
+        memcpy(vc + (size_t)lay->row0 * kv_dim, a->v, (size_t)n * kv_dim * sizeof(float));
+    }
+    if ((s = attend(m, l, lay, a, kc ? kc : a->k, vc ? vc : a->v))) return s;
+    return linear(L, MT_LIN_O, a->att, n, a->o, a);
+}
+
+static mt_status mlp_block(const mt_model *m, int l, int n, mt_layer_acts *a) {
+    const mt_model_config *c = &m->cfg;
+    const mt_layer *L = &m->layers[l];
+    mt_status s;
+    norm_rows(a->xn2, a->x_mid, L->ffn_norm, n, c->n_embd, c->norm_eps);
+    if ((s = linear(L, MT_LIN_GATE, a->xn2, n, a->gate, a))) return s;
+    if ((s = linear(L, MT_LIN_UP, a->xn2, n, a->up, a))) return s;
+    const size_t cnt = (size_t)n * c->n_ff;
+    if (a->act != a->gate) memcpy(a->act, a->gate, cnt * sizeof(float));
+    if (c->act == MT_ACT_GELU_TANH)
+        mt_gelu_tanh_mul(a->act, a->up, (int)cnt);
+    else
+        mt_silu_mul(a->act, a->up, (int)cnt);
+    return linear(L, MT_LIN_DOWN, a->act, n, a->dn, a);
+}
+
+/* dst = base + (post-norm of delta, when the architecture has one). delta is normed in
+ * a separate pass so the un-normed value stays available to the backward pass. */
+static void residual(const mt_model *m, const float *post_norm, const float *base, const float *delta,
+                     float *dst, int n) {
+    const int d = m->cfg.n_embd;
+    for (int t = 0; t < n; t++) {
+        const float *dl = delta + (size_t)t * d;
+        float *out = dst + (size_t)t * d;
+        if (out != base + (size_t)t * d) memcpy(out, base + (size_t)t * d, (size_t)d * sizeof *out);
+        if (!post_norm) {
+            mt_add(out, dl, d);
+            continue;
+        }
+        mt_rmsnorm_add(out, dl, post_norm, d, m->cfg.norm_eps);
+    }
+}
+
+mt_status mt_layer_forward(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
+                           const float *x_in, float *x_out, float *kc, float *vc) {
+    const mt_layer *L = &m->layers[l];
+    mt_status s = attention_block(m, l, lay, a, x_in, kc, vc);
+    if (s) return s;
+    residual(m, L->post_attn_norm, x_in, a->o, a->x_mid, lay->n);
+    if ((s = mlp_block(m, l, lay->n, a))) return s;
+    residual(m, L->post_ffn_norm, a->x_mid, a->dn, x_out, lay->n);
+    return MT_OK;
+}
+
+mt_status mt_output_logits(const mt_model *m, const float *x, int count, float *xn, float *logits) {
+    const mt_model_config *c = &m->cfg;
+    norm_rows(xn, x, m->output_norm, count, c->n_embd, c->norm_eps);
+    mt_status s = mt_matmul(&m->output, xn, count, logits);
+    if (s == MT_OK && c->final_softcap > 0.0f)
+        mt_softcap(logits, c->final_softcap, (int)((size_t)count * c->n_vocab));
+    return s;
+}
+
+mt_status mt_embed_tokens(const mt_model *m, const int32_t *tokens, int n, float *x) {
+    const mt_model_config *c = &m->cfg;
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= c->n_vocab)
+            return mt_fail(MT_ERR_ARG, "token id %d is outside the vocabulary (0..%d)", tokens[t],
+                           c->n_vocab - 1);
+        mt_embedding_row(&m->tok_embd, tokens[t], x + (size_t)t * c->n_embd);
+        if (c->embd_scale != 1.0f) mt_scale(x + (size_t)t * c->n_embd, c->embd_scale, c->n_embd);
+    }
+    return MT_OK;
+}

@@ -1,0 +1,47 @@
+/* One transformer block, forward, shared by inference (KV cache, scratch activations)
+ * and training (every activation kept for the backward pass). */
+#ifndef MT_MODEL_LAYER_H
+#define MT_MODEL_LAYER_H
+
+#include "model/model.h"
+
+/* Where the n tokens of a pass sit. Token t's key/value row is row0 + t; it attends to
+ * rows [first[t], row0 + t] (narrowed by a sliding window) and is rotated for position
+ * pos[t]. Inference: one sequence continuing a cache. Training: several sequences laid
+ * end to end, each starting at position 0, so padding never enters any computation. */
+typedef struct {
+    int n;
+    int row0;
+    const int *pos;
+    const int *first;
+} mt_layout;
+
+/* Activations of one block for n tokens. Pointers the caller leaves NULL are not kept:
+ * q0/k0 (projections before QK-norm) and lora_h are only needed for training. */
+typedef struct {
+    float *xn1;            /* [n x embd] attention input after norm */
+    float *q0, *k0;        /* [n x q_dim], [n x kv_dim] before QK-norm/RoPE (optional) */
+    float *q, *k, *v;      /* after QK-norm and RoPE */
+    float *att;            /* [n x q_dim] attention output, input of the O projection */
+    float *o;              /* [n x embd] O projection, before the post-attention norm */
+    float *x_mid;          /* [n x embd] residual after attention */
+    float *xn2;            /* [n x embd] MLP input after norm */
+    float *gate, *up, *act; /* [n x ff]; act = f(gate)·up */
+    float *dn;             /* [n x embd] down projection, before the post-MLP norm */
+    float *lora_h[MT_LIN_COUNT]; /* [n x rank] LoRA hidden states (optional) */
+    const float *lora_x[MT_LIN_COUNT]; /* LoRA branch inputs after dropout (NULL: no dropout) */
+} mt_layer_acts;
+
+/* Runs block l: x_out = block(x_in). kc/vc are the key/value rows the layout indexes
+ * (the KV cache for inference, the acts' own k/v for training: then pass NULL and the
+ * acts' k/v are used). x_out may alias x_in and x_mid. */
+mt_status mt_layer_forward(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
+                           const float *x_in, float *x_out, float *kc, float *vc);
+
+/* Final norm + output projection for `count` rows of x (softcapped when configured). */
+mt_status mt_output_logits(const mt_model *m, const float *x, int count, float *xn, float *logits);
+
+/* Embeds tokens (with the architecture's embedding scale). */
+mt_status mt_embed_tokens(const mt_model *m, const int32_t *tokens, int n, float *x);
+
+#endif

@@ -1,0 +1,36 @@
+#include "model/linear.h"
+
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "kernels/matmul.h"
+
+mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_lora, int n,
+                            float *y, float *h) {
+    mt_status s = mt_matmul(&l->w, x, n, y);
+    if (s || !l->a) return s;
+    const int in = mt_linear_in(l), out = mt_linear_out(l), r = l->rank;
+    float *hh = h ? h : mt_calloc((size_t)n * r, sizeof *hh);
+    if (!hh) return MT_ERR_NOMEM;
+    /* h = x·Aᵀ, then y += scale·h·Bᵀ */
+    mt_gemm(0, 1, n, r, in, 1.0f, x_lora ? x_lora : x, in, l->a, in, 0.0f, hh, r);
+    mt_gemm(0, 1, n, out, r, l->scale, hh, r, l->b, r, 1.0f, y, out);
+    if (!h) free(hh);
+    return MT_OK;
+}
+
+mt_status mt_linear_backward(const mt_linear *l, const float *x, const float *x_lora,
+                             const float *h, const float *dy, int n, float *dx, int accumulate,
+                             float *gw, float *ga, float *gb, float *dh) {
+    const int in = mt_linear_in(l), out = mt_linear_out(l), r = l->rank;
+    mt_status s = MT_OK;
+    if (dx && (s = mt_matmul_dx(&l->w, dy, n, dx, accumulate))) return s;
+    if (gw) mt_gemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f, gw, in);
+    if (!l->a) return MT_OK;
+    /* dh = scale·dy·B [n x r] */
+    mt_gemm(0, 0, n, r, out, l->scale, dy, out, l->b, r, 0.0f, dh, r);
+    if (gb) mt_gemm(1, 0, out, r, n, l->scale, dy, out, h, r, 1.0f, gb, r);
+    if (ga) mt_gemm(1, 0, r, in, n, 1.0f, dh, r, x_lora ? x_lora : x, in, 1.0f, ga, in);
+    if (dx) mt_gemm(0, 0, n, in, r, 1.0f, dh, r, l->a, in, 1.0f, dx, in);
+    return MT_OK;
+}
