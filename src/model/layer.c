@@ -54,7 +54,8 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
                 if (!scores) continue;
                 const int row = lay->row0 + t;
                 int first = lay->first[t];
-                if (local && row - c->sliding_window + 1 > first) first = row - c->sliding_window + 1;
+                if (local && row - c->sliding_window + 1 > first)
+                    first = row - c->sliding_window + 1;
                 const size_t off = (size_t)(h / group) * c->head_dim;
                 const size_t qo = (size_t)t * q_dim + (size_t)h * c->head_dim;
                 mt_attend_head(a->att + qo, a->q + qo, kc + off, vc + off, kv_dim, first, row,
@@ -108,8 +109,8 @@ static mt_status mlp_block(const mt_model *m, int l, int n, mt_layer_acts *a) {
 
 /* dst = base + (post-norm of delta, when the architecture has one). delta is normed in
  * a separate pass so the un-normed value stays available to the backward pass. */
-static void residual(const mt_model *m, const float *post_norm, const float *base, const float *delta,
-                     float *dst, int n) {
+static void residual(const mt_model *m, const float *post_norm, const float *base,
+                     const float *delta, float *dst, int n) {
     const int d = m->cfg.n_embd;
     for (int t = 0; t < n; t++) {
         const float *dl = delta + (size_t)t * d;

@@ -19,15 +19,15 @@ typedef struct {
 /* Activations of one block for n tokens. Pointers the caller leaves NULL are not kept:
  * q0/k0 (projections before QK-norm) and lora_h are only needed for training. */
 typedef struct {
-    float *xn1;            /* [n x embd] attention input after norm */
-    float *q0, *k0;        /* [n x q_dim], [n x kv_dim] before QK-norm/RoPE (optional) */
-    float *q, *k, *v;      /* after QK-norm and RoPE */
-    float *att;            /* [n x q_dim] attention output, input of the O projection */
-    float *o;              /* [n x embd] O projection, before the post-attention norm */
-    float *x_mid;          /* [n x embd] residual after attention */
-    float *xn2;            /* [n x embd] MLP input after norm */
-    float *gate, *up, *act; /* [n x ff]; act = f(gate)·up */
-    float *dn;             /* [n x embd] down projection, before the post-MLP norm */
+    float *xn1;                  /* [n x embd] attention input after norm */
+    float *q0, *k0;              /* [n x q_dim], [n x kv_dim] before QK-norm/RoPE (optional) */
+    float *q, *k, *v;            /* after QK-norm and RoPE */
+    float *att;                  /* [n x q_dim] attention output, input of the O projection */
+    float *o;                    /* [n x embd] O projection, before the post-attention norm */
+    float *x_mid;                /* [n x embd] residual after attention */
+    float *xn2;                  /* [n x embd] MLP input after norm */
+    float *gate, *up, *act;      /* [n x ff]; act = f(gate)·up */
+    float *dn;                   /* [n x embd] down projection, before the post-MLP norm */
     float *lora_h[MT_LIN_COUNT]; /* [n x rank] LoRA hidden states (optional) */
     const float *lora_x[MT_LIN_COUNT]; /* LoRA branch inputs after dropout (NULL: no dropout) */
 } mt_layer_acts;

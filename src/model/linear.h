@@ -8,11 +8,11 @@
 #include "kernels/dtype.h"
 
 typedef struct {
-    mt_tensor w;      /* [in x out]: ne[0] = in */
-    const float *a;   /* LoRA A [rank x in], or NULL */
-    const float *b;   /* LoRA B [out x rank] */
+    mt_tensor w;    /* [in x out]: ne[0] = in */
+    const float *a; /* LoRA A [rank x in], or NULL */
+    const float *b; /* LoRA B [out x rank] */
     int rank;
-    float scale;      /* alpha / rank */
+    float scale; /* alpha / rank */
 } mt_linear;
 
 static inline int mt_linear_in(const mt_linear *l) {

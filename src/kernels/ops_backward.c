@@ -1,0 +1,121 @@
+#include "kernels/ops_backward.h"
+
+#include <math.h>
+#include <string.h>
+
+void mt_rmsnorm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
+                         int n, float eps, int accumulate) {
+    double ss = 0.0, dot = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float r = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) dot += (double)(w ? w[i] : 1.0f) * dy[i] * x[i];
+    /* d/dx of x·r: r·g − x·r³·(x·g)/n with g = w ∘ dy */
+    const float k = (float)(dot * r * r * r / n);
+    /* dw first: dx may alias dy. */
+    if (dw)
+        for (int i = 0; i < n; i++) dw[i] += dy[i] * x[i] * r;
+    for (int i = 0; i < n; i++) {
+        const float g = (w ? w[i] : 1.0f) * dy[i];
+        const float v = r * g - x[i] * k;
+        dx[i] = accumulate ? dx[i] + v : v;
+    }
+}
+
+void mt_rope_backward(float *dx, int dim, int pos, float base, float inv_scale, int neox) {
+    const int half = dim / 2;
+    const float p = (float)pos * inv_scale;
+    for (int i = 0; i < half; i++) {
+        const float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+        const float theta = p * inv_freq;
+        const float c = cosf(theta), s = sinf(theta);
+        const int a = neox ? i : 2 * i;
+        const int b = neox ? i + half : 2 * i + 1;
+        const float g0 = dx[a], g1 = dx[b];
+        dx[a] = g0 * c + g1 * s;
+        dx[b] = -g0 * s + g1 * c;
+    }
+}
+
+void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
+                          const float *dact, int n) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
+        const float silu = g * sg;
+        dup[i] = dact[i] * silu;
+        dgate[i] = dact[i] * up[i] * (sg * (1.0f + g * (1.0f - sg)));
+    }
+}
+
+void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
+                               const float *dact, int n) {
+    const float k = 0.7978845608028654f;
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        const float u = k * (g + 0.044715f * g * g * g);
+        const float th = tanhf(u);
+        const float gelu = 0.5f * g * (1.0f + th);
+        const float dgelu = 0.5f * (1.0f + th) +
+                            0.5f * g * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * g * g);
+        dup[i] = dact[i] * gelu;
+        dgate[i] = dact[i] * up[i] * dgelu;
+    }
+}
+
+void mt_attend_head_backward(const float *dout, const float *q, const float *k, const float *v,
+                             int kv_stride, int first, int last, int head_dim, float scale,
+                             float cap, float *dq, float *dk, float *dv, float *scratch) {
+    const int n = last - first + 1;
+    float *p = scratch, *capd = scratch + n, *ds = scratch + 2 * n;
+    /* Recompute the attention weights: nothing of size T² is kept from the forward. */
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        const float *kj = k + (long)(first + j) * kv_stride;
+        float d = 0.0f;
+        for (int i = 0; i < head_dim; i++) d += q[i] * kj[i];
+        d *= scale;
+        capd[j] = 1.0f;
+        if (cap > 0.0f) {
+            const float th = tanhf(d / cap);
+            capd[j] = 1.0f - th * th;
+            d = cap * th;
+        }
+        p[j] = d;
+        mx = d > mx ? d : mx;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) sum += p[j] = expf(p[j] - mx);
+    for (int j = 0; j < n; j++) p[j] /= sum;
+    /* dP_j = dout·v_j; dS_j = P_j (dP_j − Σ_i P_i dP_i), then through the cap and scale. */
+    float pdp = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float *vj = v + (long)(first + j) * kv_stride;
+        float dp = 0.0f;
+        for (int i = 0; i < head_dim; i++) dp += dout[i] * vj[i];
+        ds[j] = dp;
+        pdp += p[j] * dp;
+    }
+    for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - pdp) * capd[j] * scale;
+    for (int j = 0; j < n; j++) {
+        const float *kj = k + (long)(first + j) * kv_stride;
+        float *dkj = dk + (long)(first + j) * kv_stride;
+        float *dvj = dv + (long)(first + j) * kv_stride;
+        for (int i = 0; i < head_dim; i++) {
+            dq[i] += ds[j] * kj[i];
+            dkj[i] += ds[j] * q[i];
+            dvj[i] += p[j] * dout[i];
+        }
+    }
+}
+
+float mt_logsumexp(const float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
+    return mx + (float)log(sum);
+}
+
+void mt_xent_grad_row(float *x, int n, int target, float lse, float coef) {
+    for (int i = 0; i < n; i++) x[i] = -coef * expf(x[i] - lse);
+    x[target] += coef;
+}

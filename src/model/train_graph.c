@@ -1,0 +1,440 @@
+#include "model/train_graph.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/ops_backward.h"
+
+#define HEAD_CHUNK 64
+
+struct mt_tape {
+    int n, n_seqs, n_layer;
+    const int32_t *tokens;
+    int *seq_start, *pos, *first;
+    mt_layout lay;
+    float *x; /* [(n_layer + 1) x n x embd]: input of each layer, then the final residual */
+    mt_layer_acts *acts;
+    float **blocks; /* backing allocation of each layer's activations (NULL: scratch) */
+    float *scratch_block;
+    mt_layer_acts scratch;
+    const unsigned char *ckpt;
+    int32_t *tokens_copy;
+};
+
+static size_t dims(const mt_model_config *c, size_t *d, size_t *qd, size_t *kvd, size_t *ff) {
+    *d = c->n_embd;
+    *qd = (size_t)c->n_head * c->head_dim;
+    *kvd = (size_t)c->n_head_kv * c->head_dim;
+    *ff = c->n_ff;
+    return 0;
+}
+
+/* Carves every buffer of one block's activations out of a single allocation. */
+static float *acts_alloc(const mt_model *m, int l, int n, mt_layer_acts *a) {
+    const mt_model_config *c = &m->cfg;
+    const mt_layer *L = &m->layers[l];
+    size_t d, qd, kvd, ff;
+    dims(c, &d, &qd, &kvd, &ff);
+    size_t total = (size_t)n * (6 * d + 2 * qd + 2 * kvd + 3 * ff);
+    if (c->qk_norm) total += (size_t)n * (qd + kvd);
+    for (int r = 0; r < MT_LIN_COUNT; r++)
+        if (L->lin[r].a) total += (size_t)n * L->lin[r].rank;
+    float *block = mt_calloc(total, sizeof(float));
+    if (!block) return NULL;
+    memset(a, 0, sizeof *a);
+    float *p = block;
+#define TAKE(field, count) (a->field = p, p += (size_t)n * (count))
+    TAKE(xn1, d);
+    TAKE(o, d);
+    TAKE(x_mid, d);
+    TAKE(xn2, d);
+    TAKE(dn, d);
+    TAKE(q, qd);
+    TAKE(att, qd);
+    TAKE(k, kvd);
+    TAKE(v, kvd);
+    TAKE(gate, ff);
+    TAKE(up, ff);
+    TAKE(act, ff);
+    if (c->qk_norm) {
+        TAKE(q0, qd);
+        TAKE(k0, kvd);
+    }
+    for (int r = 0; r < MT_LIN_COUNT; r++)
+        if (L->lin[r].a) TAKE(lora_h[r], L->lin[r].rank);
+#undef TAKE
+    return block;
+}
+
+void mt_tape_free(mt_tape *t) {
+    if (!t) return;
+    if (t->blocks)
+        for (int l = 0; l < t->n_layer; l++) free(t->blocks[l]);
+    free(t->blocks);
+    free(t->scratch_block);
+    free(t->acts);
+    free(t->x);
+    free(t->seq_start);
+    free(t->pos);
+    free(t->first);
+    free(t->tokens_copy);
+    free(t);
+}
+
+int mt_tape_tokens(const mt_tape *t) {
+    return t->n;
+}
+
+static mt_status layout_init(mt_tape *t, const int *seq_start, int n_seqs) {
+    if (n_seqs <= 0 || seq_start[0] != 0)
+        return mt_fail(MT_ERR_ARG, "a training batch needs at least one sequence starting at 0");
+    t->n = seq_start[n_seqs];
+    t->seq_start = mt_calloc((size_t)n_seqs + 1, sizeof(int));
+    t->pos = mt_calloc((size_t)t->n + 1, sizeof(int));
+    t->first = mt_calloc((size_t)t->n + 1, sizeof(int));
+    if (!t->seq_start || !t->pos || !t->first) return MT_ERR_NOMEM;
+    memcpy(t->seq_start, seq_start, ((size_t)n_seqs + 1) * sizeof(int));
+    for (int s = 0; s < n_seqs; s++) {
+        if (seq_start[s + 1] <= seq_start[s])
+            return mt_fail(MT_ERR_ARG, "sequence %d of the batch is empty", s);
+        for (int i = seq_start[s]; i < seq_start[s + 1]; i++) {
+            t->pos[i] = i - seq_start[s];
+            t->first[i] = seq_start[s];
+        }
+    }
+    t->n_seqs = n_seqs;
+    t->lay = (mt_layout){.n = t->n, .row0 = 0, .pos = t->pos, .first = t->first};
+    return MT_OK;
+}
+
+mt_status mt_train_forward(const mt_model *m, const int32_t *tokens, const int *seq_start,
+                           int n_seqs, const unsigned char *checkpoint, mt_tape **out) {
+    *out = NULL;
+    mt_tape *t = mt_calloc(1, sizeof *t);
+    if (!t) return MT_ERR_NOMEM;
+    const mt_model_config *c = &m->cfg;
+    mt_status s = layout_init(t, seq_start, n_seqs);
+    if (s) goto fail;
+    t->n_layer = c->n_layer;
+    t->ckpt = checkpoint;
+    t->tokens_copy = mt_calloc((size_t)t->n, sizeof(int32_t));
+    t->x = mt_calloc((size_t)(c->n_layer + 1) * t->n * c->n_embd, sizeof(float));
+    t->acts = mt_calloc((size_t)c->n_layer, sizeof *t->acts);
+    t->blocks = mt_calloc((size_t)c->n_layer, sizeof *t->blocks);
+    if (!t->tokens_copy || !t->x || !t->acts || !t->blocks) {
+        s = MT_ERR_NOMEM;
+        goto fail;
+    }
+    memcpy(t->tokens_copy, tokens, (size_t)t->n * sizeof(int32_t));
+    t->tokens = t->tokens_copy;
+    if ((s = mt_embed_tokens(m, tokens, t->n, t->x))) goto fail;
+    const size_t stride = (size_t)t->n * c->n_embd;
+    for (int l = 0; l < c->n_layer; l++) {
+        mt_layer_acts *a = &t->acts[l];
+        if (checkpoint && checkpoint[l]) {
+            /* Checkpointed blocks share one scratch; sized by the first such block. */
+            if (!t->scratch_block && !(t->scratch_block = acts_alloc(m, l, t->n, &t->scratch))) {
+                s = MT_ERR_NOMEM;
+                goto fail;
+            }
+            *a = t->scratch;
+        } else if (!(t->blocks[l] = acts_alloc(m, l, t->n, a))) {
+            s = MT_ERR_NOMEM;
+            goto fail;
+        }
+        if ((s = mt_layer_forward(m, l, &t->lay, a, t->x + l * stride, t->x + (l + 1) * stride,
+                                  NULL, NULL)))
+            goto fail;
+    }
+    *out = t;
+    return MT_OK;
+fail:
+    mt_tape_free(t);
+    return s;
+}
+
+/* Logits of rows [r0, r0 + nr) of the final hidden state, into logits; xn receives the
+ * normed rows. */
+static mt_status head_chunk(const mt_model *m, const mt_tape *t, int r0, int nr, float *xn,
+                            float *logits) {
+    const size_t d = m->cfg.n_embd;
+    const float *h = t->x + (size_t)m->cfg.n_layer * t->n * d + (size_t)r0 * d;
+    for (int i = 0; i < nr; i++)
+        mt_rmsnorm(xn + i * d, h + i * d, m->output_norm, (int)d, m->cfg.norm_eps);
+    return mt_matmul(&m->output, xn, nr, logits);
+}
+
+mt_status mt_head_logprobs(const mt_model *m, const mt_tape *t, const int32_t *targets,
+                           float *logprobs) {
+    const int V = m->cfg.n_vocab;
+    const float cap = m->cfg.final_softcap;
+    float *xn = mt_calloc((size_t)HEAD_CHUNK * m->cfg.n_embd, sizeof *xn);
+    float *lg = mt_calloc((size_t)HEAD_CHUNK * V, sizeof *lg);
+    mt_status s = (!xn || !lg) ? MT_ERR_NOMEM : MT_OK;
+    for (int r0 = 0; !s && r0 < t->n; r0 += HEAD_CHUNK) {
+        const int nr = r0 + HEAD_CHUNK <= t->n ? HEAD_CHUNK : t->n - r0;
+        if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
+        for (int i = 0; i < nr; i++) {
+            const int32_t tg = targets[r0 + i];
+            float *row = lg + (size_t)i * V;
+            if (tg < 0 || tg >= V) {
+                logprobs[r0 + i] = 0.0f;
+                continue;
+            }
+            if (cap > 0.0f) mt_softcap(row, cap, V);
+            logprobs[r0 + i] = row[tg] - mt_logsumexp(row, V);
+        }
+    }
+    free(xn);
+    free(lg);
+    return s;
+}
+
+/* Gradient workspace shared by every layer's backward. */
+typedef struct {
+    float *dx, *dxn, *dtmp, *datt, *dq, *dk, *dv, *dgate, *dup, *dact, *dh;
+    float *block;
+} grad_ws;
+
+static mt_status ws_alloc(grad_ws *w, const mt_model *m, int n) {
+    size_t d, qd, kvd, ff;
+    dims(&m->cfg, &d, &qd, &kvd, &ff);
+    int rmax = 1;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int r = 0; r < MT_LIN_COUNT; r++)
+            if (m->layers[l].lin[r].rank > rmax) rmax = m->layers[l].lin[r].rank;
+    const size_t total = (size_t)n * (3 * d + 2 * qd + 2 * kvd + 3 * ff + rmax);
+    memset(w, 0, sizeof *w);
+    if (!(w->block = mt_calloc(total, sizeof(float)))) return MT_ERR_NOMEM;
+    float *p = w->block;
+#define TAKE(f, cnt) (w->f = p, p += (size_t)n * (cnt))
+    TAKE(dx, d);
+    TAKE(dxn, d);
+    TAKE(dtmp, d);
+    TAKE(datt, qd);
+    TAKE(dq, qd);
+    TAKE(dk, kvd);
+    TAKE(dv, kvd);
+    TAKE(dgate, ff);
+    TAKE(dup, ff);
+    TAKE(dact, ff);
+    TAKE(dh, rmax);
+#undef TAKE
+    return MT_OK;
+}
+
+/* Row-wise RMSNorm backward over n rows. */
+static void norm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
+                          int n, int dim, float eps, int accumulate) {
+    for (int t = 0; t < n; t++)
+        mt_rmsnorm_backward(dx + (size_t)t * dim, dw, x + (size_t)t * dim, w, dy + (size_t)t * dim,
+                            dim, eps, accumulate);
+}
+
+static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_t *targets,
+                               const float *coef, mt_grads *g, float *dx) {
+    const int V = m->cfg.n_vocab, d = m->cfg.n_embd;
+    const float cap = m->cfg.final_softcap;
+    float *gout = m->cfg.tied_embeddings ? g->tok_embd : g->output;
+    float *xn = mt_calloc((size_t)HEAD_CHUNK * d, sizeof *xn);
+    float *dxn = mt_calloc((size_t)HEAD_CHUNK * d, sizeof *dxn);
+    float *lg = mt_calloc((size_t)HEAD_CHUNK * V, sizeof *lg);
+    mt_status s = (!xn || !lg || !dxn) ? MT_ERR_NOMEM : MT_OK;
+    const float *hfinal = t->x + (size_t)m->cfg.n_layer * t->n * d;
+    for (int r0 = 0; !s && r0 < t->n; r0 += HEAD_CHUNK) {
+        const int nr = r0 + HEAD_CHUNK <= t->n ? HEAD_CHUNK : t->n - r0;
+        if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
+        for (int i = 0; i < nr; i++) {
+            const int32_t tg = targets[r0 + i];
+            float *row = lg + (size_t)i * V;
+            if (tg < 0 || tg >= V || coef[r0 + i] == 0.0f) {
+                memset(row, 0, (size_t)V * sizeof *row);
+                continue;
+            }
+            if (cap > 0.0f) {
+                /* Through the softcap: d(capped)/d(raw) = 1 − (capped / cap)². */
+                mt_softcap(row, cap, V);
+                const float lse = mt_logsumexp(row, V), c = coef[r0 + i];
+                for (int v = 0; v < V; v++) {
+                    const float th = row[v] / cap;
+                    const float gc = (v == tg ? c : 0.0f) - c * expf(row[v] - lse);
+                    row[v] = gc * (1.0f - th * th);
+                }
+                continue;
+            }
+            mt_xent_grad_row(row, V, tg, mt_logsumexp(row, V), coef[r0 + i]);
+        }
+        if ((s = mt_matmul_dx(&m->output, lg, nr, dxn, 0))) break;
+        if (gout) mt_gemm(1, 0, V, d, nr, 1.0f, lg, V, xn, d, 1.0f, gout, d);
+        norm_backward(dx + (size_t)r0 * d, g->output_norm, hfinal + (size_t)r0 * d, m->output_norm,
+                      dxn, nr, d, m->cfg.norm_eps, 0);
+    }
+    free(xn);
+    free(dxn);
+    free(lg);
+    return s;
+}
+
+static mt_status lin_back(const mt_layer *L, const mt_layer_acts *a, mt_layer_grads *lg,
+                          mt_lin_role r, const float *x, const float *dy, int n, float *dx,
+                          int accumulate, float *dh) {
+    return mt_linear_backward(&L->lin[r], x, a->lora_x[r], a->lora_h[r], dy, n, dx, accumulate,
+                              lg->w[r], lg->lora_a[r], lg->lora_b[r], dh);
+}
+
+static void bias_backward(float *gb, const float *dy, int n, int dim) {
+    if (!gb) return;
+    for (int t = 0; t < n; t++) mt_add(gb, dy + (size_t)t * dim, dim);
+}
+
+static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const mt_layer_acts *a,
+                              mt_layer_grads *lg, grad_ws *w) {
+    const mt_model_config *c = &m->cfg;
+    const mt_layer *L = &m->layers[l];
+    const int n = t->n, d = c->n_embd, cnt = n * c->n_ff;
+    mt_status s;
+    const float *d_dn = w->dx;
+    if (L->post_ffn_norm) {
+        norm_backward(w->dtmp, lg->post_ffn_norm, a->dn, L->post_ffn_norm, w->dx, n, d, c->norm_eps,
+                      0);
+        d_dn = w->dtmp;
+    }
+    if ((s = lin_back(L, a, lg, MT_LIN_DOWN, a->act, d_dn, n, w->dact, 0, w->dh))) return s;
+    if (c->act == MT_ACT_GELU_TANH)
+        mt_gelu_tanh_mul_backward(w->dgate, w->dup, a->gate, a->up, w->dact, cnt);
+    else
+        mt_silu_mul_backward(w->dgate, w->dup, a->gate, a->up, w->dact, cnt);
+    if ((s = lin_back(L, a, lg, MT_LIN_GATE, a->xn2, w->dgate, n, w->dxn, 0, w->dh))) return s;
+    if ((s = lin_back(L, a, lg, MT_LIN_UP, a->xn2, w->dup, n, w->dxn, 1, w->dh))) return s;
+    norm_backward(w->dx, lg->ffn_norm, a->x_mid, L->ffn_norm, w->dxn, n, d, c->norm_eps, 1);
+    return MT_OK;
+}
+
+/* dq/dk/dv from datt. Threads own (sequence, KV head) pairs, so the key and value
+ * gradients that several query heads add to are never written by two threads. */
+static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape *t,
+                                         const mt_layer_acts *a, grad_ws *w) {
+    const mt_model_config *c = &m->cfg;
+    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    const int group = c->n_head / c->n_head_kv, local = mt_config_layer_is_local(c, l);
+    const int tasks = t->n_seqs * c->n_head_kv;
+    int max_len = 0;
+    for (int q = 0; q < t->n_seqs; q++)
+        if (t->seq_start[q + 1] - t->seq_start[q] > max_len)
+            max_len = t->seq_start[q + 1] - t->seq_start[q];
+    memset(w->dq, 0, (size_t)t->n * q_dim * sizeof(float));
+    memset(w->dk, 0, (size_t)t->n * kv_dim * sizeof(float));
+    memset(w->dv, 0, (size_t)t->n * kv_dim * sizeof(float));
+    int failed = 0;
+#pragma omp parallel num_threads(mt_kernels_threads())
+    {
+        float *scratch = malloc((size_t)3 * max_len * sizeof *scratch);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < tasks; task++) {
+            if (!scratch) continue;
+            const int sq = task / c->n_head_kv, g = task % c->n_head_kv;
+            const size_t koff = (size_t)g * c->head_dim;
+            for (int row = t->seq_start[sq]; row < t->seq_start[sq + 1]; row++) {
+                int first = t->first[row];
+                if (local && row - c->sliding_window + 1 > first)
+                    first = row - c->sliding_window + 1;
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    const size_t qo = (size_t)row * q_dim + (size_t)h * c->head_dim;
+                    mt_attend_head_backward(w->datt + qo, a->q + qo, a->k + koff, a->v + koff,
+                                            kv_dim, first, row, c->head_dim, c->attn_scale,
+                                            c->attn_softcap, w->dq + qo, w->dk + koff, w->dv + koff,
+                                            scratch);
+                }
+            }
+        }
+        free(scratch);
+    }
+    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention backward") : MT_OK;
+}
+
+/* Undo RoPE, then QK-norm, on the gradient of n_heads heads per token. */
+static void unposition_heads(const mt_model *m, int l, const mt_tape *t, float *dh, const float *h0,
+                             const float *norm, float *dnorm, int n_heads) {
+    const mt_model_config *c = &m->cfg;
+    const int local = mt_config_layer_is_local(c, l);
+    const float base = local ? c->rope_base_local : c->rope_base;
+    const float inv_scale = local ? 1.0f : 1.0f / c->rope_scale;
+    for (int i = 0; i < t->n; i++)
+        for (int j = 0; j < n_heads; j++) {
+            const size_t off = ((size_t)i * n_heads + j) * c->head_dim;
+            mt_rope_backward(dh + off, c->head_dim, t->pos[i], base, inv_scale,
+                             c->rope_style == MT_ROPE_NEOX);
+            if (norm)
+                mt_rmsnorm_backward(dh + off, dnorm, h0 + off, norm, dh + off, c->head_dim,
+                                    c->norm_eps, 0);
+        }
+}
+
+static mt_status attention_backward(const mt_model *m, int l, const mt_tape *t,
+                                    const mt_layer_acts *a, mt_layer_grads *lg, grad_ws *w) {
+    const mt_model_config *c = &m->cfg;
+    const mt_layer *L = &m->layers[l];
+    const int n = t->n, d = c->n_embd;
+    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    mt_status s;
+    const float *d_o = w->dx;
+    if (L->post_attn_norm) {
+        norm_backward(w->dtmp, lg->post_attn_norm, a->o, L->post_attn_norm, w->dx, n, d,
+                      c->norm_eps, 0);
+        d_o = w->dtmp;
+    }
+    if ((s = lin_back(L, a, lg, MT_LIN_O, a->att, d_o, n, w->datt, 0, w->dh))) return s;
+    if ((s = attention_core_backward(m, l, t, a, w))) return s;
+    unposition_heads(m, l, t, w->dq, a->q0, L->q_norm, lg->q_norm, c->n_head);
+    unposition_heads(m, l, t, w->dk, a->k0, L->k_norm, lg->k_norm, c->n_head_kv);
+    bias_backward(lg->bq, w->dq, n, q_dim);
+    bias_backward(lg->bk, w->dk, n, kv_dim);
+    bias_backward(lg->bv, w->dv, n, kv_dim);
+    if ((s = lin_back(L, a, lg, MT_LIN_Q, a->xn1, w->dq, n, w->dxn, 0, w->dh))) return s;
+    if ((s = lin_back(L, a, lg, MT_LIN_K, a->xn1, w->dk, n, w->dxn, 1, w->dh))) return s;
+    if ((s = lin_back(L, a, lg, MT_LIN_V, a->xn1, w->dv, n, w->dxn, 1, w->dh))) return s;
+    const float *x_in = t->x + (size_t)l * n * d;
+    norm_backward(w->dx, lg->attn_norm, x_in, L->attn_norm, w->dxn, n, d, c->norm_eps, 1);
+    return MT_OK;
+}
+
+static void embedding_backward(const mt_model *m, const mt_tape *t, const float *dx, float *g) {
+    if (!g) return;
+    const int d = m->cfg.n_embd;
+    for (int i = 0; i < t->n; i++) {
+        float *row = g + (size_t)t->tokens[i] * d;
+        for (int j = 0; j < d; j++) row[j] += dx[(size_t)i * d + j] * m->cfg.embd_scale;
+    }
+}
+
+mt_status mt_train_backward(const mt_model *m, mt_tape *t, const int32_t *targets,
+                            const float *coef, mt_grads *g) {
+    grad_ws w;
+    mt_status s = ws_alloc(&w, m, t->n);
+    if (s) return s;
+    if ((s = head_backward(m, t, targets, coef, g, w.dx))) goto done;
+    const size_t stride = (size_t)t->n * m->cfg.n_embd;
+    static mt_layer_grads none;
+    for (int l = m->cfg.n_layer - 1; l >= 0; l--) {
+        mt_layer_acts *a = &t->acts[l];
+        if (t->ckpt && t->ckpt[l] &&
+            (s = mt_layer_forward(m, l, &t->lay, a, t->x + l * stride, t->x + (l + 1) * stride,
+                                  NULL, NULL)))
+            goto done;
+        mt_layer_grads *lg = g->layers ? &g->layers[l] : &none;
+        if ((s = mlp_backward(m, l, t, a, lg, &w))) goto done;
+        if ((s = attention_backward(m, l, t, a, lg, &w))) goto done;
+    }
+    embedding_backward(m, t, w.dx, g->tok_embd);
+done:
+    free(w.block);
+    return s;
+}
