@@ -42,16 +42,17 @@ def write_tiny_gguf(path, arch="llama", q_rows=EMBD, q_type=None):
     table = bytes_to_unicode()
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt2")
-    w.add_token_list([table[b] for b in range(256)])
-    w.add_token_types([1] * 256)
-    w.add_token_merges([])
+    # 256 byte tokens and one merge ("h e" -> "he").
+    w.add_token_list([table[b] for b in range(256)] + ["he"])
+    w.add_token_types([1] * 257)
+    w.add_token_merges(["h e"])
     w.add_eos_token_id(0)
     rng = np.random.default_rng(0)
 
     def mat(rows, cols):
         return (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
 
-    w.add_tensor("token_embd.weight", mat(256, EMBD))
+    w.add_tensor("token_embd.weight", mat(257, EMBD))
     w.add_tensor("output_norm.weight", np.ones(EMBD, np.float32))
     for l in range(LAYERS):
         p = f"blk.{l}."
@@ -97,7 +98,8 @@ def tiny_gguf(tmp_path, run_meteor):
 def test_valid_tiny_gguf_generates(tiny_gguf, run_meteor):
     out = json.loads(run_meteor("generate", "-m", tiny_gguf, "-p", "hello", "--greedy", "-n", 4,
                                 "--json").stdout)
-    assert out["prompt_tokens"] == 5 and len(out["tokens"]) <= 4
+    assert out["prompt_tokens"] == 4  # he l l o
+    assert len(out["tokens"]) <= 4
 
 
 def test_missing_file(run_meteor, tmp_path):
