@@ -132,7 +132,7 @@ step_venv() {
         done
         log "installing tests/requirements.txt (torch & co: several GB, a few minutes)"
         "$partial/bin/python" -m pip install --progress-bar off --find-links "$wheelhouse" -r tests/requirements.txt
-        "$partial/bin/python" -c 'import torch, transformers, tokenizers, gguf, safetensors, numpy, sentencepiece, google.protobuf, pytest, accelerate' ||
+        "$partial/bin/python" -c 'import torch, transformers, tokenizers, gguf, safetensors, numpy, sentencepiece, google.protobuf, pytest, accelerate, peft, trl' ||
             die "venv imports failed"
         if grep -q '^llama-cpp-python==' tests/requirements.txt; then
             "$partial/bin/python" -c 'import llama_cpp' || die "llama_cpp import failed"
