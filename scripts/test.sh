@@ -37,8 +37,8 @@ run_stage() {
     pytest)
         local line
         line=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' "$log" | tail -1 || true)
-        pass=$(grep -oE '[0-9]+ passed' <<<"$line" | awk '{s+=$1} END {print s+0}')
-        fail=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" | awk '{s+=$1} END {print s+0}')
+        pass=$({ grep -oE '[0-9]+ passed' <<<"$line" || true; } | awk '{s+=$1} END {print s+0}')
+        fail=$({ grep -oE '[0-9]+ (failed|errors?)' <<<"$line" || true; } | awk '{s+=$1} END {print s+0}')
         ;;
     esac
     # A failing stage whose runner reported no failing test (build error, crash,
