@@ -16,6 +16,7 @@ static const verb verbs[] = {
     {"info", mt_cmd_info, "show a model's architecture, sizes, tensor types and tokenizer"},
     {"generate", mt_cmd_generate, "generate text from a prompt (streams to stdout)"},
     {"chat", mt_cmd_chat, "interactive chat with a model"},
+    {"train", mt_cmd_train, "fine-tune a model: LoRA or full, SFT / margin / DPO losses"},
     {"tokenize", mt_cmd_tokenize, "show the token ids of a text, or decode ids"},
 };
 

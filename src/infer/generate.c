@@ -2,9 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/alloc.h"
+#include "core/progress.h"
 #include "infer/textbuf.h"
 #include "model/forward.h"
 
@@ -36,12 +36,6 @@ void mt_gen_result_free(mt_gen_result *r) {
     free(r->tokens);
     free(r->text);
     memset(r, 0, sizeof *r);
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int is_stop_token(const mt_tokenizer *tok, const mt_gen_params *p, int32_t t) {
@@ -141,9 +135,9 @@ mt_status mt_generate(const mt_model *m, const mt_tokenizer *tok, const int32_t 
     memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
     mt_detok_stream_init(&ds, tok, 0);
     out->n_prompt = n_prompt;
-    double t0 = now_seconds();
+    double t0 = mt_now_seconds();
     if ((s = mt_forward(m, &kv, prompt, n_prompt, logits, 0))) goto done;
-    double t1 = now_seconds();
+    double t1 = mt_now_seconds();
     out->prefill_seconds = t1 - t0;
     int n_hist = n_prompt;
     out->stop = MT_STOP_LENGTH;
@@ -174,7 +168,7 @@ mt_status mt_generate(const mt_model *m, const mt_tokenizer *tok, const int32_t 
         if ((s = mt_forward(m, &kv, &next, 1, logits, 0))) goto done;
     }
     if (out->stop != MT_STOP_STRING) emit(&st, st.text.len);
-    out->decode_seconds = now_seconds() - t1;
+    out->decode_seconds = mt_now_seconds() - t1;
     out->n_tokens = n_hist - n_prompt;
     out->tokens = mt_calloc((size_t)(out->n_tokens ? out->n_tokens : 1), sizeof *out->tokens);
     if (!out->tokens) {

@@ -156,7 +156,13 @@ void mt_safetensors_close(mt_safetensors *st) {
     for (size_t i = 0; i < st->n_files; i++) mt_unmap_file(st->maps[i], st->map_sizes[i]);
     free(st->maps);
     free(st->map_sizes);
+    cJSON_Delete(st->meta);
     free(st);
+}
+
+const char *mt_safetensors_meta(const mt_safetensors *st, const char *key) {
+    const cJSON *v = st->meta ? cJSON_GetObjectItemCaseSensitive(st->meta, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 size_t mt_safetensors_count(const mt_safetensors *st) {

@@ -25,6 +25,8 @@ void mt_safetensors_close(mt_safetensors *st);
 
 size_t mt_safetensors_count(const mt_safetensors *st);
 const mt_st_tensor *mt_safetensors_at(const mt_safetensors *st, size_t i);
+/* A string from the file's __metadata__ map, or NULL. */
+const char *mt_safetensors_meta(const mt_safetensors *st, const char *key);
 const mt_st_tensor *mt_safetensors_find(const mt_safetensors *st, const char *name);
 
 #endif

@@ -137,7 +137,11 @@ static mt_status parse_header(mt_safetensors *st, const st_file *f, const cJSON 
     mt_status s = reserve(st, (size_t)cJSON_GetArraySize(root));
     if (s) return s;
     for (const cJSON *e = root->child; e; e = e->next) {
-        if (!strcmp(e->string, "__metadata__")) continue;
+        if (!strcmp(e->string, "__metadata__")) {
+            if (!st->meta && cJSON_IsObject(e) && !(st->meta = cJSON_Duplicate(e, 1)))
+                return mt_fail(MT_ERR_NOMEM, "safetensors: out of memory");
+            continue;
+        }
         memset(&st->tensors[st->n], 0, sizeof st->tensors[st->n]);
         if ((s = parse_entry(f, e, &st->tensors[st->n]))) return s;
         st->n++;

@@ -2,6 +2,8 @@
 #ifndef MT_IO_SAFETENSORS_INTERNAL_H
 #define MT_IO_SAFETENSORS_INTERNAL_H
 
+#include <cjson/cJSON.h>
+
 #include "io/safetensors.h"
 
 struct mt_safetensors {
@@ -11,6 +13,7 @@ struct mt_safetensors {
     size_t n, cap;
     mt_st_tensor *tensors;
     const mt_st_tensor **sorted; /* by name, for lookups */
+    cJSON *meta;                 /* __metadata__ of the first file that has one */
 };
 
 /* Maps path and appends the tensors its header describes. */

@@ -1,0 +1,84 @@
+#include "train/checkpoint.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "io/safetensors_write.h"
+
+#define FORMAT "meteor-checkpoint-1"
+
+static mt_status add_three(mt_st_writer *w, const mt_param *p) {
+    const char *kinds[3] = {"w", "m", "v"};
+    const float *bufs[3] = {p->w, p->m, p->v};
+    char name[256];
+    const int64_t shape[1] = {p->n};
+    for (int k = 0; k < 3; k++) {
+        snprintf(name, sizeof name, "%s.%s", kinds[k], p->name);
+        mt_status s = mt_st_writer_add(w, name, MT_F32, 1, shape, bufs[k]);
+        if (s) return s;
+    }
+    return MT_OK;
+}
+
+mt_status mt_checkpoint_save(const char *path, const mt_trainable *t, const mt_ckpt_meta *meta) {
+    mt_st_writer *w = NULL;
+    mt_status s = mt_st_writer_new(&w);
+    char num[32];
+    for (int i = 0; !s && i < t->n; i++) s = add_three(w, &t->params[i]);
+    snprintf(num, sizeof num, "%" PRId64, meta->step);
+    if (!s) s = mt_st_writer_set_meta(w, "format", FORMAT);
+    if (!s) s = mt_st_writer_set_meta(w, "step", num);
+    snprintf(num, sizeof num, "%d:%d", meta->epoch, meta->batch);
+    if (!s) s = mt_st_writer_set_meta(w, "data_pos", num);
+    snprintf(num, sizeof num, "%" PRIu64, meta->seed);
+    if (!s) s = mt_st_writer_set_meta(w, "seed", num);
+    if (!s) s = mt_st_writer_set_meta(w, "run_key", meta->run_key);
+    if (!s) s = mt_st_writer_write(w, path);
+    mt_st_writer_free(w);
+    return s;
+}
+
+static mt_status restore_one(const mt_safetensors *st, const char *path, const mt_param *p) {
+    const char *kinds[3] = {"w", "m", "v"};
+    float *bufs[3] = {p->w, p->m, p->v};
+    char name[256];
+    for (int k = 0; k < 3; k++) {
+        snprintf(name, sizeof name, "%s.%s", kinds[k], p->name);
+        const mt_st_tensor *x = mt_safetensors_find(st, name);
+        if (!x || x->view.type != MT_F32 || mt_tensor_nelements(&x->view) != p->n)
+            return mt_fail(MT_ERR_FORMAT, "%s: checkpoint has no matching tensor '%s'", path, name);
+        memcpy(bufs[k], x->view.data, (size_t)p->n * sizeof(float));
+    }
+    return MT_OK;
+}
+
+mt_status mt_checkpoint_load(const char *path, mt_trainable *t, mt_ckpt_meta *meta) {
+    mt_safetensors *st = NULL;
+    mt_status s = mt_safetensors_open(path, &st);
+    if (s) return s;
+    const char *fmt = mt_safetensors_meta(st, "format"), *step = mt_safetensors_meta(st, "step");
+    const char *seed = mt_safetensors_meta(st, "seed"), *key = mt_safetensors_meta(st, "run_key");
+    const char *pos = mt_safetensors_meta(st, "data_pos");
+    if (!fmt || strcmp(fmt, FORMAT) || !step || !seed || !key || !pos ||
+        sscanf(pos, "%d:%d", &meta->epoch, &meta->batch) != 2) {
+        s = mt_fail(MT_ERR_FORMAT, "%s is not a meteor training checkpoint", path);
+    } else if (strcmp(key, meta->run_key)) {
+        s = mt_fail(MT_ERR_ARG,
+                    "%s was written by a run with different settings (model, data or training "
+                    "options); resume with the same settings or start a new output folder",
+                    path);
+    } else if ((size_t)3 * t->n != mt_safetensors_count(st)) {
+        s = mt_fail(MT_ERR_FORMAT, "%s holds %zu tensors, expected %d", path,
+                    mt_safetensors_count(st), 3 * t->n);
+    }
+    for (int i = 0; !s && i < t->n; i++) s = restore_one(st, path, &t->params[i]);
+    if (!s) {
+        meta->step = strtoll(step, NULL, 10);
+        meta->seed = strtoull(seed, NULL, 10);
+    }
+    mt_safetensors_close(st);
+    return s;
+}

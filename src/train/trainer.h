@@ -1,0 +1,49 @@
+/* The training loop: batches from a dataset, forward + loss + backward, gradient
+ * accumulation, clipping, AdamW with a schedule, checkpoints and exact resume,
+ * metrics.jsonl and a progress bar. */
+#ifndef MT_TRAIN_TRAINER_H
+#define MT_TRAIN_TRAINER_H
+
+#include <stdint.h>
+
+#include "train/data.h"
+#include "train/loss.h"
+#include "train/optim.h"
+#include "train/trainable.h"
+
+typedef enum { MT_LOSS_SFT = 0, MT_LOSS_MARGIN, MT_LOSS_DPO } mt_loss_kind;
+
+typedef struct {
+    const char *out_dir;
+    mt_loss_kind loss;
+    mt_pref_params pref;  /* margin / beta / sft weight for preference losses */
+    mt_lr_schedule sched; /* total_steps filled in by the trainer when 0 */
+    mt_adamw_params adam;
+    double max_grad_norm; /* 0: no clipping */
+    mt_batch_opts batch;
+    int grad_accum;
+    int epochs;
+    int64_t max_steps; /* 0: epochs decide */
+    int save_every;    /* optimiser steps between checkpoints; 0: only at the end */
+    int recompute;     /* recompute every block's activations in backward (less memory) */
+    int train_prompt;
+    int resume;
+    int quiet;
+    char run_key[64];
+} mt_train_opts;
+
+typedef struct {
+    int64_t steps;
+    int64_t start_step;
+    double first_loss, last_loss;
+    double tokens_per_second;
+    int64_t tokens;
+} mt_train_summary;
+
+/* Paths of the run's files inside out_dir. */
+void mt_train_path(const mt_train_opts *o, const char *file, char *buf, size_t cap);
+
+mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, const mt_train_opts *o,
+                   mt_train_summary *out);
+
+#endif
