@@ -93,30 +93,42 @@ static int starts_with(const int32_t *a, size_t na, const int32_t *b, size_t nb)
     return nb <= na && (nb == 0 || !memcmp(a, b, nb * sizeof *b));
 }
 
+/* The prompt's tokens (*p, np of them, reused and taken over) followed by the tokens of
+ * the answer text alone. */
+static mt_status prompt_then_answer(const mt_tokenizer *tok, const texts *t, int32_t **p, size_t np,
+                                    int32_t **ids, size_t *n) {
+    int32_t *a;
+    size_t na;
+    mt_status st =
+        mt_tokenize(tok, t->full + t->prompt_len, t->full_len - t->prompt_len, 0, 1, &a, &na);
+    if (st) return st;
+    int32_t *joined = realloc(*p, (np + na + 1) * sizeof *joined);
+    if (!joined) {
+        free(a);
+        return mt_fail(MT_ERR_NOMEM, "data: out of memory");
+    }
+    memcpy(joined + np, a, na * sizeof *a);
+    free(a);
+    *p = NULL;
+    *ids = joined, *n = np + na;
+    return MT_OK;
+}
+
 /* Tokens of prompt and answer. The whole conversation is tokenised at once, which is what
  * Hugging Face's apply_chat_template gives. Where a merge crosses the boundary (a ChatML
- * answer that opens with whitespace joins the "\n" of "assistant\n"), the prompt's own
+ * answer that opens with a blank line joins the "\n" of "assistant\n"), the prompt's own
  * tokens and the answer text's tokens are concatenated instead: at generation time the
  * model sees exactly the prompt's tokens, so training must continue from those. */
 static mt_status tokenize_split(const mt_tokenizer *tok, const texts *t, int32_t **ids, size_t *n,
                                 size_t *n_prompt) {
     int32_t *p = NULL, *f = NULL;
-    size_t np, nf;
+    size_t np = 0, nf = 0;
     mt_status st = mt_tokenize(tok, t->prompt, t->prompt_len, 0, 1, &p, &np);
     if (st == MT_OK) st = mt_tokenize(tok, t->full, t->full_len, 0, 1, &f, &nf);
     if (st == MT_OK && !starts_with(f, nf, p, np)) {
-        int32_t *a = NULL;
-        size_t na;
-        st = mt_tokenize(tok, t->full + t->prompt_len, t->full_len - t->prompt_len, 0, 1, &a, &na);
-        int32_t *joined = st == MT_OK ? realloc(p, (np + na + 1) * sizeof *p) : NULL;
-        if (st == MT_OK && !joined) st = mt_fail(MT_ERR_NOMEM, "data: out of memory");
-        if (st == MT_OK) {
-            memcpy(joined + np, a, na * sizeof *a);
-            p = joined;
-            free(f);
-            f = p, p = NULL, nf = np + na;
-        }
-        free(a);
+        free(f);
+        f = NULL;
+        st = prompt_then_answer(tok, t, &p, np, &f, &nf);
     }
     free(p);
     if (st) {
