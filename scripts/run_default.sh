@@ -16,7 +16,7 @@ MODEL=${METEOR_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 TOKENS=${METEOR_TOKENS:-200}
 QUESTION=${METEOR_QUESTION:-$(python3 - <<'EOF'
 import json
-want = "How do I copy a file?"
+want = "How do I copy an object in Python?"
 with open("data/python_faq.jsonl", encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if line.strip()]
 print(next((r["title"] for r in rows if r["title"] == want), rows[0]["title"]))
