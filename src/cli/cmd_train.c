@@ -139,7 +139,7 @@ static int run(const train_flags *f) {
         if (d.n_truncated)
             fprintf(stderr, ", %d truncated to %d tokens", d.n_truncated, f->max_len);
         if (d.n_dropped)
-            fprintf(stderr, ", %d dropped (prompt longer than %d tokens)", d.n_dropped, f->max_len);
+            fprintf(stderr, ", %d dropped (prompt of %d tokens or more)", d.n_dropped, f->max_len);
         fprintf(stderr, "\n");
         st = build_opts(&fl, &o);
     }

@@ -1,0 +1,119 @@
+"""End-to-end training on the real SmolLM2-135M-Instruct through `meteor train`.
+
+LoRA SFT on 32 (question, answer) pairs from the bundled Python FAQ: the loss falls by a
+stated margin and the model then reproduces a trained answer's opening words greedily;
+a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run; a
+diverging run stops with a clear error and keeps its last good checkpoint.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+N_PAIRS = 32
+
+
+def first_sentence(text):
+    words = text.replace("\n", " ").split()
+    out = []
+    for w in words:
+        out.append(w)
+        if w.endswith(".") and len(out) >= 6:
+            break
+        if len(out) >= 30:
+            break
+    return " ".join(out)
+
+
+@pytest.fixture(scope="module")
+def sft_data(repo_root, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "faq32.jsonl"
+    rows = [json.loads(l) for l in (repo_root / "data" / "python_faq.jsonl").read_text().splitlines()]
+    with path.open("w") as f:
+        for r in rows[:N_PAIRS]:
+            f.write(json.dumps({"question": r["title"], "answer": first_sentence(r["reference_answer"])}) + "\n")
+    return path
+
+
+def metrics(out_dir):
+    return [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+TRAIN_ARGS = ["--batch-size", 4, "--lora-rank", 16, "--lora-alpha", 32, "--lr", "2e-3",
+              "--schedule", "constant", "--threads", 2, "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(run_meteor, smollm_gguf, sft_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run_meteor("train", "-m", smollm_gguf, "--data", sft_data, "--out", out, "--epochs", 4,
+               *TRAIN_ARGS, timeout=1200)
+    return out
+
+
+def test_lora_sft_lowers_loss(trained):
+    m = metrics(trained)
+    steps_per_epoch = N_PAIRS // 4
+    assert len(m) == 4 * steps_per_epoch
+    first = sum(r["loss"] for r in m[:steps_per_epoch]) / steps_per_epoch
+    last = sum(r["loss"] for r in m[-steps_per_epoch:]) / steps_per_epoch
+    print(f"mean loss epoch 1 {first:.3f} -> epoch 4 {last:.3f}")
+    assert last < 0.5 * first
+
+
+def test_resume_after_kill_is_identical(run_meteor, meteor_bin, smollm_gguf, sft_data, tmp_path):
+    args = ["train", "-m", smollm_gguf, "--data", sft_data, "--max-steps", 6, "--save-every", 2,
+            *TRAIN_ARGS]
+    full = tmp_path / "full"
+    run_meteor(*args, "--out", full, timeout=900)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([str(meteor_bin), *map(str, args), "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill it once it is past its second checkpoint (metrics line 5 written).
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        f = killed / "metrics.jsonl"
+        if f.exists() and len(f.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    run_meteor(*args, "--out", killed, "--resume", timeout=900)
+    assert (full / "checkpoint.safetensors").read_bytes() == (killed / "checkpoint.safetensors").read_bytes()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+    assert strip(metrics(full)) == strip(metrics(killed))
+
+
+def test_resume_with_other_settings_is_refused(run_meteor, smollm_gguf, sft_data, tmp_path):
+    out = tmp_path / "r"
+    run_meteor("train", "-m", smollm_gguf, "--data", sft_data, "--max-steps", 1, "--out", out,
+               *TRAIN_ARGS, timeout=600)
+    p = run_meteor("train", "-m", smollm_gguf, "--data", sft_data, "--max-steps", 1, "--out", out,
+                   *TRAIN_ARGS, "--lr", "1e-3", "--resume", check=False)
+    assert p.returncode != 0 and "different settings" in p.stderr
+
+
+def test_divergence_stops_and_keeps_checkpoint(run_meteor, smollm_gguf, sft_data, tmp_path):
+    out = tmp_path / "nan"
+    p = run_meteor("train", "-m", smollm_gguf, "--data", sft_data, "--out", out, "--max-steps", 8,
+                   "--save-every", 1, "--max-grad-norm", 0, *TRAIN_ARGS, "--lr", "1e30", check=False,
+                   timeout=900)
+    assert p.returncode != 0
+    assert "became" in p.stderr and "last good checkpoint" in p.stderr
+    ckpt = out / "checkpoint.safetensors"
+    assert ckpt.exists()
+    losses = [r["loss"] for r in metrics(out)]
+    assert all(map(lambda x: x == x and abs(x) != float("inf"), losses))
+
+
+def test_bad_training_data(run_meteor, smollm_gguf, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q1", "answer": "a1"}\n{"question": "q2"}\n')
+    p = run_meteor("train", "-m", smollm_gguf, "--data", bad, "--out", tmp_path / "o", check=False)
+    assert p.returncode != 0
+    lines = [l for l in p.stderr.splitlines() if l.startswith("meteor: error:")]
+    assert len(lines) == 1 and "bad.jsonl:2" in lines[0] and "answer" in lines[0]
