@@ -109,9 +109,6 @@ static mt_status setup_trainable(const train_flags *f, mt_session *s, mt_lora **
     if (f->full) return mt_trainable_full(t, s->model);
     mt_lora_config lc = {.rank = f->rank, .alpha = f->alpha, .dropout = f->dropout};
     mt_status st = mt_lora_parse_targets(f->targets, &lc.targets);
-    if (!st && f->dropout != 0.0f)
-        st = mt_fail(MT_ERR_UNSUPPORTED,
-                     "LoRA dropout is not implemented yet; use --lora-dropout 0");
     if (!st) st = mt_lora_create(s->model, &lc, f->seed, lora);
     if (st) return st;
     mt_lora_attach(*lora, s->model);

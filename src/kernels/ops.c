@@ -50,6 +50,29 @@ void mt_gelu_tanh_mul(float *gate, const float *up, int n) {
     }
 }
 
+uint64_t mt_mix_key(uint64_t a, uint64_t b) {
+    uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int dropout_keep(uint64_t key, long i, float p) {
+    const uint64_t h = mt_mix_key(key, (uint64_t)i);
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0) >= (double)p;
+}
+
+void mt_dropout(float *out, const float *x, long n, float p, uint64_t key) {
+    const float s = 1.0f / (1.0f - p);
+    for (long i = 0; i < n; i++) out[i] = dropout_keep(key, i, p) ? x[i] * s : 0.0f;
+}
+
+void mt_dropout_backward_add(float *dx, const float *g, long n, float p, uint64_t key) {
+    const float s = 1.0f / (1.0f - p);
+    for (long i = 0; i < n; i++)
+        if (dropout_keep(key, i, p)) dx[i] += g[i] * s;
+}
+
 void mt_softmax(float *x, int n) {
     float mx = x[0];
     for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;

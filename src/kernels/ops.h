@@ -19,6 +19,15 @@ void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox);
 void mt_silu_mul(float *gate, const float *up, int n);
 void mt_gelu_tanh_mul(float *gate, const float *up, int n);
 
+/* Inverted dropout with a counter-based mask: element i is kept when a hash of (key, i)
+ * clears p, so the backward pass regenerates the same mask from the key alone.
+ * out[i] = keep ? x[i] / (1 - p) : 0 */
+void mt_dropout(float *out, const float *x, long n, float p, uint64_t key);
+/* dx[i] += keep ? g[i] / (1 - p) : 0, with the mask mt_dropout(key) used. */
+void mt_dropout_backward_add(float *dx, const float *g, long n, float p, uint64_t key);
+/* Mixes two values into a key (for per-layer, per-module dropout streams). */
+uint64_t mt_mix_key(uint64_t a, uint64_t b);
+
 /* In-place softmax over n values. */
 void mt_softmax(float *x, int n);
 

@@ -32,7 +32,11 @@ static void position_heads(const mt_model_config *c, const mt_layout *lay, float
 
 static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n, float *y,
                         const mt_layer_acts *a) {
-    return mt_linear_forward(&L->lin[r], x, a->lora_x[r], n, y, a->lora_h[r]);
+    const mt_linear *lin = &L->lin[r];
+    if (a->lora_x[r])
+        mt_dropout(a->lora_x[r], x, (long)n * mt_linear_in(lin), lin->dropout,
+                   mt_layer_drop_key(a, r));
+    return mt_linear_forward(lin, x, a->lora_x[r], n, y, a->lora_h[r]);
 }
 
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,

@@ -29,8 +29,14 @@ typedef struct {
     float *gate, *up, *act;      /* [n x ff]; act = f(gate)·up */
     float *dn;                   /* [n x embd] down projection, before the post-MLP norm */
     float *lora_h[MT_LIN_COUNT]; /* [n x rank] LoRA hidden states (optional) */
-    const float *lora_x[MT_LIN_COUNT]; /* LoRA branch inputs after dropout (NULL: no dropout) */
+    float *lora_x[MT_LIN_COUNT]; /* LoRA branch inputs after dropout (NULL: no dropout) */
+    uint64_t drop_key;           /* dropout stream of this block in this pass */
 } mt_layer_acts;
+
+/* Key of the dropout mask of module r in a block whose acts carry key. */
+static inline uint64_t mt_layer_drop_key(const mt_layer_acts *a, mt_lin_role r) {
+    return a->drop_key * 31u + (uint64_t)r + 1u;
+}
 
 /* Runs block l: x_out = block(x_in). kc/vc are the key/value rows the layout indexes
  * (the KV cache for inference, the acts' own k/v for training: then pass NULL and the

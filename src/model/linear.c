@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 
 mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_lora, int n,
                             float *y, float *h) {
@@ -21,7 +22,7 @@ mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_l
 
 mt_status mt_linear_backward(const mt_linear *l, const float *x, const float *x_lora,
                              const float *h, const float *dy, int n, float *dx, int accumulate,
-                             float *gw, float *ga, float *gb, float *dh) {
+                             float *gw, float *ga, float *gb, float *dh, uint64_t drop_key) {
     const int in = mt_linear_in(l), out = mt_linear_out(l), r = l->rank;
     mt_status s = MT_OK;
     if (dx && (s = mt_matmul_dx(&l->w, dy, n, dx, accumulate))) return s;
@@ -31,6 +32,16 @@ mt_status mt_linear_backward(const mt_linear *l, const float *x, const float *x_
     mt_gemm(0, 0, n, r, out, l->scale, dy, out, l->b, r, 0.0f, dh, r);
     if (gb) mt_gemm(1, 0, out, r, n, l->scale, dy, out, h, r, 1.0f, gb, r);
     if (ga) mt_gemm(1, 0, r, in, n, 1.0f, dh, r, x_lora ? x_lora : x, in, 1.0f, ga, in);
-    if (dx) mt_gemm(0, 0, n, in, r, 1.0f, dh, r, l->a, in, 1.0f, dx, in);
+    if (!dx) return MT_OK;
+    if (!x_lora) {
+        mt_gemm(0, 0, n, in, r, 1.0f, dh, r, l->a, in, 1.0f, dx, in);
+        return MT_OK;
+    }
+    /* Dropout on the branch input: the branch's dx passes through the same mask. */
+    float *tmp = mt_calloc((size_t)n * in, sizeof *tmp);
+    if (!tmp) return MT_ERR_NOMEM;
+    mt_gemm(0, 0, n, in, r, 1.0f, dh, r, l->a, in, 0.0f, tmp, in);
+    mt_dropout_backward_add(dx, tmp, (long)n * in, l->dropout, drop_key);
+    free(tmp);
     return MT_OK;
 }

@@ -4,6 +4,8 @@
 #ifndef MT_MODEL_LINEAR_H
 #define MT_MODEL_LINEAR_H
 
+#include <stdint.h>
+
 #include "core/status.h"
 #include "kernels/dtype.h"
 
@@ -12,7 +14,8 @@ typedef struct {
     const float *a; /* LoRA A [rank x in], or NULL */
     const float *b; /* LoRA B [out x rank] */
     int rank;
-    float scale; /* alpha / rank */
+    float scale;   /* alpha / rank */
+    float dropout; /* LoRA dropout probability, applied only in training */
 } mt_linear;
 
 static inline int mt_linear_in(const mt_linear *l) {
@@ -35,6 +38,6 @@ mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_l
  * x_lora/h as given to mt_linear_forward; dh: scratch of n x rank. */
 mt_status mt_linear_backward(const mt_linear *l, const float *x, const float *x_lora,
                              const float *h, const float *dy, int n, float *dx, int accumulate,
-                             float *gw, float *ga, float *gb, float *dh);
+                             float *gw, float *ga, float *gb, float *dh, uint64_t drop_key);
 
 #endif

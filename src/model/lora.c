@@ -130,6 +130,7 @@ void mt_lora_attach(const mt_lora *l, mt_model *m) {
             lin->b = *mt_lora_b_slot(l, layer, r);
             lin->rank = lin->a ? l->cfg.rank : 0;
             lin->scale = lin->a ? l->cfg.alpha / (float)l->cfg.rank : 0.0f;
+            lin->dropout = lin->a ? l->cfg.dropout : 0.0f;
         }
 }
 
@@ -140,6 +141,7 @@ void mt_lora_detach(mt_model *m) {
             lin->a = lin->b = NULL;
             lin->rank = 0;
             lin->scale = 0.0f;
+            lin->dropout = 0.0f;
         }
 }
 

@@ -41,8 +41,10 @@ static float *acts_alloc(const mt_model *m, int l, int n, mt_layer_acts *a) {
     dims(c, &d, &qd, &kvd, &ff);
     size_t total = (size_t)n * (6 * d + 2 * qd + 2 * kvd + 3 * ff);
     if (c->qk_norm) total += (size_t)n * (qd + kvd);
-    for (int r = 0; r < MT_LIN_COUNT; r++)
+    for (int r = 0; r < MT_LIN_COUNT; r++) {
         if (L->lin[r].a) total += (size_t)n * L->lin[r].rank;
+        if (L->lin[r].a && L->lin[r].dropout > 0.0f) total += (size_t)n * mt_linear_in(&L->lin[r]);
+    }
     float *block = mt_calloc(total, sizeof(float));
     if (!block) return NULL;
     memset(a, 0, sizeof *a);
@@ -64,8 +66,10 @@ static float *acts_alloc(const mt_model *m, int l, int n, mt_layer_acts *a) {
         TAKE(q0, qd);
         TAKE(k0, kvd);
     }
-    for (int r = 0; r < MT_LIN_COUNT; r++)
+    for (int r = 0; r < MT_LIN_COUNT; r++) {
         if (L->lin[r].a) TAKE(lora_h[r], L->lin[r].rank);
+        if (L->lin[r].a && L->lin[r].dropout > 0.0f) TAKE(lora_x[r], mt_linear_in(&L->lin[r]));
+    }
 #undef TAKE
     return block;
 }
@@ -112,7 +116,8 @@ static mt_status layout_init(mt_tape *t, const int *seq_start, int n_seqs) {
 }
 
 mt_status mt_train_forward(const mt_model *m, const int32_t *tokens, const int *seq_start,
-                           int n_seqs, const unsigned char *checkpoint, mt_tape **out) {
+                           int n_seqs, const unsigned char *checkpoint, uint64_t dropout_seed,
+                           mt_tape **out) {
     *out = NULL;
     mt_tape *t = mt_calloc(1, sizeof *t);
     if (!t) return MT_ERR_NOMEM;
@@ -146,6 +151,7 @@ mt_status mt_train_forward(const mt_model *m, const int32_t *tokens, const int *
             s = MT_ERR_NOMEM;
             goto fail;
         }
+        a->drop_key = mt_mix_key(dropout_seed, (uint64_t)l);
         if ((s = mt_layer_forward(m, l, &t->lay, a, t->x + l * stride, t->x + (l + 1) * stride,
                                   NULL, NULL)))
             goto fail;
@@ -283,7 +289,7 @@ static mt_status lin_back(const mt_layer *L, const mt_layer_acts *a, mt_layer_gr
                           mt_lin_role r, const float *x, const float *dy, int n, float *dx,
                           int accumulate, float *dh) {
     return mt_linear_backward(&L->lin[r], x, a->lora_x[r], a->lora_h[r], dy, n, dx, accumulate,
-                              lg->w[r], lg->lora_a[r], lg->lora_b[r], dh);
+                              lg->w[r], lg->lora_a[r], lg->lora_b[r], dh, mt_layer_drop_key(a, r));
 }
 
 static void bias_backward(float *gb, const float *dy, int n, int dim) {

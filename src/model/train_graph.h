@@ -28,9 +28,11 @@ typedef struct mt_tape mt_tape;
 
 /* Runs the forward pass over n_seqs sequences (tokens laid end to end, seq_start holds
  * n_seqs + 1 offsets) and keeps what the backward pass needs. checkpoint[l] != 0 keeps
- * only the layer's input and recomputes the rest during backward (NULL: keep all). */
+ * only the layer's input and recomputes the rest during backward (NULL: keep all).
+ * LoRA dropout (when the linears have one) draws its masks from dropout_seed. */
 mt_status mt_train_forward(const mt_model *m, const int32_t *tokens, const int *seq_start,
-                           int n_seqs, const unsigned char *checkpoint, mt_tape **out);
+                           int n_seqs, const unsigned char *checkpoint, uint64_t dropout_seed,
+                           mt_tape **out);
 void mt_tape_free(mt_tape *t);
 int mt_tape_tokens(const mt_tape *t);
 

@@ -28,7 +28,7 @@ static mt_status seq_logp(const mt_model *m, const mt_sft_example *e, int train_
     mt_status s = (!targets || !lp) ? MT_ERR_NOMEM : MT_OK;
     if (!s) {
         mt_example_targets(e, train_prompt, targets);
-        s = mt_train_forward(m, e->tokens, starts, 1, NULL, &tape);
+        s = mt_train_forward(m, e->tokens, starts, 1, NULL, 0, &tape);
     }
     if (!s) s = mt_head_logprobs(m, tape, targets, lp);
     double sum = 0.0;

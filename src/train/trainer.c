@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "io/file_util.h"
+#include "kernels/ops.h"
 #include "train/checkpoint.h"
 #include "train/ref_logps.h"
 
@@ -157,9 +158,9 @@ static mt_status micro_loss(const mt_train_opts *o, const mt_ref_logps *ref, con
 /* Forward, loss and backward of one micro-batch; gradients accumulate in t. */
 static mt_status micro_step(const mt_model *m, mt_trainable *t, const mt_train_opts *o,
                             const mt_ref_logps *ref, const unsigned char *ckpt, const int *idx,
-                            micro *b, step_stats *st) {
+                            micro *b, uint64_t drop_seed, step_stats *st) {
     mt_tape *tape = NULL;
-    mt_status s = mt_train_forward(m, b->tokens, b->seq_start, b->n_seqs, ckpt, &tape);
+    mt_status s = mt_train_forward(m, b->tokens, b->seq_start, b->n_seqs, ckpt, drop_seed, &tape);
     if (!s) s = mt_head_logprobs(m, tape, b->targets, b->logprobs);
     if (!s) s = micro_loss(o, ref, idx, b, st);
     if (!s) s = mt_train_backward(m, tape, b->targets, b->coef, &t->grads);
@@ -315,7 +316,11 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
             if ((s = cursor_next(&cur, d, o, &idx, &n_ex))) break;
             if ((s = micro_build(&b, d, idx, n_ex, o->train_prompt))) break;
             step_tokens += b.n_tokens;
-            s = micro_step(m, t, &opts, refp, ckpt, idx, &b, &st);
+            /* Dropout masks depend only on (seed, micro-batch number): a resumed run
+             * draws the same ones. */
+            const uint64_t drop =
+                mt_mix_key(o->batch.seed, (uint64_t)(opt.step * o->grad_accum + a));
+            s = micro_step(m, t, &opts, refp, ckpt, idx, &b, drop, &st);
         }
         if (s) break;
         if (!isfinite(st.loss)) {

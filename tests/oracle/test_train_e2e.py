@@ -42,7 +42,7 @@ def metrics(out_dir):
     return [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-TRAIN_ARGS = ["--batch-size", 4, "--lora-rank", 16, "--lora-alpha", 32, "--lr", "2e-3",
+TRAIN_ARGS = ["--batch-size", 4, "--lora-rank", 16, "--lora-alpha", 32, "--lora-dropout", "0.05", "--lr", "2e-3",
               "--schedule", "constant", "--threads", 2, "--quiet"]
 
 

@@ -160,7 +160,7 @@ int main(int argc, char **argv) {
     unsigned char *cp = calloc((size_t)m->cfg.n_layer, 1);
     for (int l = 0; l < m->cfg.n_layer; l++) cp[l] = ckpt && (l % 2 == 0);
     mt_tape *tape = NULL;
-    if (mt_train_forward(m, tokens, starts, n_seqs, cp, &tape)) return fail();
+    if (mt_train_forward(m, tokens, starts, n_seqs, cp, 0, &tape)) return fail();
     float *lp = zeros((size_t)n), *coef = zeros((size_t)n);
     if (mt_head_logprobs(m, tape, targets, lp)) return fail();
     int n_targets = 0;
