@@ -117,3 +117,42 @@ def test_bad_training_data(run_meteor, smollm_gguf, tmp_path):
     assert p.returncode != 0
     lines = [l for l in p.stderr.splitlines() if l.startswith("meteor: error:")]
     assert len(lines) == 1 and "bad.jsonl:2" in lines[0] and "answer" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def pref_data(repo_root, tmp_path_factory):
+    """Chosen: the FAQ's own first sentence; rejected: the answer to another question."""
+    path = tmp_path_factory.mktemp("pref") / "pairs.jsonl"
+    rows = [json.loads(l) for l in (repo_root / "data" / "python_faq.jsonl").read_text().splitlines()][:8]
+    with path.open("w") as f:
+        for i, r in enumerate(rows):
+            other = rows[(i + 3) % len(rows)]
+            f.write(json.dumps({"question": r["title"], "chosen": first_sentence(r["reference_answer"]),
+                                "rejected": first_sentence(other["reference_answer"])}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("loss", ["margin", "dpo"])
+def test_preference_training(run_meteor, smollm_gguf, pref_data, tmp_path, loss):
+    out = tmp_path / loss
+    run_meteor("train", "-m", smollm_gguf, "--data", pref_data, "--out", out, "--loss", loss,
+               "--epochs", 3, "--batch-size", 2, "--lora-rank", 8, "--lr", "1e-3", "--schedule",
+               "constant", "--sft-weight", "0.1", "--threads", 2, "--quiet", timeout=1200)
+    m = metrics(out)
+    assert len(m) == 12
+    for r in m:
+        assert {"logps_chosen", "logps_rejected", "reward_margin", "accuracy"} <= r.keys()
+    first = sum(r["loss"] for r in m[:4]) / 4
+    last = sum(r["loss"] for r in m[-4:]) / 4
+    margin_first = sum(r["reward_margin"] for r in m[:4]) / 4
+    margin_last = sum(r["reward_margin"] for r in m[-4:]) / 4
+    print(f"{loss}: loss {first:.3f} -> {last:.3f}, reward margin {margin_first:.3f} -> {margin_last:.3f}")
+    assert last < first
+    assert margin_last > margin_first
+    assert (out / "ref_logps.json").exists() == (loss == "dpo")
+
+
+def test_sft_data_with_preference_loss_is_refused(run_meteor, smollm_gguf, sft_data, tmp_path):
+    p = run_meteor("train", "-m", smollm_gguf, "--data", sft_data, "--out", tmp_path / "x", "--loss",
+                   "dpo", check=False)
+    assert p.returncode != 0 and "question/chosen/rejected" in p.stderr
