@@ -42,5 +42,7 @@ mt_status mt_export_check_adapter(const mt_lora *l, const mt_model *m);
  * folder. */
 struct mt_gguf_writer;
 mt_status mt_export_hf_metadata(struct mt_gguf_writer *w, const mt_model *m);
+/* The tokenizer part of it, from the folder's tokenizer.json. */
+mt_status mt_export_hf_vocab(struct mt_gguf_writer *w, const mt_model *m);
 
 #endif

@@ -13,9 +13,13 @@ random adapter on either base with `lora_tool`, exports it, and:
     load and stay close (tolerances below, measured values printed).
 (d) The GGUF-LoRA file has llama.cpp's names, shapes and metadata (read with `gguf`), and
     llama.cpp (llama-cpp-python) loads base + adapter with logits matching meteor's.
+(e) A merged GGUF written from a Hugging Face folder (with a byte-level BPE tokenizer
+    trained here) has the same tensors as the llama.cpp-style conversion, peft's logits,
+    and a tokenizer that meteor and llama.cpp read back to tokenizers' token ids.
 """
 import copy
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -469,6 +473,142 @@ def test_gguf_lora_real_model_in_llama_cpp(smollm_gguf, tmp_path):
           f"{d_lora:.3f}; correlation of the adapter's effect {corr:.3f}")
     assert d_lora <= 1.5 * d_base + 0.1
     assert corr >= 0.95
+
+
+# --- merged GGUF from a Hugging Face folder ---------------------------------------------
+
+RE_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
+            r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+CORPUS = [
+    "How do I copy a list in Python? Use list(x) or x[:] or copy.copy(x).",
+    "Why are default arguments shared between objects? They are evaluated once, at def time.",
+    "What is the difference between a tuple and a list? Tuples are immutable; lists are not.",
+    "for i in range(10):\n    print(i * 2, end=' ')\n",
+    "The year 2024 had 366 days; 3.14159 is close to pi, and 1e-5 is small.",
+    "Numbers like 12345 and 987654321 are split into digits by some tokenizers.",
+    "Ünïcödé text, emoji 🚀 and CJK 日本語 should survive a round trip.",
+] * 20
+TEXTS = ["How do I copy a tuple in Python 3.12?", "  leading spaces\tand\ttabs\n\nnew lines",
+         "digits 0123456789 and 42.5%", "Ünïcödé 🚀 日本語 mixed with ASCII",
+         "<|im_start|>user\nhello<|im_end|>", "def f(x):\n    return x ** 2\n"]
+PRE = {"gpt2": "gpt-2", "smollm": "smollm", "qwen2": "qwen2"}
+
+
+def add_tokenizer(folder, style, byte_fallback=False):
+    """A small byte-level BPE trained here (vocabulary 400 < the model's 512)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE(byte_fallback=byte_fallback))
+    bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=style != "qwen2")
+    if style == "smollm":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(True), bl])
+    elif style == "qwen2":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(RE_QWEN2), behavior="isolated"), bl])
+    else:
+        tok.pre_tokenizer = bl
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False,
+                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "eos_token": "<|im_end|>", "bos_token": None, "add_bos_token": False,
+        "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                         "<|im_end|>\n{% endfor %}"}))
+    return tok
+
+
+@pytest.mark.parametrize("arch,style", [("llama", "gpt2"), ("qwen2", "qwen2"),
+                                        ("gemma3", "smollm")])
+def test_merged_from_hf_folder(arch, style, tiny, tmp_path, meteor_bin):
+    model, src, g = tiny(arch)
+    folder = tmp_path / arch
+    shutil.copytree(src, folder)
+    tok = add_tokenizer(folder, style)
+    V = model.config.vocab_size
+    ids = token_ids(V)
+    adapter = tmp_path / "adapter"
+    ref = read_logits(random_adapter(folder, adapter, ids, tmp_path), SEQ, V)
+    merged = tmp_path / "merged.gguf"
+    tool("merge", folder, merged, "f32", "--adapter", adapter)
+    got = meteor_logits(merged, ids, V, tmp_path)
+    diff = np.abs(got - ref).max()
+    peft_diff = np.abs(got - hf_logits(model, ids, adapter)).max()
+    print(f"{arch} folder -> merged F32 GGUF: max|diff| vs meteor base+adapter {diff:.2e}, "
+          f"vs peft {peft_diff:.2e}")
+    assert diff <= TOL and peft_diff <= TOL
+
+    # Without an adapter the tensors are exactly those of llama.cpp-style conversion
+    # (llama q/k rows permuted, Gemma norms + 1).
+    plain = tmp_path / "plain.gguf"
+    tool("merge", folder, plain, "f32")
+    ours = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(plain)).tensors}
+    theirs = {t.name: np.array(t.data) for t in gguf.GGUFReader(str(g)).tensors}
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert np.array_equal(ours[name], theirs[name]), name
+
+    r = gguf.GGUFReader(str(merged))
+    f = {k: v.contents() for k, v in r.fields.items() if not k.startswith("GGUF.")}
+    assert f["general.architecture"] == arch
+    assert f["tokenizer.ggml.model"] == "gpt2" and f["tokenizer.ggml.pre"] == PRE[style]
+    tokens = f["tokenizer.ggml.tokens"]
+    assert len(tokens) == V and tokens[400:] == [f"[PAD{i}]" for i in range(400, V)]
+    assert tokens[:400] == [tok.id_to_token(i) for i in range(400)]
+    types = f["tokenizer.ggml.token_type"]
+    assert types[:3] == [3, 3, 3] and set(types[3:400]) == {1} and set(types[400:]) == {5}
+    assert len(f["tokenizer.ggml.merges"]) == len(json.loads(
+        (folder / "tokenizer.json").read_text())["model"]["merges"])
+    assert f["tokenizer.ggml.eos_token_id"] == tok.token_to_id("<|im_end|>")
+    assert f["tokenizer.ggml.add_bos_token"] is False
+    assert "<|im_start|>" in f["tokenizer.chat_template"]
+    assert f[f"{arch}.block_count"] == model.config.num_hidden_layers
+
+    # meteor's tokenizer read back from the GGUF splits text as tokenizers does.
+    batch = tmp_path / "texts.json"
+    batch.write_text(json.dumps(TEXTS))
+    out = subprocess.run([str(meteor_bin), "tokenize", "-m", merged, "--batch", batch,
+                          "--no-special", "--parse-special"], check=True, capture_output=True,
+                         text=True).stdout
+    want = [tok.encode(t, add_special_tokens=False).ids for t in TEXTS]
+    assert json.loads(out) == want
+
+    if arch != "gemma3":  # llama.cpp's gemma3 GELU differs by ~2e-3 (see above)
+        try:
+            import llama_cpp
+        except ImportError:
+            return
+        theirs = llama_cpp_logits(merged, ids)
+        d = np.abs(theirs - ref).max()
+        print(f"{arch}: llama.cpp on meteor's merged GGUF vs meteor base+adapter {d:.2e}")
+        assert d <= TOL
+        llm = llama_cpp.Llama(model_path=str(merged), vocab_only=True, verbose=False)
+        for t, w in zip(TEXTS[:4], want):
+            assert llm.tokenize(t.encode(), add_bos=False, special=False) == w, t
+        llm.close()
+
+
+def test_merged_from_hf_folder_refusals(tiny, tmp_path):
+    model, src, _ = tiny("llama")
+    folder = tmp_path / "llama"
+    shutil.copytree(src, folder)
+
+    def merge_error(f):
+        p = subprocess.run([str(LORA_TOOL), "merge", f, tmp_path / "m.gguf", "f16"],
+                           capture_output=True, text=True)
+        assert p.returncode != 0 and not (tmp_path / "m.gguf").exists()
+        return p.stderr
+
+    assert "has no tokenizer.json" in merge_error(folder)
+    add_tokenizer(folder, "gpt2", byte_fallback=True)
+    assert "SentencePiece-style" in merge_error(folder)
+    # Gemma 3 with query_pre_attn_scalar != head_dim: GGUF readers would scale differently.
+    from test_logits_parity import make_model as parity_model
+    gemma = tmp_path / "gemma3"
+    parity_model("gemma3", gemma)
+    add_tokenizer(gemma, "gpt2")
+    assert "query_pre_attn_scalar" in merge_error(gemma)
 
 
 # --- errors -----------------------------------------------------------------------------

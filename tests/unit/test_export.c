@@ -418,6 +418,13 @@ static void test_errors_leave_nothing(void **state) {
     path_in(q, sizeof q, "merged_q4.gguf");
     assert_int_equal(mt_export_merged_gguf(m, l, MT_Q4_0, q), MT_ERR_ARG);
     assert_int_not_equal(stat(q, &st), 0);
+    /* A folder model without tokenizer.json cannot become a complete GGUF. */
+    mt_model *f = load("tiny");
+    path_in(q, sizeof q, "from_folder.gguf");
+    assert_int_equal(mt_export_merged_gguf(f, NULL, MT_F16, q), MT_ERR_IO);
+    assert_non_null(strstr(mt_last_error(), "has no tokenizer.json"));
+    assert_int_not_equal(stat(q, &st), 0);
+    mt_model_free(f);
     /* An adapter for a model with another layer count. */
     l->n_layer = 1;
     assert_int_equal(mt_lora_save_gguf(l, m, q), MT_ERR_ARG);
