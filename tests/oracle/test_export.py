@@ -611,6 +611,47 @@ def test_merged_from_hf_folder_refusals(tiny, tmp_path):
     assert "query_pre_attn_scalar" in merge_error(gemma)
 
 
+# --- the CLI verb ---------------------------------------------------------------------
+
+def test_cli_export(tiny, tmp_path, run_meteor):
+    model, folder, g = tiny("llama")
+    V = model.config.vocab_size
+    ids = token_ids(V)
+    adapter = tmp_path / "adapter"
+    ref = read_logits(random_adapter(g, adapter, ids, tmp_path, gguf_lora=tmp_path / "ref.gguf"),
+                      SEQ, V)
+    out = run_meteor("export", "-m", g, "--adapter", adapter, "--out", tmp_path / "peft").stdout
+    assert "PEFT adapter" in out
+    for f in ("adapter_config.json", "adapter_model.safetensors"):
+        assert (adapter / f).read_bytes() == (tmp_path / "peft" / f).read_bytes(), f
+    run_meteor("export", "-m", g, "--adapter", adapter, "--format", "gguf-lora", "--out",
+               tmp_path / "lora.gguf")
+    assert (tmp_path / "lora.gguf").read_bytes() == (tmp_path / "ref.gguf").read_bytes()
+    run_meteor("export", "-m", g, "--adapter", adapter, "--merge", "--type", "f32", "--out",
+               tmp_path / "merged.gguf")
+    assert np.abs(meteor_logits(tmp_path / "merged.gguf", ids, V, tmp_path) - ref).max() <= TOL
+    run_meteor("export", "-m", g, "--merge", "--out", tmp_path / "f16.gguf")  # F16 default
+    r = gguf.GGUFReader(str(tmp_path / "f16.gguf"))
+    assert r.fields["general.file_type"].contents() == 1
+    assert "--merge" in run_meteor("export", "--help").stdout
+
+    for args, msg in [
+        (["-m", g, "--adapter", adapter], "no output given"),
+        (["-m", g, "--out", tmp_path / "x"], "nothing to export"),
+        (["-m", g, "--adapter", adapter, "--format", "onnx", "--out", tmp_path / "x"],
+         "--format must be peft or gguf-lora"),
+        (["-m", g, "--merge", "--type", "q4_0", "--out", tmp_path / "x"], "--type must be"),
+        (["-m", g, "--merge", "--out", g], "is the model itself"),
+        (["-m", g, "--adapter", tmp_path / "nope", "--out", tmp_path / "x"], "adapter_config"),
+    ]:
+        p = run_meteor("export", *args, check=False)
+        assert p.returncode != 0
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("meteor: error:") and msg in lines[0], \
+            p.stderr
+    assert not (tmp_path / "x").exists()
+
+
 # --- errors -----------------------------------------------------------------------------
 
 def test_export_errors(tiny, tmp_path):
