@@ -1,0 +1,70 @@
+#include "kernels/qdot.h"
+#include "kernels/qdot_internal.h"
+
+/* -1 until first use, so AUTO is resolved lazily without a constructor. Written only
+ * by mt_qdot_set_impl, which callers do not run concurrently with the kernels. */
+static int current = -1;
+
+int mt_qdot_avx2_available(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+mt_status mt_qdot_set_impl(mt_qdot_impl impl) {
+    switch (impl) {
+    case MT_QDOT_AUTO:
+        current = mt_qdot_avx2_available() ? MT_QDOT_AVX2 : MT_QDOT_SCALAR;
+        return MT_OK;
+    case MT_QDOT_SCALAR:
+        current = MT_QDOT_SCALAR;
+        return MT_OK;
+    case MT_QDOT_AVX2:
+        if (!mt_qdot_avx2_available())
+            return mt_fail(MT_ERR_UNSUPPORTED, "this CPU lacks AVX2/FMA/F16C");
+        current = MT_QDOT_AVX2;
+        return MT_OK;
+    }
+    return mt_fail(MT_ERR_ARG, "unknown quantised-dot implementation %d", (int)impl);
+}
+
+mt_qdot_impl mt_qdot_get_impl(void) {
+    if (current < 0) mt_qdot_set_impl(MT_QDOT_AUTO);
+    return (mt_qdot_impl)current;
+}
+
+static mt_qdot_row_fn row_fn(mt_dtype t) {
+    if (mt_qdot_get_impl() == MT_QDOT_AVX2) {
+        mt_qdot_row_fn f = mt_qdot_avx2_fn(t);
+        if (f) return f;
+    }
+    return mt_qdot_scalar_fn(t);
+}
+
+float mt_vec_dot(mt_dtype t, int64_t n, const void *w_row, const void *x_q, const float *x_f32) {
+    mt_qdot_row_fn f = row_fn(t);
+    float y = 0.0f;
+    if (f) f(n, w_row, 1, x_q, 0, x_f32, 0, &y, 0);
+    return y;
+}
+
+void mt_matmul_q(const mt_tensor *w, int n_tok, const void *xq, const float *xf, float *y,
+                 int64_t row0, int64_t row1) {
+    mt_qdot_row_fn f = row_fn(w->type);
+    if (!f || n_tok <= 0) return;
+    const int64_t n = w->ne[0], rows = mt_tensor_nelements(w) / n;
+    const size_t row_bytes = mt_dtype_row_bytes(w->type, n);
+    const size_t act = mt_act_bytes(w->type, n);
+    const uint8_t *base = w->data;
+    for (int64_t r = row0; r < row1; r++)
+        f(n, base + (size_t)r * row_bytes, n_tok, xq, act, xf, n, y + r, rows);
+}
+
+void mt_matvec_q(const mt_tensor *w, const void *x_q, const float *x_f32, float *y, int64_t row0,
+                 int64_t row1) {
+    mt_matmul_q(w, 1, x_q, x_f32, y, row0, row1);
+}

@@ -1,0 +1,470 @@
+/* Quantised dot products: random valid blocks of every type with a fixed seed.
+ *
+ * Three tolerances, all derived rather than tuned (u = 2^-24, the float unit roundoff):
+ *
+ * 1. Kernel vs exact arithmetic on the same quantised activations x̂ (x̂ read back from
+ *    the int8 blocks): |y - Σ w_i x̂_i| <= T = 2 (terms + 8) u M. The integer block sums
+ *    are exact, so only the float scaling and the sum of `terms` partial results round
+ *    (terms = blocks for quantised types, n for float rows), each by at most u of the
+ *    running magnitude M = Σ |terms|; +8 covers the products, the 8-lane horizontal sum
+ *    and an int->float conversion above 2^24. M is Σ |w_i x̂_i| except for formats with
+ *    an offset (Q4_1, Q5_1, Q4_K, Q5_K), whose two partial sums d·Σq·x̂ and m·Σx̂ are
+ *    formed separately and may cancel: there M = Σ (|d q_i| + |m_i|) |x̂_i|.
+ * 2. AVX2 vs scalar: both are within T of the same exact value, so |y_avx2 - y_scalar|
+ *    <= 2T. (Measured differences are far below, typically a few u·M.)
+ * 3. Kernel vs the exact f32 dot Σ w_i x_i: activation rounding moves each x_i by at
+ *    most half its block's step d_a = amax/127, so |y - Σ w_i x_i| <=
+ *    Σ |w_i| d_a(i) (1/2 + 1e-4) + T (1e-4 covers the float rounding of x/d_a).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/rng.h"
+#include "kernels/dequant.h"
+#include "kernels/qdot.h"
+#include "kernels/qdot_internal.h"
+
+#define U 0x1p-24
+
+static mt_rng rng;
+
+static double uni(double lo, double hi) {
+    return lo + (hi - lo) * mt_rng_uniform(&rng);
+}
+
+static double gauss(void) {
+    double u1 = uni(1e-12, 1.0), u2 = uni(0.0, 1.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+}
+
+/* A random f16 scale of either sign, 1e-3 .. 1e-1 in magnitude. */
+static void rand_scale(uint8_t *p) {
+    double v = uni(1e-3, 1e-1) * (mt_rng_next(&rng) & 1 ? -1.0 : 1.0);
+    put16(p, mt_fp32_to_fp16((float)v));
+}
+
+static int is_float_type(mt_dtype t) {
+    return t == MT_F32 || t == MT_F16 || t == MT_BF16;
+}
+
+/* Byte offset of each block's f16 scale fields: (d, min or -1) */
+static void scale_fields(mt_dtype t, int *d, int *m) {
+    *m = -1;
+    switch (t) {
+    case MT_Q4_1:
+    case MT_Q5_1:
+    case MT_Q4_K:
+    case MT_Q5_K:
+        *d = 0, *m = 2;
+        return;
+    case MT_Q6_K:
+        *d = 208;
+        return;
+    default:
+        *d = 0;
+        return;
+    }
+}
+
+/* Random bytes everywhere (every quant pattern, 6-bit scales and Q6_K's int8 scales
+ * included), then finite f16 scales. Float rows hold N(0,1) values. */
+static void fill_row(mt_dtype t, int64_t n, uint8_t *w) {
+    const size_t bytes = mt_dtype_row_bytes(t, n);
+    if (is_float_type(t)) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = (float)gauss();
+            if (t == MT_F32) memcpy(w + 4 * i, &v, 4);
+            if (t == MT_F16) put16(w + 2 * i, mt_fp32_to_fp16(v));
+            if (t == MT_BF16) {
+                uint32_t u;
+                memcpy(&u, &v, 4);
+                put16(w + 2 * i, (uint16_t)(u >> 16));
+            }
+        }
+        return;
+    }
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)mt_rng_next(&rng);
+    const size_t bb = mt_dtype_block_bytes(t);
+    int d, m;
+    scale_fields(t, &d, &m);
+    for (size_t b = 0; b < bytes / bb; b++) {
+        rand_scale(w + b * bb + d);
+        if (m >= 0) rand_scale(w + b * bb + m);
+    }
+}
+
+/* Activations with a heavy tail, as transformer activations have: mostly N(0,1), a few
+ * values tens of times larger. */
+static void fill_act(int64_t n, float *x) {
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = (float)gauss();
+        if (mt_rng_uniform(&rng) < 0.01) x[i] *= 30.0f;
+    }
+}
+
+typedef struct {
+    double exact_q; /* Σ w x̂ */
+    double exact;   /* Σ w x */
+    double T;       /* tolerance 1 */
+    double act_err; /* bound of tolerance 3, without T */
+    double absum;   /* Σ |w x| */
+} expect;
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+/* x̂ and each value's activation step, read back from the int8 blocks. */
+static void dequant_act(mt_dtype t, int64_t n, const float *x, const void *xq, float *xh,
+                        float *step) {
+    if (is_float_type(t)) {
+        for (int64_t i = 0; i < n; i++) xh[i] = x[i], step[i] = 0.0f;
+    } else if (t == MT_Q4_K || t == MT_Q5_K || t == MT_Q6_K) {
+        const mt_act256 *a = xq;
+        for (int64_t i = 0; i < n; i++) {
+            xh[i] = a[i / 256].d * (float)a[i / 256].qs[i % 256];
+            step[i] = a[i / 256].d;
+        }
+    } else {
+        const mt_act32 *a = xq;
+        for (int64_t i = 0; i < n; i++) {
+            xh[i] = a[i / 32].d * (float)a[i / 32].qs[i % 32];
+            step[i] = a[i / 32].d;
+        }
+    }
+}
+
+static expect expected(mt_dtype t, int64_t n, const uint8_t *w, const float *x, const void *xq) {
+    float *wf = xmalloc((size_t)n * sizeof *wf), *wa = xmalloc((size_t)n * sizeof *wa);
+    float *xh = xmalloc((size_t)n * sizeof *xh), *step = xmalloc((size_t)n * sizeof *step);
+    mt_dequantize(t, w, wf, n);
+    dequant_act(t, n, x, xq, xh, step);
+    /* The offset-free part d·q of each weight: the row again with its mins zeroed. */
+    int dof, mof;
+    scale_fields(t, &dof, &mof);
+    if (mof >= 0 && !is_float_type(t)) {
+        const size_t bytes = mt_dtype_row_bytes(t, n), bb = mt_dtype_block_bytes(t);
+        uint8_t *w0 = xmalloc(bytes);
+        memcpy(w0, w, bytes);
+        for (size_t b = 0; b < bytes / bb; b++) put16(w0 + b * bb + mof, 0);
+        mt_dequantize(t, w0, wa, n);
+        free(w0);
+    } else {
+        memcpy(wa, wf, (size_t)n * sizeof *wa);
+    }
+    expect e = {0};
+    double M = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e.exact_q += (double)wf[i] * xh[i];
+        e.exact += (double)wf[i] * x[i];
+        e.absum += fabs((double)wf[i] * x[i]);
+        e.act_err += fabs((double)wf[i]) * step[i] * (0.5 + 1e-4);
+        M += (fabs((double)wa[i]) + fabs((double)wf[i] - wa[i])) * fabs((double)xh[i]);
+    }
+    const int64_t terms = is_float_type(t) ? n : n / mt_dtype_block_elems(t);
+    e.T = 2.0 * (double)(terms + 8) * U * M + 1e-30;
+    free(wf), free(wa), free(xh), free(step);
+    return e;
+}
+
+static int have_avx2(void) {
+    static int noted = 0;
+    if (mt_qdot_avx2_available()) return 1;
+    if (!noted) printf("note: CPU lacks AVX2/FMA/F16C, SIMD comparisons skipped\n");
+    noted = 1;
+    return 0;
+}
+
+static float dot_with(mt_qdot_impl impl, mt_dtype t, int64_t n, const void *w, const void *xq,
+                      const float *x) {
+    assert_int_equal(mt_qdot_set_impl(impl), MT_OK);
+    float y = mt_vec_dot(t, n, w, xq, x);
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+    return y;
+}
+
+/* Worst ratios seen, printed at the end of each type's test. */
+typedef struct {
+    double simd, kern, act;
+} worst;
+
+static void check_one(mt_dtype t, int64_t n, const uint8_t *w, const float *x, worst *wr) {
+    const size_t ab = mt_act_bytes(t, n);
+    void *xq = xmalloc(ab);
+    assert_int_equal(mt_quantize_act(t, x, n, xq), MT_OK);
+    const expect e = expected(t, n, w, x, xq);
+    const float ys = dot_with(MT_QDOT_SCALAR, t, n, w, xq, x);
+    assert_true(isfinite(ys));
+    const double ks = fabs(ys - e.exact_q) / e.T;
+    if (ks > 1.0)
+        fail_msg("%s n=%lld scalar %.9g vs exact %.9g (T %.3g)", mt_dtype_name(t), (long long)n,
+                 (double)ys, e.exact_q, e.T);
+    const double as = fabs(ys - e.exact) / (e.act_err + e.T);
+    if (as > 1.0)
+        fail_msg("%s n=%lld scalar %.9g vs f32 dot %.9g (bound %.3g)", mt_dtype_name(t),
+                 (long long)n, (double)ys, e.exact, e.act_err + e.T);
+    wr->kern = fmax(wr->kern, ks), wr->act = fmax(wr->act, as);
+    if (have_avx2()) {
+        const float ya = dot_with(MT_QDOT_AVX2, t, n, w, xq, x);
+        const double ka = fabs(ya - e.exact_q) / e.T, sa = fabs((double)ya - ys) / (2 * e.T);
+        if (ka > 1.0 || sa > 1.0)
+            fail_msg("%s n=%lld avx2 %.9g scalar %.9g exact %.9g (T %.3g)", mt_dtype_name(t),
+                     (long long)n, (double)ya, (double)ys, e.exact_q, e.T);
+        const double aa = fabs(ya - e.exact) / (e.act_err + e.T);
+        assert_true(aa <= 1.0);
+        wr->kern = fmax(wr->kern, ka), wr->simd = fmax(wr->simd, sa), wr->act = fmax(wr->act, aa);
+    }
+    free(xq);
+}
+
+static void check_type(mt_dtype t, const int64_t *sizes, int n_sizes, int reps) {
+    mt_rng_seed(&rng, 1234 + (uint64_t)t);
+    worst wr = {0};
+    for (int s = 0; s < n_sizes; s++) {
+        const int64_t n = sizes[s];
+        uint8_t *w = xmalloc(mt_dtype_row_bytes(t, n));
+        float *x = xmalloc((size_t)n * sizeof *x);
+        for (int r = 0; r < reps; r++) {
+            fill_row(t, n, w);
+            fill_act(n, x);
+            check_one(t, n, w, x, &wr);
+        }
+        free(w), free(x);
+    }
+    printf("%-5s worst |avx2-scalar|/2T %.2e, |y-exact(x̂)|/T %.2e, |y-f32 dot|/bound %.2e\n",
+           mt_dtype_name(t), wr.simd, wr.kern, wr.act);
+}
+
+static const int64_t SIZES32[] = {32, 64, 96, 576, 2048, 4096};
+static const int64_t SIZESK[] = {256, 512, 1536, 4096};
+static const int64_t SIZESF[] = {1, 7, 8, 31, 32, 33, 100, 576, 2048, 4099};
+
+#define TYPE_TEST(fn, type, sizes)                                                                 \
+    static void fn(void **state) {                                                                 \
+        (void)state;                                                                               \
+        check_type(type, sizes, (int)(sizeof sizes / sizeof sizes[0]), 8);                         \
+    }
+
+TYPE_TEST(test_q4_0, MT_Q4_0, SIZES32)
+TYPE_TEST(test_q4_1, MT_Q4_1, SIZES32)
+TYPE_TEST(test_q5_0, MT_Q5_0, SIZES32)
+TYPE_TEST(test_q5_1, MT_Q5_1, SIZES32)
+TYPE_TEST(test_q8_0, MT_Q8_0, SIZES32)
+TYPE_TEST(test_q4_k, MT_Q4_K, SIZESK)
+TYPE_TEST(test_q5_k, MT_Q5_K, SIZESK)
+TYPE_TEST(test_q6_k, MT_Q6_K, SIZESK)
+TYPE_TEST(test_f32, MT_F32, SIZESF)
+TYPE_TEST(test_f16, MT_F16, SIZESF)
+TYPE_TEST(test_bf16, MT_BF16, SIZESF)
+
+static const mt_dtype ALL[] = {MT_F32,  MT_F16,  MT_BF16, MT_Q4_0, MT_Q4_1, MT_Q5_0,
+                               MT_Q5_1, MT_Q8_0, MT_Q4_K, MT_Q5_K, MT_Q6_K};
+#define N_ALL ((int)(sizeof ALL / sizeof ALL[0]))
+
+static const mt_qdot_impl IMPLS[] = {MT_QDOT_SCALAR, MT_QDOT_AVX2};
+
+/* Zero weight blocks (all bytes 0, so d = 0) and zero activations give exactly 0, and
+ * a zero block amid random ones contributes nothing. */
+static void test_zero_blocks(void **state) {
+    (void)state;
+    mt_rng_seed(&rng, 7);
+    const int64_t n = 1024;
+    for (int k = 0; k < N_ALL; k++) {
+        const mt_dtype t = ALL[k];
+        const size_t rb = mt_dtype_row_bytes(t, n), bb = mt_dtype_block_bytes(t);
+        uint8_t *w = xmalloc(rb), *wz = calloc(rb, 1);
+        float *x = xmalloc(n * sizeof *x), *xz = calloc(n, sizeof *xz);
+        void *xq = xmalloc(mt_act_bytes(t, n)), *xqz = xmalloc(mt_act_bytes(t, n));
+        fill_row(t, n, w);
+        fill_act(n, x);
+        assert_int_equal(mt_quantize_act(t, x, n, xq), MT_OK);
+        assert_int_equal(mt_quantize_act(t, xz, n, xqz), MT_OK);
+        for (int i = 0; i < 2; i++) {
+            if (IMPLS[i] == MT_QDOT_AVX2 && !have_avx2()) continue;
+            assert_true(dot_with(IMPLS[i], t, n, wz, xq, x) == 0.0f);
+            assert_true(dot_with(IMPLS[i], t, n, w, xqz, xz) == 0.0f);
+        }
+        /* Zero the second block (quantised) or a middle stretch (float) of a random row:
+         * the result equals the row's exact value without those values. */
+        if (!is_float_type(t))
+            memset(w + bb, 0, bb);
+        else
+            memset(w + rb / 4, 0, rb / 4);
+        worst wr = {0};
+        check_one(t, n, w, x, &wr);
+        free(w), free(wz), free(x), free(xz), free(xq), free(xqz);
+    }
+}
+
+/* The largest codes and scales with activations at ±127: no SIMD intermediate saturates
+ * (a pair of products in vpmaddubsw peaks at 2·128·127 for Q8_0's -128). */
+static void test_extremes(void **state) {
+    (void)state;
+    const int64_t n = 512;
+    float x[512];
+    for (int pat = 0; pat < 4; pat++) {
+        for (int64_t i = 0; i < n; i++)
+            x[i] = pat == 0   ? 1.0f
+                   : pat == 1 ? -1.0f
+                              : (i % 2 ? -1.0f : 1.0f) * (pat == 2 ? 1 : 0.5f);
+        if (pat == 3) x[0] = 1.0f; /* the rest round to ±64 */
+        for (int k = 0; k < N_ALL; k++) {
+            const mt_dtype t = ALL[k];
+            if (is_float_type(t)) continue;
+            const size_t rb = mt_dtype_row_bytes(t, n), bb = mt_dtype_block_bytes(t);
+            uint8_t *w = xmalloc(rb);
+            for (int fill = 0; fill < 2; fill++) {
+                /* every quant bit set, then every bit clear (Q8_0: -1, then 0; the
+                 * Q8_0 -128 case: 0x80) */
+                const uint8_t v = fill ? 0x80 : 0xff;
+                memset(w, v, rb);
+                int d, m;
+                scale_fields(t, &d, &m);
+                for (size_t b = 0; b < rb / bb; b++) {
+                    put16(w + b * bb + d, mt_fp32_to_fp16(-1.0f));
+                    if (m >= 0) put16(w + b * bb + m, mt_fp32_to_fp16(0.5f));
+                }
+                worst wr = {0};
+                check_one(t, n, w, x, &wr);
+            }
+            free(w);
+        }
+    }
+}
+
+/* mt_matmul_q with any number of tokens, mt_matvec_q and mt_vec_dot give the same bits
+ * for each token within one implementation, and only rows [row0, row1) are written. */
+static void test_batch_bitexact(void **state) {
+    (void)state;
+    mt_rng_seed(&rng, 99);
+    const int64_t n = 512, rows = 13, row0 = 2, row1 = 11;
+    const int max_tok = 17;
+    for (int k = 0; k < N_ALL; k++) {
+        const mt_dtype t = ALL[k];
+        const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
+        uint8_t *w = xmalloc(rb * rows);
+        for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+        float *x = xmalloc((size_t)(max_tok * n) * sizeof *x);
+        uint8_t *xq = xmalloc(ab * max_tok + 1);
+        fill_act(max_tok * n, x);
+        for (int i = 0; i < max_tok; i++)
+            assert_int_equal(mt_quantize_act(t, x + i * n, n, xq + i * ab), MT_OK);
+        const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+        float *y = xmalloc((size_t)(max_tok * rows) * sizeof *y);
+        for (int i = 0; i < 2; i++) {
+            if (IMPLS[i] == MT_QDOT_AVX2 && !have_avx2()) continue;
+            assert_int_equal(mt_qdot_set_impl(IMPLS[i]), MT_OK);
+            for (int nt = 1; nt <= max_tok; nt++) {
+                for (int j = 0; j < max_tok * rows; j++) y[j] = -12345.0f;
+                if (nt == 1)
+                    mt_matvec_q(&wt, xq, x, y, row0, row1);
+                else
+                    mt_matmul_q(&wt, nt, xq, x, y, row0, row1);
+                for (int tok = 0; tok < max_tok; tok++)
+                    for (int64_t r = 0; r < rows; r++) {
+                        const float got = y[tok * rows + r];
+                        if (tok >= nt || r < row0 || r >= row1) {
+                            assert_true(got == -12345.0f);
+                            continue;
+                        }
+                        const float want = mt_vec_dot(t, n, w + r * rb, xq + tok * ab, x + tok * n);
+                        if (memcmp(&got, &want, sizeof got))
+                            fail_msg("%s impl %d nt %d tok %d row %lld: %.9g != %.9g",
+                                     mt_dtype_name(t), (int)IMPLS[i], nt, tok, (long long)r,
+                                     (double)got, (double)want);
+                    }
+            }
+        }
+        mt_qdot_set_impl(MT_QDOT_AUTO);
+        free(w), free(x), free(xq), free(y);
+    }
+}
+
+static void test_quantize_act(void **state) {
+    (void)state;
+    mt_rng_seed(&rng, 5);
+    float x[512];
+    fill_act(512, x);
+    x[300] = -50.0f; /* the largest magnitude of its K block and of its 32-block */
+    mt_act32 a32[16];
+    mt_act256 a256[2];
+    assert_int_equal(mt_act_bytes(MT_Q4_0, 512), sizeof a32);
+    assert_int_equal(mt_act_bytes(MT_Q6_K, 512), sizeof a256);
+    assert_int_equal(mt_act_bytes(MT_F16, 512), 0);
+    assert_int_equal(mt_quantize_act(MT_Q4_0, x, 512, a32), MT_OK);
+    assert_int_equal(mt_quantize_act(MT_Q5_K, x, 512, a256), MT_OK);
+    assert_int_equal(a32[300 / 32].qs[300 % 32], -127);
+    assert_true(a32[300 / 32].d == 50.0f / 127.0f);
+    assert_int_equal(a256[1].qs[300 - 256], -127);
+    for (int b = 0; b < 16; b++) {
+        int s = 0;
+        for (int i = 0; i < 32; i++) {
+            s += a32[b].qs[i];
+            assert_true(fabsf(a32[b].d * a32[b].qs[i] - x[32 * b + i]) <= a32[b].d * 0.5001f);
+        }
+        assert_true(a32[b].s == a32[b].d * (float)s);
+    }
+    for (int b = 0; b < 2; b++)
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int i = 0; i < 16; i++) s += a256[b].qs[16 * g + i];
+            assert_int_equal(a256[b].bsums[g], s);
+        }
+    /* Non-finite input stays defined: no trap, no NaN codes. */
+    x[3] = NAN;
+    x[40] = INFINITY;
+    assert_int_equal(mt_quantize_act(MT_Q8_0, x, 64, a32), MT_OK);
+    for (int i = 0; i < 32; i++) assert_true(a32[1].qs[i] >= -127 && a32[1].qs[i] <= 127);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    float x[64] = {0};
+    uint8_t out[512];
+    assert_int_equal(mt_quantize_act(MT_Q4_0, x, 48, out), MT_ERR_ARG);
+    assert_int_equal(mt_quantize_act(MT_Q4_K, x, 64, out), MT_ERR_ARG);
+    assert_int_equal(mt_quantize_act(MT_Q8_0, x, 0, out), MT_ERR_ARG);
+    assert_int_equal(mt_quantize_act((mt_dtype)99, x, 64, out), MT_ERR_UNSUPPORTED);
+    assert_int_equal(mt_quantize_act(MT_F32, x, 5, out), MT_OK);
+    assert_int_equal(mt_act_bytes((mt_dtype)99, 64), 0);
+    assert_false(mt_qdot_supported((mt_dtype)99));
+    assert_int_equal(mt_qdot_set_impl((mt_qdot_impl)7), MT_ERR_ARG);
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_SCALAR), MT_OK);
+    assert_int_equal(mt_qdot_get_impl(), MT_QDOT_SCALAR);
+    if (mt_qdot_avx2_available()) {
+        assert_int_equal(mt_qdot_set_impl(MT_QDOT_AUTO), MT_OK);
+        assert_int_equal(mt_qdot_get_impl(), MT_QDOT_AVX2);
+    } else {
+        assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX2), MT_ERR_UNSUPPORTED);
+        assert_int_equal(mt_qdot_get_impl(), MT_QDOT_SCALAR);
+    }
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_q4_0),         cmocka_unit_test(test_q4_1),
+        cmocka_unit_test(test_q5_0),         cmocka_unit_test(test_q5_1),
+        cmocka_unit_test(test_q8_0),         cmocka_unit_test(test_q4_k),
+        cmocka_unit_test(test_q5_k),         cmocka_unit_test(test_q6_k),
+        cmocka_unit_test(test_f32),          cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_bf16),         cmocka_unit_test(test_zero_blocks),
+        cmocka_unit_test(test_extremes),     cmocka_unit_test(test_batch_bitexact),
+        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
