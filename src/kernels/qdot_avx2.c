@@ -26,6 +26,10 @@
  * registers next to the decoded weights. */
 #define TILE 4
 
+/* Token and sub-block loops have constant trip counts once inlined; -O2 alone keeps
+ * them rolled with the accumulators in memory. */
+#define UNROLL _Pragma("GCC unroll 8")
+
 INL float f16(const uint8_t *p) {
     return _cvtsh_ss(mt_rd16(p));
 }
@@ -82,6 +86,7 @@ INL void tile32(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t *x
     const int is_signed = !has_min;
     __m256 acc[TILE];
     float summ[TILE];
+    UNROLL
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps(), summ[t] = 0.0f;
     for (int64_t b = 0; b < nb; b++, w += bytes32(kind)) {
         __m256i wv;
@@ -110,6 +115,7 @@ INL void tile32(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t *x
         }
         const float d = f16(w);
         const __m256i wabs = is_signed ? _mm256_sign_epi8(wv, wv) : wv;
+        UNROLL
         for (int t = 0; t < nt; t++) {
             const mt_act32 *a = (const mt_act32 *)(const void *)(xq + t * xs) + b;
             const __m256i av = loadu(a->qs);
@@ -118,6 +124,7 @@ INL void tile32(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t *x
             if (has_min) summ[t] += m * a->s;
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) out[t * os] = has_min ? hsum(acc[t]) + summ[t] : hsum(acc[t]);
 }
 
@@ -134,6 +141,7 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
                   float *out, int64_t os) {
     const int five = kind == Q5_K;
     __m256 acc[TILE];
+    UNROLL
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0f), one8 = _mm256_set1_epi8(1);
     for (int64_t b = 0; b < nb; b++, w += five ? 176 : 144) {
@@ -148,7 +156,9 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
         const __m256i hb = five ? loadu(w + 16) : _mm256_setzero_si256();
         const float d = f16(w), dmin = f16(w + 2);
         __m256i isum[TILE];
+        UNROLL
         for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+        UNROLL
         for (int p = 0; p < 4; p++) {
             const __m256i q = loadu(qs + 32 * p);
             __m256i lo = _mm256_and_si256(q, low4);
@@ -160,6 +170,7 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
             }
             const __m256i s0 = pick16(scv, 2 * p), s1 = pick16(scv, 2 * p + 1);
+            UNROLL
             for (int t = 0; t < nt; t++) {
                 const mt_act256 *a = (const mt_act256 *)(const void *)(xq + t * xs) + b;
                 const __m256i d0 = dot_u8_scaled(lo, loadu(a->qs + 64 * p), s0);
@@ -167,6 +178,7 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(d0, d1));
             }
         }
+        UNROLL
         for (int t = 0; t < nt; t++) {
             const mt_act256 *a = (const mt_act256 *)(const void *)(xq + t * xs) + b;
             const __m256i imin = _mm256_madd_epi16(loadu(a->bsums), mins);
@@ -175,6 +187,7 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
                 _mm256_fnmadd_ps(_mm256_set1_ps(dmin * a->d), _mm256_cvtepi32_ps(imin), acc[t]);
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) out[t * os] = hsum(acc[t]);
 }
 
@@ -183,13 +196,16 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
 INL void tile_q6k(int nt, int64_t nb, const uint8_t *w, const uint8_t *xq, size_t xs, float *out,
                   int64_t os) {
     __m256 acc[TILE];
+    UNROLL
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
     for (int64_t b = 0; b < nb; b++, w += 210) {
         const uint8_t *ql = w, *qh = w + 128, *scales = w + 192;
         const float d = f16(w + 208);
         __m256i isum[TILE];
+        UNROLL
         for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
+        UNROLL
         for (int h = 0; h < 2; h++) {
             const __m256i ql0 = loadu(ql + 64 * h), ql1 = loadu(ql + 64 * h + 32);
             const __m256i qhv = loadu(qh + 32 * h);
@@ -207,6 +223,7 @@ INL void tile_q6k(int nt, int64_t nb, const uint8_t *w, const uint8_t *xq, size_
             const __m256i scb = _mm256_broadcastsi128_si256(
                 _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(scales + 8 * h))));
             __m256i sv[4];
+            UNROLL
             for (int r = 0; r < 4; r++) {
                 const char lo0 = (char)(4 * r), lo1 = (char)(4 * r + 1);
                 const char hi0 = (char)(4 * r + 2), hi1 = (char)(4 * r + 3);
@@ -215,8 +232,10 @@ INL void tile_q6k(int nt, int64_t nb, const uint8_t *w, const uint8_t *xq, size_
                                           lo1, lo0, lo1, lo0, lo1, hi0, hi1, hi0, hi1, hi0, hi1,
                                           hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1));
             }
+            UNROLL
             for (int t = 0; t < nt; t++) {
                 const mt_act256 *a = (const mt_act256 *)(const void *)(xq + t * xs) + b;
+                UNROLL
                 for (int r = 0; r < 4; r++) {
                     const __m256i p = dot_u8_scaled(q[r], loadu(a->qs + 128 * h + 32 * r), sv[r]);
                     isum[t] = _mm256_add_epi32(isum[t], p);
@@ -224,6 +243,7 @@ INL void tile_q6k(int nt, int64_t nb, const uint8_t *w, const uint8_t *xq, size_
             }
         }
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+        UNROLL
         for (int t = 0; t < nt; t++) {
             const mt_act256 *a = (const mt_act256 *)(const void *)(xq + t * xs) + b;
             const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(loadu(a->bsums), sc16), 5);
@@ -231,6 +251,7 @@ INL void tile_q6k(int nt, int64_t nb, const uint8_t *w, const uint8_t *xq, size_
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(s), acc[t]);
         }
     }
+    UNROLL
     for (int t = 0; t < nt; t++) out[t * os] = hsum(acc[t]);
 }
 
@@ -271,22 +292,26 @@ INL void tile_f(int kind, int nt, int64_t n, const uint8_t *w, const float *xf, 
                 float *out, int64_t os) {
     const int es = kind == F32 ? 4 : 2;
     __m256 acc[FTILE][4];
-    for (int t = 0; t < nt; t++)
-        for (int k = 0; k < 4; k++) acc[t][k] = _mm256_setzero_ps();
+    UNROLL
+    for (int t = 0; t < nt; t++) UNROLL
+    for (int k = 0; k < 4; k++) acc[t][k] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m256 wv[4];
+        UNROLL
         for (int k = 0; k < 4; k++) wv[k] = load_f(kind, w + es * (i + 8 * k));
-        for (int t = 0; t < nt; t++)
-            for (int k = 0; k < 4; k++)
-                acc[t][k] =
-                    _mm256_fmadd_ps(wv[k], _mm256_loadu_ps(xf + t * xs + i + 8 * k), acc[t][k]);
+        UNROLL
+        for (int t = 0; t < nt; t++) UNROLL
+        for (int k = 0; k < 4; k++)
+            acc[t][k] = _mm256_fmadd_ps(wv[k], _mm256_loadu_ps(xf + t * xs + i + 8 * k), acc[t][k]);
     }
     for (; i + 8 <= n; i += 8) {
         const __m256 wv = load_f(kind, w + es * i);
+        UNROLL
         for (int t = 0; t < nt; t++)
             acc[t][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xf + t * xs + i), acc[t][0]);
     }
+    UNROLL
     for (int t = 0; t < nt; t++) {
         float tail = 0.0f;
         for (int64_t j = i; j < n; j++) tail += scalar_f(kind, w + es * j) * xf[t * xs + j];

@@ -1,0 +1,154 @@
+/* Micro-benchmark of the quantised matrix-vector kernels (a tool, not a test):
+ *   qdot_bench [ROWS COLS [SECONDS]]      (default 2048 2048 0.3)
+ * For each weight type, a random matrix with valid blocks is multiplied with one token
+ * (mt_matvec_q) on one thread by the scalar and the AVX2 kernels, then by AVX2 on all
+ * kernel threads, and for 4 and 16 tokens at once (mt_matmul_q, one thread), next to
+ * the previous decode path (dequantise a row, cblas_sdot; mt_matmul on one thread).
+ * GB/s counts weight bytes read per second; ns/row is per row per token. Best of five
+ * timed runs, each at least SECONDS long. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "kernels/dequant.h"
+#include "kernels/matmul.h"
+#include "kernels/qdot.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+    const mt_tensor *w;
+    int n_tok, threads, old_path;
+    const void *xq;
+    const float *xf;
+    float *y;
+} job;
+
+static void run(const job *j) {
+    const int64_t rows = j->w->ne[1];
+    if (j->old_path) {
+        mt_matmul(j->w, j->xf, j->n_tok, j->y);
+        return;
+    }
+    if (j->threads == 1) {
+        mt_matmul_q(j->w, j->n_tok, j->xq, j->xf, j->y, 0, rows);
+        return;
+    }
+#pragma omp parallel num_threads(j->threads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        mt_matmul_q(j->w, j->n_tok, j->xq, j->xf, j->y, r0, r1);
+    }
+}
+
+/* Seconds per call: best of five runs of at least min_s each. */
+static double time_job(const job *j, double min_s) {
+    double best = 1e30;
+    run(j); /* warm caches and pages */
+    for (int rep = 0; rep < 5; rep++) {
+        int calls = 0;
+        const double t0 = now();
+        double el;
+        do {
+            run(j);
+            calls++;
+            el = now() - t0;
+        } while (el < min_s / 5);
+        if (el / calls < best) best = el / calls;
+    }
+    return best;
+}
+
+static void fill(mt_rng *r, mt_dtype t, uint8_t *w, int64_t rows, int64_t cols) {
+    const size_t bytes = mt_dtype_row_bytes(t, cols) * (size_t)rows;
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)mt_rng_next(r);
+    if (t == MT_F32) {
+        float *f = (float *)(void *)w;
+        for (size_t i = 0; i < bytes / 4; i++) f[i] = (float)(mt_rng_uniform(r) - 0.5);
+        return;
+    }
+    if (t == MT_F16 || t == MT_BF16) {
+        for (size_t i = 0; i < bytes; i += 2) w[i + 1] = (uint8_t)(0x30 + (w[i + 1] & 0x0f));
+        return;
+    }
+    /* finite f16 scales (and mins) in every block */
+    const size_t bb = mt_dtype_block_bytes(t);
+    const size_t d_at = t == MT_Q6_K ? 208 : 0;
+    const int has_min = t == MT_Q4_1 || t == MT_Q5_1 || t == MT_Q4_K || t == MT_Q5_K;
+    const uint16_t h = mt_fp32_to_fp16(0.01f);
+    for (size_t b = 0; b < bytes / bb; b++) {
+        memcpy(w + b * bb + d_at, &h, 2);
+        if (has_min) memcpy(w + b * bb + 2, &h, 2);
+    }
+}
+
+int main(int argc, char **argv) {
+    const int64_t rows = argc > 2 ? atoll(argv[1]) : 2048, cols = argc > 2 ? atoll(argv[2]) : 2048;
+    const double min_s = argc > 3 ? atof(argv[3]) : 0.3;
+    if (rows <= 0 || cols <= 0 || cols % 256) {
+        fprintf(stderr, "usage: qdot_bench [ROWS COLS [SECONDS]] (COLS a multiple of 256)\n");
+        return 1;
+    }
+    const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q5_1, MT_Q8_0, MT_Q4_K,
+                              MT_Q5_K, MT_Q6_K, MT_F16,  MT_BF16, MT_F32};
+    const int max_tok = 16, threads = omp_get_num_procs();
+    mt_kernels_set_threads(1);
+    float *x = malloc((size_t)(max_tok * cols) * sizeof *x);
+    float *y = malloc((size_t)(max_tok * rows) * sizeof *y);
+    mt_rng r;
+    mt_rng_seed(&r, 42);
+    for (int64_t i = 0; i < max_tok * cols; i++) x[i] = (float)(mt_rng_uniform(&r) * 2 - 1);
+    printf("%lld x %lld, %d thread(s) available, AVX2 %s\n", (long long)rows, (long long)cols,
+           threads, mt_qdot_avx2_available() ? "yes" : "no");
+    printf("%-5s %8s | %-17s | %-17s | %-17s | %-17s | %-10s | %-10s\n", "type", "MB",
+           "old deq+sdot 1t", "scalar 1t", "avx2 1t", "avx2 all threads", "avx2 4 tok",
+           "avx2 16 tok");
+    printf("%-5s %8s | %-17s | %-17s | %-17s | %-17s | %-10s | %-10s\n", "", "", "GB/s  ns/row",
+           "GB/s  ns/row", "GB/s  ns/row", "GB/s  ns/row", "ns/row/tok", "ns/row/tok");
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const mt_dtype t = types[k];
+        const size_t bytes = mt_dtype_row_bytes(t, cols) * (size_t)rows;
+        uint8_t *w = malloc(bytes);
+        const size_t ab = mt_act_bytes(t, cols);
+        uint8_t *xq = malloc(ab * max_tok + 1);
+        if (!w || !xq || !x || !y) return 1;
+        fill(&r, t, w, rows, cols);
+        for (int i = 0; i < max_tok; i++)
+            if (mt_quantize_act(t, x + i * cols, cols, xq + i * ab)) return 1;
+        const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = w};
+        double s[6];
+        job j = {&wt, 1, 1, 1, xq, x, y};
+        s[0] = time_job(&j, min_s);
+        j.old_path = 0;
+        mt_qdot_set_impl(MT_QDOT_SCALAR);
+        s[1] = time_job(&j, min_s);
+        double tok4 = 0, tok16 = 0;
+        s[2] = s[3] = 0;
+        if (mt_qdot_set_impl(MT_QDOT_AVX2) == MT_OK) {
+            s[2] = time_job(&j, min_s);
+            j.threads = threads;
+            s[3] = time_job(&j, min_s);
+            j.threads = 1, j.n_tok = 4;
+            tok4 = time_job(&j, min_s) / 4;
+            j.n_tok = 16;
+            tok16 = time_job(&j, min_s) / 16;
+        }
+        mt_qdot_set_impl(MT_QDOT_AUTO);
+        printf("%-5s %8.2f |", mt_dtype_name(t), (double)bytes / 1e6);
+        for (int c = 0; c < 4; c++)
+            printf(" %6.2f %9.1f |", s[c] ? (double)bytes / s[c] / 1e9 : 0.0,
+                   s[c] * 1e9 / (double)rows);
+        printf(" %10.1f | %10.1f\n", tok4 * 1e9 / (double)rows, tok16 * 1e9 / (double)rows);
+        free(w), free(xq);
+    }
+    free(x), free(y);
+    return 0;
+}
