@@ -34,6 +34,15 @@ INL float f16(const uint8_t *p) {
     return _cvtsh_ss(mt_rd16(p));
 }
 
+/* Two adjacent f16 (a scale and its min) in one conversion: lanes 0 and 1. */
+INL __m128 f16x2(const uint8_t *p) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)mt_rd32(p)));
+}
+
+INL float lane1(__m128 v) {
+    return _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
+
 INL float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -90,14 +99,19 @@ INL void tile32(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t *x
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps(), summ[t] = 0.0f;
     for (int64_t b = 0; b < nb; b++, w += bytes32(kind)) {
         __m256i wv;
-        float m = 0.0f;
+        float d, m = 0.0f;
+        if (has_min) {
+            const __m128 dm = f16x2(w);
+            d = _mm_cvtss_f32(dm), m = lane1(dm);
+        } else {
+            d = f16(w);
+        }
         switch (kind) {
         case Q4_0:
             wv = _mm256_sub_epi8(nibbles16(w + 2), _mm256_set1_epi8(8));
             break;
         case Q4_1:
             wv = nibbles16(w + 4);
-            m = f16(w + 2);
             break;
         case Q5_0: /* nibble | 0xf0 is nibble - 16 in int8; a set fifth bit cancels the -16 */
             wv = _mm256_or_si256(
@@ -107,13 +121,11 @@ INL void tile32(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t *x
         case Q5_1:
             wv = _mm256_or_si256(nibbles16(w + 8), _mm256_and_si256(bits_to_bytes(mt_rd32(w + 4)),
                                                                     _mm256_set1_epi8(0x10)));
-            m = f16(w + 2);
             break;
         default:
             wv = loadu(w + 2);
             break;
         }
-        const float d = f16(w);
         const __m256i wabs = is_signed ? _mm256_sign_epi8(wv, wv) : wv;
         UNROLL
         for (int t = 0; t < nt; t++) {
@@ -154,7 +166,8 @@ INL void tile_k45(int kind, int nt, int64_t nb, const uint8_t *w, const uint8_t 
         /* mn[j] twice, as i16: one factor per 16-value activation sum */
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8, mn8));
         const __m256i hb = five ? loadu(w + 16) : _mm256_setzero_si256();
-        const float d = f16(w), dmin = f16(w + 2);
+        const __m128 dm = f16x2(w);
+        const float d = _mm_cvtss_f32(dm), dmin = lane1(dm);
         __m256i isum[TILE];
         UNROLL
         for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();

@@ -8,17 +8,30 @@ static float half(const uint8_t *p) {
     return mt_fp16_to_fp32(mt_rd16(p));
 }
 
-/* Element i of a 4-bit block: low nibble of byte i for i < 16, else high nibble of
- * byte i - 16. */
-static int nib(const uint8_t *qs, int i) {
-    return i < MT_QK / 2 ? (qs[i] & 0x0f) : (qs[i - MT_QK / 2] >> 4);
+/* Sum of (nibble + off) * a over a 4-bit block: element i is the low nibble of byte i
+ * for i < 16, the high nibble of byte i - 16 after. Two branch-free halves so the
+ * compiler can vectorise them. */
+static int nib_dot(const uint8_t *qs, int off, const int8_t *a) {
+    int s = 0;
+    for (int i = 0; i < MT_QK / 2; i++) s += ((qs[i] & 0x0f) + off) * a[i];
+    for (int i = 0; i < MT_QK / 2; i++) s += ((qs[i] >> 4) + off) * a[i + MT_QK / 2];
+    return s;
+}
+
+/* Same with the fifth bits of Q5_0/Q5_1 (bit i of qh for element i). */
+static int nib5_dot(const uint8_t *qs, uint32_t qh, int off, const int8_t *a) {
+    int s = 0;
+    for (int i = 0; i < MT_QK / 2; i++)
+        s += ((qs[i] & 0x0f) + (int)((qh >> i) & 1) * 16 + off) * a[i];
+    for (int i = 0; i < MT_QK / 2; i++)
+        s += ((qs[i] >> 4) + (int)((qh >> (i + 16)) & 1) * 16 + off) * a[i + MT_QK / 2];
+    return s;
 }
 
 static float dot_q4_0(int64_t n, const uint8_t *w, const mt_act32 *a) {
     float sum = 0.0f;
     for (int64_t b = 0; b < n / MT_QK; b++, w += 18) {
-        int isum = 0;
-        for (int i = 0; i < MT_QK; i++) isum += (nib(w + 2, i) - 8) * a[b].qs[i];
+        const int isum = nib_dot(w + 2, -8, a[b].qs);
         sum += (half(w) * a[b].d) * (float)isum;
     }
     return sum;
@@ -28,25 +41,17 @@ static float dot_q4_0(int64_t n, const uint8_t *w, const mt_act32 *a) {
 static float dot_q4_1(int64_t n, const uint8_t *w, const mt_act32 *a) {
     float sum = 0.0f, summ = 0.0f;
     for (int64_t b = 0; b < n / MT_QK; b++, w += 20) {
-        int isum = 0;
-        for (int i = 0; i < MT_QK; i++) isum += nib(w + 4, i) * a[b].qs[i];
+        const int isum = nib_dot(w + 4, 0, a[b].qs);
         sum += (half(w) * a[b].d) * (float)isum;
         summ += half(w + 2) * a[b].s;
     }
     return sum + summ;
 }
 
-static int fifth_bit(uint32_t qh, int i) {
-    return (int)((qh >> i) & 1) << 4;
-}
-
 static float dot_q5_0(int64_t n, const uint8_t *w, const mt_act32 *a) {
     float sum = 0.0f;
     for (int64_t b = 0; b < n / MT_QK; b++, w += 22) {
-        const uint32_t qh = mt_rd32(w + 2);
-        int isum = 0;
-        for (int i = 0; i < MT_QK; i++)
-            isum += ((nib(w + 6, i) | fifth_bit(qh, i)) - 16) * a[b].qs[i];
+        const int isum = nib5_dot(w + 6, mt_rd32(w + 2), -16, a[b].qs);
         sum += (half(w) * a[b].d) * (float)isum;
     }
     return sum;
@@ -55,9 +60,7 @@ static float dot_q5_0(int64_t n, const uint8_t *w, const mt_act32 *a) {
 static float dot_q5_1(int64_t n, const uint8_t *w, const mt_act32 *a) {
     float sum = 0.0f, summ = 0.0f;
     for (int64_t b = 0; b < n / MT_QK; b++, w += 24) {
-        const uint32_t qh = mt_rd32(w + 4);
-        int isum = 0;
-        for (int i = 0; i < MT_QK; i++) isum += (nib(w + 8, i) | fifth_bit(qh, i)) * a[b].qs[i];
+        const int isum = nib5_dot(w + 8, mt_rd32(w + 4), 0, a[b].qs);
         sum += (half(w) * a[b].d) * (float)isum;
         summ += half(w + 2) * a[b].s;
     }
@@ -82,6 +85,7 @@ static float dot_k45(int64_t n, const uint8_t *w, const mt_act256 *a, int five) 
     const size_t bytes = five ? 176 : 144;
     float sum = 0.0f, summ = 0.0f;
     for (int64_t b = 0; b < n / MT_QK_K; b++, w += bytes) {
+        /* Q4_K has no qh: the pointer then reads its qs, and five = 0 drops the bit. */
         const uint8_t *qh = w + 16, *qs = w + (five ? 48 : 16);
         uint8_t sc[8], mn[8];
         mt_k_scales(w + 4, sc, mn);
@@ -89,10 +93,10 @@ static float dot_k45(int64_t n, const uint8_t *w, const mt_act256 *a, int five) 
         for (int j = 0; j < 8; j++) {
             const uint8_t *q = qs + 32 * (j / 2);
             const int8_t *y = a[b].qs + 32 * j;
+            const int shift = 4 * (j & 1);
             int s = 0;
             for (int l = 0; l < 32; l++) {
-                int v = (j & 1) ? (q[l] >> 4) : (q[l] & 0x0f);
-                if (five) v |= ((qh[l] >> j) & 1) << 4;
+                const int v = ((q[l] >> shift) & 0x0f) | (five * ((qh[l] >> j) & 1)) << 4;
                 s += v * y[l];
             }
             isum += sc[j] * s;
@@ -116,13 +120,14 @@ static float dot_q6_k(int64_t n, const uint8_t *w, const mt_act256 *a) {
         for (int h = 0; h < 2; h++) {
             for (int r = 0; r < 4; r++) {
                 const int8_t *y = a[b].qs + 128 * h + 32 * r;
+                const uint8_t *lo = ql + 64 * h + 32 * (r & 1), *hi = qh + 32 * h;
+                const int shift = 4 * (r >> 1);
                 int s[2] = {0, 0};
-                for (int l = 0; l < 32; l++) {
-                    const uint8_t lo = ql[64 * h + 32 * (r & 1) + l];
-                    const int q = ((r < 2) ? (lo & 0x0f) : (lo >> 4)) |
-                                  (((qh[32 * h + l] >> (2 * r)) & 3) << 4);
-                    s[l / 16] += q * y[l];
-                }
+                for (int k = 0; k < 2; k++)
+                    for (int l = 16 * k; l < 16 * k + 16; l++) {
+                        const int q = ((lo[l] >> shift) & 0x0f) | (((hi[l] >> (2 * r)) & 3) << 4);
+                        s[k] += q * y[l];
+                    }
                 const int g = 8 * h + 2 * r;
                 isum += sc[g] * (s[0] - 32 * a[b].bsums[g]);
                 isum += sc[g + 1] * (s[1] - 32 * a[b].bsums[g + 1]);
