@@ -1,13 +1,16 @@
+#include <stdatomic.h>
+
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
 
-/* -1 until first use, so AUTO is resolved lazily without a constructor. Written only
- * by mt_qdot_set_impl, which callers do not run concurrently with the kernels. */
-static int current = -1;
+/* -1 until first use, so AUTO is resolved lazily without a constructor; atomic because
+ * that first use may come from several kernel threads at once (all store the same). */
+static atomic_int current = -1;
 
 int mt_qdot_avx2_available(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
+    /* libgcc fills the CPU model in a constructor; no __builtin_cpu_init needed (it
+     * would race when kernel threads get here first together). */
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("f16c");
 #else
@@ -18,23 +21,28 @@ int mt_qdot_avx2_available(void) {
 mt_status mt_qdot_set_impl(mt_qdot_impl impl) {
     switch (impl) {
     case MT_QDOT_AUTO:
-        current = mt_qdot_avx2_available() ? MT_QDOT_AVX2 : MT_QDOT_SCALAR;
+        atomic_store_explicit(&current, mt_qdot_avx2_available() ? MT_QDOT_AVX2 : MT_QDOT_SCALAR,
+                              memory_order_relaxed);
         return MT_OK;
     case MT_QDOT_SCALAR:
-        current = MT_QDOT_SCALAR;
+        atomic_store_explicit(&current, MT_QDOT_SCALAR, memory_order_relaxed);
         return MT_OK;
     case MT_QDOT_AVX2:
         if (!mt_qdot_avx2_available())
             return mt_fail(MT_ERR_UNSUPPORTED, "this CPU lacks AVX2/FMA/F16C");
-        current = MT_QDOT_AVX2;
+        atomic_store_explicit(&current, MT_QDOT_AVX2, memory_order_relaxed);
         return MT_OK;
     }
     return mt_fail(MT_ERR_ARG, "unknown quantised-dot implementation %d", (int)impl);
 }
 
 mt_qdot_impl mt_qdot_get_impl(void) {
-    if (current < 0) mt_qdot_set_impl(MT_QDOT_AUTO);
-    return (mt_qdot_impl)current;
+    int c = atomic_load_explicit(&current, memory_order_relaxed);
+    if (c < 0) {
+        mt_qdot_set_impl(MT_QDOT_AUTO);
+        c = atomic_load_explicit(&current, memory_order_relaxed);
+    }
+    return (mt_qdot_impl)c;
 }
 
 static mt_qdot_row_fn row_fn(mt_dtype t) {
