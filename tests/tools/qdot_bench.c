@@ -1,11 +1,17 @@
 /* Micro-benchmark of the quantised matrix-vector kernels (a tool, not a test):
  *   qdot_bench [ROWS COLS [SECONDS]]      (default 2048 2048 0.3)
+ *   qdot_bench --model FILE.gguf [THREADS [N_TOK]]
  * For each weight type, a random matrix with valid blocks is multiplied with one token
  * (mt_matvec_q) on one thread by the scalar and the AVX2 kernels, then by AVX2 on all
  * kernel threads, and for 4 and 16 tokens at once (mt_matmul_q, one thread), next to
  * the previous decode path (dequantise a row, cblas_sdot; mt_matmul on one thread).
  * GB/s counts weight bytes read per second; ns/row is per row per token. Best of five
- * timed runs, each at least SECONDS long. */
+ * timed runs, each at least SECONDS long.
+ * --model times what one decoding step spends in matrix-vector products: every 2-D
+ * weight of the file (the tied embedding as LM head when there is no output.weight),
+ * activations quantised, rows split over THREADS (default: all cores), for N_TOK tokens
+ * at once (default 1), scalar and AVX2 — an upper bound on tokens/s from the matvecs
+ * alone. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +19,7 @@
 #include <time.h>
 
 #include "core/rng.h"
+#include "io/gguf.h"
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
 #include "kernels/qdot.h"
@@ -90,7 +97,76 @@ static void fill(mt_rng *r, mt_dtype t, uint8_t *w, int64_t rows, int64_t cols) 
     }
 }
 
+/* One decode step of a model's matvecs: returns seconds per step (best of five). */
+static double model_step(const mt_gguf *g, int threads, int n_tok, float *x, uint8_t *xq, float *y,
+                         double min_s) {
+    const int tied = mt_gguf_find_tensor(g, "output.weight") == NULL;
+    double best = 1e30;
+    for (int rep = 0; rep < 6; rep++) {
+        const double t0 = now();
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const mt_gguf_tensor *gt = &g->tensors[i];
+            if (gt->n_dims != 2 || !mt_dtype_supported(gt->ggml_type)) continue;
+            if (!tied && !strcmp(gt->name, "token_embd.weight")) continue;
+            const mt_tensor *w = &gt->view;
+            const int64_t n = w->ne[0], rows = w->ne[1];
+            const size_t ab = mt_act_bytes(w->type, n);
+            for (int k = 0; k < n_tok; k++) mt_quantize_act(w->type, x + k * n, n, xq + k * ab);
+#pragma omp parallel num_threads(threads)
+            {
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+                const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+                mt_matmul_q(w, n_tok, xq, x, y, r0, r1);
+            }
+        }
+        const double el = now() - t0;
+        if (rep && el < best) best = el; /* the first pass pages the file in */
+    }
+    (void)min_s;
+    return best;
+}
+
+static int bench_model(const char *path, int threads, int n_tok) {
+    mt_gguf *g = NULL;
+    if (mt_gguf_open(path, &g)) {
+        fprintf(stderr, "qdot_bench: %s\n", mt_last_error());
+        return 1;
+    }
+    int64_t max_n = 0, max_rows = 0;
+    size_t bytes = 0;
+    const int tied = mt_gguf_find_tensor(g, "output.weight") == NULL;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const mt_gguf_tensor *gt = &g->tensors[i];
+        if (gt->n_dims != 2 || !mt_dtype_supported(gt->ggml_type)) continue;
+        if (!tied && !strcmp(gt->name, "token_embd.weight")) continue;
+        if (gt->ne[0] > max_n) max_n = gt->ne[0];
+        if (gt->ne[1] > max_rows) max_rows = gt->ne[1];
+        bytes += mt_tensor_nbytes(&gt->view);
+    }
+    float *x = malloc((size_t)(n_tok * max_n) * sizeof *x);
+    float *y = malloc((size_t)(n_tok * max_rows) * sizeof *y);
+    uint8_t *xq = malloc((size_t)(n_tok * max_n) * 2 + 64);
+    if (!x || !y || !xq) return 1;
+    for (int64_t i = 0; i < n_tok * max_n; i++) x[i] = (float)((i * 7919 % 2001) - 1000) * 1e-3f;
+    printf("%s: %.1f MB of matvec weights, %d thread(s), %d token(s) per step\n", path,
+           (double)bytes / 1e6, threads, n_tok);
+    for (int impl = MT_QDOT_SCALAR; impl <= MT_QDOT_AVX2; impl++) {
+        if (mt_qdot_set_impl((mt_qdot_impl)impl)) continue;
+        const double s = model_step(g, threads, n_tok, x, xq, y, 0);
+        printf("  %-6s %8.2f ms/step  %8.1f tokens/s  %6.2f GB/s\n",
+               impl == MT_QDOT_AVX2 ? "avx2" : "scalar", s * 1e3, n_tok / s,
+               (double)bytes / s / 1e9);
+    }
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+    free(x), free(y), free(xq);
+    mt_gguf_close(g);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--model"))
+        return bench_model(argv[2], argc > 3 ? atoi(argv[3]) : omp_get_num_procs(),
+                           argc > 4 ? atoi(argv[4]) : 1);
     const int64_t rows = argc > 2 ? atoll(argv[1]) : 2048, cols = argc > 2 ? atoll(argv[2]) : 2048;
     const double min_s = argc > 3 ? atof(argv[3]) : 0.3;
     if (rows <= 0 || cols <= 0 || cols % 256) {
