@@ -1,4 +1,7 @@
 #include <stdatomic.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
@@ -9,10 +12,12 @@ static atomic_int current = -1;
 
 int mt_qdot_avx2_available(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    /* libgcc fills the CPU model in a constructor; no __builtin_cpu_init needed (it
-     * would race when kernel threads get here first together). */
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    /* The compiler runtime fills the CPU model in a constructor (and checks that the OS
+     * saves YMM state); no __builtin_cpu_init, which would race when kernel threads get
+     * here together. F16C from CPUID leaf 1 (ECX bit 29): clang cannot name it. */
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29))) return 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif
