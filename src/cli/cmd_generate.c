@@ -126,7 +126,9 @@ int mt_cmd_generate(int argc, char **argv) {
     char *text = NULL;
     if (read_prompt(prompt, file, &text)) return mt_report_error();
     mt_session s;
-    if (mt_session_open(&s, o.model, o.threads, o.chat_template)) {
+    if (mt_session_open(&s, o.model, o.threads, o.chat_template) ||
+        mt_session_apply_adapter(&s, o.adapter)) {
+        mt_session_close(&s);
         free(text);
         return mt_report_error();
     }
@@ -221,8 +223,8 @@ int mt_cmd_chat(int argc, char **argv) {
     if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
     mt_session s;
     if (mt_session_open(&s, o.model, o.threads, o.chat_template)) return mt_report_error();
-    mt_status st = MT_OK;
-    if (s.chat == MT_CHAT_NONE)
+    mt_status st = mt_session_apply_adapter(&s, o.adapter);
+    if (!st && s.chat == MT_CHAT_NONE)
         st = mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
     history h = {0};
     if (!st && o.system) st = history_add(&h, "system", o.system);

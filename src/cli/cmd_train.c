@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "model/lora.h"
+#include "train/export.h"
 #include "train/trainer.h"
 
 typedef struct {
@@ -146,6 +147,15 @@ static int run(const train_flags *f) {
         fprintf(stderr, "training %lld parameters (%s) with %s loss\n", mt_trainable_count(&t),
                 f->full ? "full fine-tuning" : "LoRA", fl.loss);
         st = mt_train(s.model, &t, &d, &o, &sum);
+    }
+    char path[4096];
+    if (!st) {
+        /* The trained result in a form other tools load: a PEFT adapter, or for full
+         * fine-tuning the whole model as an F32 GGUF. */
+        snprintf(path, sizeof path, "%s/%s", f->out, lora ? "adapter" : "model.gguf");
+        st = lora ? mt_lora_save_peft(lora, s.model, path)
+                  : mt_export_merged_gguf(s.model, NULL, MT_F32, path);
+        if (!st) fprintf(stderr, "wrote %s\n", path);
     }
     if (!st)
         fprintf(stderr,

@@ -7,5 +7,6 @@ int mt_cmd_generate(int argc, char **argv);
 int mt_cmd_chat(int argc, char **argv);
 int mt_cmd_tokenize(int argc, char **argv);
 int mt_cmd_train(int argc, char **argv);
+int mt_cmd_export(int argc, char **argv);
 
 #endif

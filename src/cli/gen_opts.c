@@ -38,6 +38,7 @@ void mt_gen_opts_table(mt_gen_opts *o, mt_opt *t) {
         {"--system", NULL, MT_OPT_STR, &o->system, "TEXT", "system message for chat prompts"},
         {"--stats", NULL, MT_OPT_FLAG, &o->stats, NULL, "print timing and tokens/s to stderr"},
         {"--verbose", "-v", MT_OPT_FLAG, &o->stats, NULL, "same as --stats"},
+        {"--adapter", NULL, MT_OPT_STR, &o->adapter, "DIR", "apply a LoRA adapter (PEFT folder)"},
     };
     memcpy(t, table, sizeof table);
 }

@@ -9,6 +9,7 @@ typedef struct {
     const char *model;
     const char *chat_template;
     const char *system;
+    const char *adapter;
     int threads;
     int max_tokens;
     int n_ctx;
@@ -18,7 +19,7 @@ typedef struct {
     mt_str_list stops;
 } mt_gen_opts;
 
-#define MT_GEN_OPT_COUNT 17
+#define MT_GEN_OPT_COUNT 18
 
 void mt_gen_opts_defaults(mt_gen_opts *o);
 /* Fills table[MT_GEN_OPT_COUNT] with the shared flags bound to o. */

@@ -17,6 +17,7 @@ static const verb verbs[] = {
     {"generate", mt_cmd_generate, "generate text from a prompt (streams to stdout)"},
     {"chat", mt_cmd_chat, "interactive chat with a model"},
     {"train", mt_cmd_train, "fine-tune a model: LoRA or full, SFT / margin / DPO losses"},
+    {"export", mt_cmd_export, "write a LoRA adapter (PEFT / GGUF-LoRA) or a merged GGUF model"},
     {"tokenize", mt_cmd_tokenize, "show the token ids of a text, or decode ids"},
 };
 

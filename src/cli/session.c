@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "cli/adapter_opt.h"
 #include "kernels/matmul.h"
 
 mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
@@ -34,7 +35,12 @@ mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
     return MT_OK;
 }
 
+mt_status mt_session_apply_adapter(mt_session *s, const char *dir) {
+    return dir ? mt_model_apply_adapter(s->model, dir, &s->lora) : MT_OK;
+}
+
 void mt_session_close(mt_session *s) {
+    mt_lora_free(s->lora);
     mt_tokenizer_free(s->tok);
     mt_model_free(s->model);
     memset(s, 0, sizeof *s);

@@ -2,6 +2,7 @@
 #ifndef MT_CLI_SESSION_H
 #define MT_CLI_SESSION_H
 
+#include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -10,11 +11,14 @@ typedef struct {
     mt_model *model;
     mt_tokenizer *tok;
     mt_chat_family chat;
+    mt_lora *lora; /* --adapter: attached to the model, owned */
 } mt_session;
 
 /* chat_override: a family name from --chat-template, or NULL to detect. */
 mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
                           const char *chat_override);
+/* Loads a PEFT adapter folder onto the session's model (NULL: nothing to do). */
+mt_status mt_session_apply_adapter(mt_session *s, const char *dir);
 void mt_session_close(mt_session *s);
 
 #endif

@@ -96,22 +96,3 @@ void mt_scale(float *x, float s, int n) {
 void mt_softcap(float *x, float cap, int n) {
     for (int i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
 }
-
-void mt_attend_head(float *out, const float *q, const float *k, const float *v, int kv_stride,
-                    int first, int last, int head_dim, float scale, float cap, float *scores) {
-    const int n = last - first + 1;
-    for (int j = 0; j < n; j++) {
-        const float *kj = k + (long)(first + j) * kv_stride;
-        float d = 0.0f;
-        for (int i = 0; i < head_dim; i++) d += q[i] * kj[i];
-        d *= scale;
-        scores[j] = cap > 0.0f ? cap * tanhf(d / cap) : d;
-    }
-    mt_softmax(scores, n);
-    for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
-    for (int j = 0; j < n; j++) {
-        const float *vj = v + (long)(first + j) * kv_stride;
-        const float w = scores[j];
-        for (int i = 0; i < head_dim; i++) out[i] += w * vj[i];
-    }
-}

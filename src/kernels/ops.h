@@ -38,10 +38,4 @@ void mt_scale(float *x, float s, int n);
 /* x[i] = cap * tanh(x[i] / cap) */
 void mt_softcap(float *x, float cap, int n);
 
-/* Causal attention of one query head against keys/values of positions [first, last]
- * stored at rows of stride `kv_stride` floats; scores scratch of (last - first + 1).
- * out[head_dim] = softmax(scale * q.k (softcapped when cap > 0)) . v */
-void mt_attend_head(float *out, const float *q, const float *k, const float *v, int kv_stride,
-                    int first, int last, int head_dim, float scale, float cap, float *scores);
-
 #endif

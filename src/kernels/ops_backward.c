@@ -61,52 +61,6 @@ void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate, cons
     }
 }
 
-void mt_attend_head_backward(const float *dout, const float *q, const float *k, const float *v,
-                             int kv_stride, int first, int last, int head_dim, float scale,
-                             float cap, float *dq, float *dk, float *dv, float *scratch) {
-    const int n = last - first + 1;
-    float *p = scratch, *capd = scratch + n, *ds = scratch + 2 * n;
-    /* Recompute the attention weights: nothing of size T² is kept from the forward. */
-    float mx = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        const float *kj = k + (long)(first + j) * kv_stride;
-        float d = 0.0f;
-        for (int i = 0; i < head_dim; i++) d += q[i] * kj[i];
-        d *= scale;
-        capd[j] = 1.0f;
-        if (cap > 0.0f) {
-            const float th = tanhf(d / cap);
-            capd[j] = 1.0f - th * th;
-            d = cap * th;
-        }
-        p[j] = d;
-        mx = d > mx ? d : mx;
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) sum += p[j] = expf(p[j] - mx);
-    for (int j = 0; j < n; j++) p[j] /= sum;
-    /* dP_j = dout·v_j; dS_j = P_j (dP_j − Σ_i P_i dP_i), then through the cap and scale. */
-    float pdp = 0.0f;
-    for (int j = 0; j < n; j++) {
-        const float *vj = v + (long)(first + j) * kv_stride;
-        float dp = 0.0f;
-        for (int i = 0; i < head_dim; i++) dp += dout[i] * vj[i];
-        ds[j] = dp;
-        pdp += p[j] * dp;
-    }
-    for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - pdp) * capd[j] * scale;
-    for (int j = 0; j < n; j++) {
-        const float *kj = k + (long)(first + j) * kv_stride;
-        float *dkj = dk + (long)(first + j) * kv_stride;
-        float *dvj = dv + (long)(first + j) * kv_stride;
-        for (int i = 0; i < head_dim; i++) {
-            dq[i] += ds[j] * kj[i];
-            dkj[i] += ds[j] * q[i];
-            dvj[i] += p[j] * dout[i];
-        }
-    }
-}
-
 float mt_logsumexp(const float *x, int n) {
     float mx = x[0];
     for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;

@@ -16,12 +16,6 @@ void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const flo
 void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
                                const float *dact, int n);
 
-/* Backward of mt_attend_head for one query row: given dout, adds to dq, and to dk/dv
- * for the key rows [first, last]. scratch: 3 x (last - first + 1) floats. */
-void mt_attend_head_backward(const float *dout, const float *q, const float *k, const float *v,
-                             int kv_stride, int first, int last, int head_dim, float scale,
-                             float cap, float *dq, float *dk, float *dv, float *scratch);
-
 /* Log-softmax statistics of one logits row: returns log(sum(exp(x))). */
 float mt_logsumexp(const float *x, int n);
 /* dlogits = coef · (onehot(target) − softmax(x)) written over x (lse from mt_logsumexp). */

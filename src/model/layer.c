@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
@@ -39,34 +40,78 @@ static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n,
     return mt_linear_forward(lin, x, a->lora_x[r], n, y, a->lora_h[r]);
 }
 
+int mt_attn_segments(const mt_layout *lay, mt_attn_seg **out) {
+    int n = 0;
+    for (int t = 0; t < lay->n; t++) n += t == 0 || lay->first[t] != lay->first[t - 1];
+    mt_attn_seg *sg = malloc((size_t)(n ? n : 1) * sizeof *sg);
+    if (!sg) return -1;
+    n = 0;
+    for (int t = 0; t < lay->n; t++) {
+        if (t == 0 || lay->first[t] != lay->first[t - 1])
+            sg[n++] = (mt_attn_seg){t, t, lay->first[t]};
+        sg[n - 1].t1 = t + 1;
+    }
+    *out = sg;
+    return n;
+}
+
+void mt_attn_block_shape(const mt_model_config *c, int local, const mt_layout *lay,
+                         const mt_attn_seg *sg, int q0, int q1, mt_attn_shape *out) {
+    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    *out = (mt_attn_shape){.n_q = q1 - q0,
+                           .n_k = lay->row0 + q1 - sg->first,
+                           .hd = c->head_dim,
+                           .q_stride = q_dim,
+                           .k_stride = kv_dim,
+                           .o_stride = q_dim,
+                           .scale = c->attn_scale,
+                           .cap = c->attn_softcap,
+                           .window = local ? c->sliding_window : 0};
+}
+
+/* One task per (sequence, head); each walks its queries in blocks so the score scratch
+ * stays bounded. Outputs of different tasks never overlap. */
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
                         const float *kc, const float *vc) {
     const mt_model_config *c = &m->cfg;
     const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
     const int local = mt_config_layer_is_local(c, l), group = c->n_head / c->n_head_kv;
+    mt_attn_seg *sg = NULL;
+    const int n_seg = mt_attn_segments(lay, &sg);
+    if (n_seg < 0) return mt_fail(MT_ERR_NOMEM, "out of memory in attention");
+    const int tasks = n_seg * c->n_head;
     int failed = 0;
 #pragma omp parallel num_threads(mt_kernels_threads())
     {
-        float *scores = malloc((size_t)(lay->row0 + lay->n) * sizeof *scores);
-        if (!scores) {
+        float *p = NULL;
+        size_t cap = 0;
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < tasks; task++) {
+            const mt_attn_seg *s = &sg[task / c->n_head];
+            const int h = task % c->n_head;
+            for (int q0 = s->t0; q0 < s->t1 && !failed; q0 += MT_ATTN_QBLOCK) {
+                const int q1 = q0 + MT_ATTN_QBLOCK < s->t1 ? q0 + MT_ATTN_QBLOCK : s->t1;
+                mt_attn_shape sh;
+                mt_attn_block_shape(c, local, lay, s, q0, q1, &sh);
+                const size_t need = (size_t)sh.n_q * sh.n_k;
+                if (need > cap) {
+                    free(p);
+                    cap = need;
+                    if (!(p = malloc(cap * sizeof *p))) {
 #pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for collapse(2) schedule(static)
-        for (int t = 0; t < lay->n; t++)
-            for (int h = 0; h < c->n_head; h++) {
-                if (!scores) continue;
-                const int row = lay->row0 + t;
-                int first = lay->first[t];
-                if (local && row - c->sliding_window + 1 > first)
-                    first = row - c->sliding_window + 1;
-                const size_t off = (size_t)(h / group) * c->head_dim;
-                const size_t qo = (size_t)t * q_dim + (size_t)h * c->head_dim;
-                mt_attend_head(a->att + qo, a->q + qo, kc + off, vc + off, kv_dim, first, row,
-                               c->head_dim, c->attn_scale, c->attn_softcap, scores);
+                        failed = 1;
+                        cap = 0;
+                        break;
+                    }
+                }
+                const size_t qo = (size_t)q0 * q_dim + (size_t)h * c->head_dim;
+                const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * c->head_dim;
+                mt_attn_forward(&sh, a->q + qo, kc + ko, vc + ko, a->att + qo, p);
             }
-        free(scores);
+        }
+        free(p);
     }
+    free(sg);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention") : MT_OK;
 }
 

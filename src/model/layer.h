@@ -3,6 +3,7 @@
 #ifndef MT_MODEL_LAYER_H
 #define MT_MODEL_LAYER_H
 
+#include "kernels/attention.h"
 #include "model/model.h"
 
 /* Where the n tokens of a pass sit. Token t's key/value row is row0 + t; it attends to
@@ -15,6 +16,21 @@ typedef struct {
     const int *pos;
     const int *first;
 } mt_layout;
+
+/* A run of tokens [t0, t1) of a layout whose keys start at row `first` (a sequence). */
+typedef struct {
+    int t0, t1, first;
+} mt_attn_seg;
+
+/* Queries per attention call: bounds the score scratch to MT_ATTN_QBLOCK x keys. */
+#define MT_ATTN_QBLOCK 256
+
+/* Splits a layout into its sequences; *out is malloc'ed, returns the count (-1: no memory). */
+int mt_attn_segments(const mt_layout *lay, mt_attn_seg **out);
+/* Shape of the attention of queries [q0, q1) of segment sg in a block (local: sliding). */
+
+void mt_attn_block_shape(const mt_model_config *c, int local, const mt_layout *lay,
+                         const mt_attn_seg *sg, int q0, int q1, mt_attn_shape *out);
 
 /* Activations of one block for n tokens. Pointers the caller leaves NULL are not kept:
  * q0/k0 (projections before QK-norm) and lora_h are only needed for training. */

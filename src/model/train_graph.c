@@ -5,11 +5,17 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/ops_backward.h"
 
-#define HEAD_CHUNK 64
+/* Rows of logits held at once: as many as fit in ~64 MiB (each chunk dequantises the
+ * output matrix once, so bigger chunks are cheaper), between 32 and 512. */
+static int head_chunk_rows(const mt_model *m) {
+    const long rows = (64L << 20) / ((long)m->cfg.n_vocab * (long)sizeof(float));
+    return rows < 32 ? 32 : rows > 512 ? 512 : (int)rows;
+}
 
 struct mt_tape {
     int n, n_seqs, n_layer;
@@ -178,11 +184,12 @@ mt_status mt_head_logprobs(const mt_model *m, const mt_tape *t, const int32_t *t
                            float *logprobs) {
     const int V = m->cfg.n_vocab;
     const float cap = m->cfg.final_softcap;
-    float *xn = mt_calloc((size_t)HEAD_CHUNK * m->cfg.n_embd, sizeof *xn);
-    float *lg = mt_calloc((size_t)HEAD_CHUNK * V, sizeof *lg);
+    const int chunk = head_chunk_rows(m);
+    float *xn = mt_calloc((size_t)chunk * m->cfg.n_embd, sizeof *xn);
+    float *lg = mt_calloc((size_t)chunk * V, sizeof *lg);
     mt_status s = (!xn || !lg) ? MT_ERR_NOMEM : MT_OK;
-    for (int r0 = 0; !s && r0 < t->n; r0 += HEAD_CHUNK) {
-        const int nr = r0 + HEAD_CHUNK <= t->n ? HEAD_CHUNK : t->n - r0;
+    for (int r0 = 0; !s && r0 < t->n; r0 += chunk) {
+        const int nr = r0 + chunk <= t->n ? chunk : t->n - r0;
         if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
         for (int i = 0; i < nr; i++) {
             const int32_t tg = targets[r0 + i];
@@ -246,13 +253,14 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
     const int V = m->cfg.n_vocab, d = m->cfg.n_embd;
     const float cap = m->cfg.final_softcap;
     float *gout = m->cfg.tied_embeddings ? g->tok_embd : g->output;
-    float *xn = mt_calloc((size_t)HEAD_CHUNK * d, sizeof *xn);
-    float *dxn = mt_calloc((size_t)HEAD_CHUNK * d, sizeof *dxn);
-    float *lg = mt_calloc((size_t)HEAD_CHUNK * V, sizeof *lg);
+    const int chunk = head_chunk_rows(m);
+    float *xn = mt_calloc((size_t)chunk * d, sizeof *xn);
+    float *dxn = mt_calloc((size_t)chunk * d, sizeof *dxn);
+    float *lg = mt_calloc((size_t)chunk * V, sizeof *lg);
     mt_status s = (!xn || !lg || !dxn) ? MT_ERR_NOMEM : MT_OK;
     const float *hfinal = t->x + (size_t)m->cfg.n_layer * t->n * d;
-    for (int r0 = 0; !s && r0 < t->n; r0 += HEAD_CHUNK) {
-        const int nr = r0 + HEAD_CHUNK <= t->n ? HEAD_CHUNK : t->n - r0;
+    for (int r0 = 0; !s && r0 < t->n; r0 += chunk) {
+        const int nr = r0 + chunk <= t->n ? chunk : t->n - r0;
         if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
         for (int i = 0; i < nr; i++) {
             const int32_t tg = targets[r0 + i];
@@ -320,49 +328,70 @@ static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const 
     return MT_OK;
 }
 
-/* dq/dk/dv from datt. Threads own (sequence, KV head) pairs, so the key and value
- * gradients that several query heads add to are never written by two threads. */
+/* dq/dk/dv from datt. One task per (sequence, head); each head adds its key/value
+ * gradients into a buffer of its own, summed into the shared KV heads afterwards, so no
+ * two threads ever write the same memory. */
 static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape *t,
                                          const mt_layer_acts *a, grad_ws *w) {
     const mt_model_config *c = &m->cfg;
-    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    const int hd = c->head_dim, q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd;
     const int group = c->n_head / c->n_head_kv, local = mt_config_layer_is_local(c, l);
-    const int tasks = t->n_seqs * c->n_head_kv;
-    int max_len = 0;
-    for (int q = 0; q < t->n_seqs; q++)
-        if (t->seq_start[q + 1] - t->seq_start[q] > max_len)
-            max_len = t->seq_start[q + 1] - t->seq_start[q];
-    memset(w->dq, 0, (size_t)t->n * q_dim * sizeof(float));
-    memset(w->dk, 0, (size_t)t->n * kv_dim * sizeof(float));
-    memset(w->dv, 0, (size_t)t->n * kv_dim * sizeof(float));
+    const size_t per_head = (size_t)t->n * hd;
+    float *dkh = mt_calloc(2 * (size_t)c->n_head * per_head, sizeof *dkh);
+    mt_attn_seg *sg = NULL;
+    const int n_seg = dkh ? mt_attn_segments(&t->lay, &sg) : -1;
+    if (n_seg < 0) {
+        free(dkh);
+        return mt_fail(MT_ERR_NOMEM, "out of memory in attention backward");
+    }
+    float *dvh = dkh + (size_t)c->n_head * per_head;
+    const int tasks = n_seg * c->n_head;
     int failed = 0;
 #pragma omp parallel num_threads(mt_kernels_threads())
     {
-        float *scratch = malloc((size_t)3 * max_len * sizeof *scratch);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        float *p = NULL;
+        size_t cap = 0;
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < tasks; task++) {
-            if (!scratch) continue;
-            const int sq = task / c->n_head_kv, g = task % c->n_head_kv;
-            const size_t koff = (size_t)g * c->head_dim;
-            for (int row = t->seq_start[sq]; row < t->seq_start[sq + 1]; row++) {
-                int first = t->first[row];
-                if (local && row - c->sliding_window + 1 > first)
-                    first = row - c->sliding_window + 1;
-                for (int h = g * group; h < (g + 1) * group; h++) {
-                    const size_t qo = (size_t)row * q_dim + (size_t)h * c->head_dim;
-                    mt_attend_head_backward(w->datt + qo, a->q + qo, a->k + koff, a->v + koff,
-                                            kv_dim, first, row, c->head_dim, c->attn_scale,
-                                            c->attn_softcap, w->dq + qo, w->dk + koff, w->dv + koff,
-                                            scratch);
+            const mt_attn_seg *s = &sg[task / c->n_head];
+            const int h = task % c->n_head;
+            for (int q0 = s->t0; q0 < s->t1 && !failed; q0 += MT_ATTN_QBLOCK) {
+                const int q1 = q0 + MT_ATTN_QBLOCK < s->t1 ? q0 + MT_ATTN_QBLOCK : s->t1;
+                mt_attn_shape sh;
+                mt_attn_block_shape(c, local, &t->lay, s, q0, q1, &sh);
+                const size_t need = 2 * (size_t)sh.n_q * sh.n_k;
+                if (need > cap) {
+                    free(p);
+                    cap = need;
+                    if (!(p = malloc(cap * sizeof *p))) {
+#pragma omp atomic write
+                        failed = 1;
+                        cap = 0;
+                        break;
+                    }
                 }
+                const size_t qo = (size_t)q0 * q_dim + (size_t)h * hd;
+                const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * hd;
+                const size_t ho = (size_t)h * per_head + (size_t)s->first * hd;
+                mt_attn_backward(&sh, a->q + qo, a->k + ko, a->v + ko, w->datt + qo, w->dq + qo,
+                                 dkh + ho, dvh + ho, hd, p, p + (size_t)sh.n_q * sh.n_k);
             }
         }
-        free(scratch);
+        free(p);
     }
+    free(sg);
+    if (!failed) {
+        memset(w->dk, 0, (size_t)t->n * kv_dim * sizeof(float));
+        memset(w->dv, 0, (size_t)t->n * kv_dim * sizeof(float));
+        for (int h = 0; h < c->n_head; h++)
+            for (int i = 0; i < t->n; i++) {
+                const size_t dst = (size_t)i * kv_dim + (size_t)(h / group) * hd;
+                const size_t src = (size_t)h * per_head + (size_t)i * hd;
+                mt_add(w->dk + dst, dkh + src, hd);
+                mt_add(w->dv + dst, dvh + src, hd);
+            }
+    }
+    free(dkh);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention backward") : MT_OK;
 }
 

@@ -64,6 +64,23 @@ def test_lora_sft_lowers_loss(trained):
     assert last < 0.5 * first
 
 
+def test_trained_adapter_reproduces_answers(trained, run_meteor, smollm_gguf, sft_data):
+    """Greedy decoding with the exported PEFT adapter starts like the trained answers."""
+    assert (trained / "adapter" / "adapter_config.json").exists()
+    rows = [json.loads(l) for l in sft_data.read_text().splitlines()][:8]
+    hits = 0
+    for r in rows:
+        out = json.loads(run_meteor("generate", "-m", smollm_gguf, "--adapter", trained / "adapter",
+                                    "--chat", "-p", r["question"], "--greedy", "-n", 12, "--json",
+                                    timeout=600).stdout)
+        want = " ".join(r["answer"].split()[:4])
+        got = " ".join(out["text"].split()[:4])
+        print(f"{want!r} <- {got!r}")
+        hits += got == want
+    print(f"{hits}/8 answers reproduced (first four words)")
+    assert hits >= 4
+
+
 def test_resume_after_kill_is_identical(run_meteor, meteor_bin, smollm_gguf, sft_data, tmp_path):
     args = ["train", "-m", smollm_gguf, "--data", sft_data, "--max-steps", 6, "--save-every", 2,
             *TRAIN_ARGS]

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
@@ -81,16 +82,34 @@ static void test_activations(void **state) {
 
 static void test_attend_window(void **state) {
     (void)state;
-    /* Keys of 4 positions, head_dim 2; a query that prefers position 1. */
+    /* Keys of 4 positions, head_dim 2; the last query prefers position 1. */
     const float k[8] = {0, 0, 10, 0, 0, 0, 0, 0};
     const float v[8] = {1, 1, 2, 2, 3, 3, 4, 4};
     const float q[2] = {1, 0};
-    float out[2], scores[4];
-    mt_attend_head(out, q, k, v, 2, 0, 3, 2, 1.0f, 0.0f, scores);
+    float out[2], p[4];
+    mt_attn_shape s = {
+        .n_q = 1, .n_k = 4, .hd = 2, .q_stride = 2, .k_stride = 2, .o_stride = 2, .scale = 1.0f};
+    mt_attn_forward(&s, q, k, v, out, p);
     assert_true(out[0] > 1.99f && out[0] < 2.01f);
-    /* Window [2, 3] excludes position 1: equal scores, mean of v2 and v3. */
-    mt_attend_head(out, q, k, v, 2, 2, 3, 2, 1.0f, 0.0f, scores);
+    /* A window of 2 keeps positions 2 and 3: equal scores, mean of v2 and v3. */
+    s.window = 2;
+    mt_attn_forward(&s, q, k, v, out, p);
     assert_float_equal(out[0], 3.5f, 1e-6);
+    assert_float_equal(p[1], 0.0f, 0);
+}
+
+static void test_attend_causal_block(void **state) {
+    (void)state;
+    /* Two queries over two keys: the first sees only key 0. */
+    const float q[4] = {1, 0, 1, 0}, k[4] = {0, 0, 5, 0}, v[4] = {1, 2, 3, 4};
+    float out[4], p[4];
+    mt_attn_shape s = {
+        .n_q = 2, .n_k = 2, .hd = 2, .q_stride = 2, .k_stride = 2, .o_stride = 2, .scale = 1.0f};
+    mt_attn_forward(&s, q, k, v, out, p);
+    assert_float_equal(out[0], 1.0f, 1e-6);
+    assert_float_equal(out[1], 2.0f, 1e-6);
+    assert_float_equal(p[1], 0.0f, 0);
+    assert_true(out[2] > 2.98f);
 }
 
 static void test_matmul_f32_and_rows(void **state) {
@@ -124,6 +143,7 @@ int main(void) {
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_attend_window),
+        cmocka_unit_test(test_attend_causal_block),
         cmocka_unit_test(test_matmul_f32_and_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

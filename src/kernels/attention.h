@@ -1,0 +1,27 @@
+/* Causal attention of one head over a block of queries, as BLAS matrix products:
+ * S = scale·Q·Kᵀ (softcapped), masked, softmaxed row by row, O = P·V. Query i sits at
+ * key position off + i and sees keys [max(0, off + i − window + 1), off + i]. */
+#ifndef MT_KERNELS_ATTENTION_H
+#define MT_KERNELS_ATTENTION_H
+
+typedef struct {
+    int n_q;                          /* queries */
+    int n_k;                          /* keys (= off + n_q) */
+    int hd;                           /* head dimension */
+    int q_stride, k_stride, o_stride; /* floats between consecutive rows */
+    float scale;
+    float cap;  /* logit softcap, 0 = none */
+    int window; /* sliding window in positions, 0 = none */
+} mt_attn_shape;
+
+/* out = attention(q, k, v); p: scratch of n_q x n_k floats, left holding the weights. */
+void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
+                     float *out, float *p);
+
+/* Given dout, writes dq (overwrites) and adds to dk, dv (rows of dk_stride floats). p and
+ * dp: scratch of n_q x n_k; the weights are recomputed. */
+void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
+                      const float *dout, float *dq, float *dk, float *dv, int dk_stride, float *p,
+                      float *dp);
+
+#endif
