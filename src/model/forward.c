@@ -6,13 +6,17 @@
 #include "core/alloc.h"
 #include "model/layer.h"
 
-mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx) {
+mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int n_slots,
+                                 int n_ctx) {
     memset(kv, 0, sizeof *kv);
-    if (n_ctx <= 0) return mt_fail(MT_ERR_ARG, "context size must be positive (got %d)", n_ctx);
+    if (n_ctx <= 0 || n_slots <= 0)
+        return mt_fail(MT_ERR_ARG, "context size and slots must be positive (got %d, %d)", n_ctx,
+                       n_slots);
     kv->n_ctx = n_ctx;
+    kv->n_slots = n_slots;
     kv->n_layer = c->n_layer;
     kv->kv_dim = c->n_head_kv * c->head_dim;
-    const size_t n = (size_t)c->n_layer * (size_t)n_ctx * (size_t)kv->kv_dim;
+    const size_t n = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_ctx * (size_t)kv->kv_dim;
     kv->k = mt_calloc(n, sizeof *kv->k);
     kv->v = kv->k ? mt_calloc(n, sizeof *kv->v) : NULL;
     if (!kv->v) {
@@ -20,6 +24,22 @@ mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx)
         return MT_ERR_NOMEM;
     }
     return MT_OK;
+}
+
+mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx) {
+    return mt_kv_cache_init_slots(kv, c, 1, n_ctx);
+}
+
+void mt_kv_cache_copy(mt_kv_cache *kv, int src, int dst, int from, int to) {
+    if (src == dst || to <= from) return;
+    const size_t per_layer = (size_t)kv->n_slots * kv->n_ctx * kv->kv_dim;
+    const size_t bytes = (size_t)(to - from) * kv->kv_dim * sizeof(float);
+    for (int l = 0; l < kv->n_layer; l++) {
+        const size_t so = l * per_layer + ((size_t)src * kv->n_ctx + from) * kv->kv_dim;
+        const size_t d0 = l * per_layer + ((size_t)dst * kv->n_ctx + from) * kv->kv_dim;
+        memcpy(kv->k + d0, kv->k + so, bytes);
+        memcpy(kv->v + d0, kv->v + so, bytes);
+    }
 }
 
 void mt_kv_cache_free(mt_kv_cache *kv) {
@@ -36,11 +56,11 @@ void mt_kv_cache_truncate(mt_kv_cache *kv, int pos) {
 typedef struct {
     mt_layer_acts a;
     float *x;
-    int *pos, *first;
+    int *pos, *first, *row;
     float *block; /* one allocation backs every buffer */
 } scratch;
 
-static mt_status scratch_alloc(scratch *s, const mt_model_config *c, int n, int row0) {
+static mt_status scratch_alloc(scratch *s, const mt_model_config *c, int n) {
     const size_t d = c->n_embd, qd = (size_t)c->n_head * c->head_dim;
     const size_t kvd = (size_t)c->n_head_kv * c->head_dim, ff = c->n_ff;
     const size_t total = (size_t)n * (4 * d + 2 * qd + 2 * kvd + 3 * ff);
@@ -48,10 +68,12 @@ static mt_status scratch_alloc(scratch *s, const mt_model_config *c, int n, int 
     s->block = mt_calloc(total, sizeof(float));
     s->pos = mt_calloc((size_t)n, sizeof *s->pos);
     s->first = mt_calloc((size_t)n, sizeof *s->first);
-    if (!s->block || !s->pos || !s->first) {
+    s->row = mt_calloc((size_t)n, sizeof *s->row);
+    if (!s->block || !s->pos || !s->first || !s->row) {
         free(s->block);
         free(s->pos);
         free(s->first);
+        free(s->row);
         return MT_ERR_NOMEM;
     }
     float *p = s->block;
@@ -69,37 +91,57 @@ static mt_status scratch_alloc(scratch *s, const mt_model_config *c, int n, int 
     /* The residual stream is updated in place; the down projection reuses o. */
     s->a.x_mid = s->x;
     s->a.dn = s->a.o;
-    for (int t = 0; t < n; t++) s->pos[t] = row0 + t;
     return MT_OK;
 }
 
 static void scratch_free(scratch *s) {
+    free(s->row);
     free(s->block);
     free(s->pos);
     free(s->first);
 }
 
-mt_status mt_forward(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens, int n,
-                     float *logits, int all_logits) {
+mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens,
+                           const int *slot, const int *pos, int n, float *logits, int all_logits) {
     if (n <= 0) return mt_fail(MT_ERR_ARG, "forward pass needs at least one token");
-    if (kv->n_past + n > kv->n_ctx)
-        return mt_fail(MT_ERR_ARG, "context full: %d + %d tokens exceed the context size %d",
-                       kv->n_past, n, kv->n_ctx);
+    for (int t = 0; t < n; t++) {
+        if (slot[t] < 0 || slot[t] >= kv->n_slots)
+            return mt_fail(MT_ERR_ARG, "KV slot %d out of range (%d slots)", slot[t], kv->n_slots);
+        if (pos[t] < 0 || pos[t] >= kv->n_ctx)
+            return mt_fail(MT_ERR_ARG, "context full: position %d exceeds the context size %d",
+                           pos[t], kv->n_ctx);
+    }
     scratch s;
-    mt_status st = scratch_alloc(&s, &m->cfg, n, kv->n_past);
+    mt_status st = scratch_alloc(&s, &m->cfg, n);
     if (st) return st;
-    const mt_layout lay = {.n = n, .row0 = kv->n_past, .pos = s.pos, .first = s.first};
-    const size_t per_layer = (size_t)kv->n_ctx * kv->kv_dim;
+    for (int t = 0; t < n; t++) {
+        s.pos[t] = pos[t];
+        s.first[t] = slot[t] * kv->n_ctx;
+        s.row[t] = s.first[t] + pos[t];
+    }
+    const mt_layout lay = {.n = n, .pos = s.pos, .first = s.first, .row = s.row};
+    const size_t per_layer = (size_t)kv->n_slots * kv->n_ctx * kv->kv_dim;
     if ((st = mt_embed_tokens(m, tokens, n, s.x))) goto done;
     for (int l = 0; l < m->cfg.n_layer; l++)
         if ((st = mt_layer_forward(m, l, &lay, &s.a, s.x, s.x, kv->k + l * per_layer,
                                    kv->v + l * per_layer)))
             goto done;
     const int first = all_logits ? 0 : n - 1;
-    if ((st = mt_output_logits(m, s.x + (size_t)first * m->cfg.n_embd, n - first, s.a.xn1, logits)))
-        goto done;
-    kv->n_past += n;
+    st = mt_output_logits(m, s.x + (size_t)first * m->cfg.n_embd, n - first, s.a.xn1, logits);
 done:
     scratch_free(&s);
+    return st;
+}
+
+mt_status mt_forward(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens, int n,
+                     float *logits, int all_logits) {
+    if (n <= 0) return mt_fail(MT_ERR_ARG, "forward pass needs at least one token");
+    int *slot = mt_calloc((size_t)n, sizeof *slot), *pos = mt_calloc((size_t)n, sizeof *pos);
+    mt_status st = (!slot || !pos) ? MT_ERR_NOMEM : MT_OK;
+    for (int t = 0; !st && t < n; t++) pos[t] = kv->n_past + t;
+    if (!st) st = mt_forward_slots(m, kv, tokens, slot, pos, n, logits, all_logits);
+    if (!st) kv->n_past += n;
+    free(slot);
+    free(pos);
     return st;
 }

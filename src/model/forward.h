@@ -6,16 +6,22 @@
 
 #include "model/model.h"
 
+/* Keys and values of every layer for n_slots independent sequences of up to n_ctx
+ * positions each. Slot s, position p lives at row s * n_ctx + p. */
 typedef struct {
-    int n_ctx;
+    int n_ctx; /* positions per slot */
+    int n_slots;
     int n_layer;
     int kv_dim;
-    int n_past; /* positions filled */
-    float *k;   /* [n_layer][n_ctx][kv_dim] */
+    int n_past; /* positions filled in slot 0 (the single-sequence API) */
+    float *k;   /* [n_layer][n_slots * n_ctx][kv_dim] */
     float *v;
 } mt_kv_cache;
 
 mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx);
+mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int n_slots, int n_ctx);
+/* Copies positions [from, to) of slot src into slot dst, in every layer. */
+void mt_kv_cache_copy(mt_kv_cache *kv, int src, int dst, int from, int to);
 void mt_kv_cache_free(mt_kv_cache *kv);
 /* Forgets positions from `pos` on (for reusing a prompt prefix). */
 void mt_kv_cache_truncate(mt_kv_cache *kv, int pos);
@@ -24,5 +30,11 @@ void mt_kv_cache_truncate(mt_kv_cache *kv, int pos);
  * every token (n x n_vocab) when all_logits, else those of the last token only. */
 mt_status mt_forward(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens, int n,
                      float *logits, int all_logits);
+
+/* Feeds n tokens to any slots: token i goes to slot[i] at position pos[i] (tokens of one
+ * slot must be consecutive with increasing positions, and each slot's earlier positions
+ * filled). Writes logits of every token (n x n_vocab) when all_logits, else the last's. */
+mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens,
+                           const int *slot, const int *pos, int n, float *logits, int all_logits);
 
 #endif

@@ -40,15 +40,20 @@ static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n,
     return mt_linear_forward(lin, x, a->lora_x[r], n, y, a->lora_h[r]);
 }
 
+/* A new run begins where the first key row changes or the rows stop being consecutive. */
+static int seg_starts(const mt_layout *lay, int t) {
+    return t == 0 || lay->first[t] != lay->first[t - 1] ||
+           mt_layout_row(lay, t) != mt_layout_row(lay, t - 1) + 1;
+}
+
 int mt_attn_segments(const mt_layout *lay, mt_attn_seg **out) {
     int n = 0;
-    for (int t = 0; t < lay->n; t++) n += t == 0 || lay->first[t] != lay->first[t - 1];
+    for (int t = 0; t < lay->n; t++) n += seg_starts(lay, t);
     mt_attn_seg *sg = malloc((size_t)(n ? n : 1) * sizeof *sg);
     if (!sg) return -1;
     n = 0;
     for (int t = 0; t < lay->n; t++) {
-        if (t == 0 || lay->first[t] != lay->first[t - 1])
-            sg[n++] = (mt_attn_seg){t, t, lay->first[t]};
+        if (seg_starts(lay, t)) sg[n++] = (mt_attn_seg){t, t, lay->first[t]};
         sg[n - 1].t1 = t + 1;
     }
     *out = sg;
@@ -59,7 +64,7 @@ void mt_attn_block_shape(const mt_model_config *c, int local, const mt_layout *l
                          const mt_attn_seg *sg, int q0, int q1, mt_attn_shape *out) {
     const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
     *out = (mt_attn_shape){.n_q = q1 - q0,
-                           .n_k = lay->row0 + q1 - sg->first,
+                           .n_k = mt_layout_row(lay, q1 - 1) + 1 - sg->first,
                            .hd = c->head_dim,
                            .q_stride = q_dim,
                            .k_stride = kv_dim,
@@ -133,8 +138,11 @@ static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay,
     position_heads(c, lay, a->q, q0, L->q_norm, c->n_head, local);
     position_heads(c, lay, a->k, k0, L->k_norm, c->n_head_kv, local);
     if (kc) {
-        memcpy(kc + (size_t)lay->row0 * kv_dim, a->k, (size_t)n * kv_dim * sizeof(float));
-        memcpy(vc + (size_t)lay->row0 * kv_dim, a->v, (size_t)n * kv_dim * sizeof(float));
+        for (int t = 0; t < n; t++) {
+            const size_t row = (size_t)mt_layout_row(lay, t) * kv_dim;
+            memcpy(kc + row, a->k + (size_t)t * kv_dim, (size_t)kv_dim * sizeof(float));
+            memcpy(vc + row, a->v + (size_t)t * kv_dim, (size_t)kv_dim * sizeof(float));
+        }
     }
     if ((s = attend(m, l, lay, a, kc ? kc : a->k, vc ? vc : a->v))) return s;
     return linear(L, MT_LIN_O, a->att, n, a->o, a);

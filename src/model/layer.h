@@ -6,18 +6,24 @@
 #include "kernels/attention.h"
 #include "model/model.h"
 
-/* Where the n tokens of a pass sit. Token t's key/value row is row0 + t; it attends to
- * rows [first[t], row0 + t] (narrowed by a sliding window) and is rotated for position
- * pos[t]. Inference: one sequence continuing a cache. Training: several sequences laid
- * end to end, each starting at position 0, so padding never enters any computation. */
+/* Where the n tokens of a pass sit. Token t's key/value row is row[t] (row0 + t when row
+ * is NULL); it attends to rows [first[t], its row] (narrowed by a sliding window) and is
+ * rotated for position pos[t]. Inference: one sequence continuing a cache, or one token
+ * per sequence of a multi-slot cache. Training: several sequences laid end to end, each
+ * starting at position 0, so padding never enters any computation. */
 typedef struct {
     int n;
     int row0;
     const int *pos;
     const int *first;
+    const int *row;
 } mt_layout;
 
-/* A run of tokens [t0, t1) of a layout whose keys start at row `first` (a sequence). */
+static inline int mt_layout_row(const mt_layout *lay, int t) {
+    return lay->row ? lay->row[t] : lay->row0 + t;
+}
+
+/* A run of tokens [t0, t1) with consecutive rows whose keys start at row `first`. */
 typedef struct {
     int t0, t1, first;
 } mt_attn_seg;
