@@ -42,6 +42,11 @@ int mt_qdot_supported(mt_dtype weight_type);
  * type's block size. */
 size_t mt_act_bytes(mt_dtype weight_type, int64_t n);
 
+/* True when activations quantised for weight type a also serve rows of type b (and
+ * back): the 32-element formats share one layout, the K-quants another, and F32/F16/BF16
+ * all take f32. Lets q/k/v or gate/up projections of one input share a quantisation. */
+int mt_act_same(mt_dtype a, mt_dtype b);
+
 /* Quantises n activations into out (mt_act_bytes(weight_type, n) bytes, 4-byte aligned:
  * any malloc'd pointer, or one offset from it by a multiple of mt_act_bytes). A no-op
  * for F32/F16/BF16. MT_ERR_ARG when n is not a positive multiple of the block size,

@@ -33,6 +33,15 @@ static int is_k_type(mt_dtype t) {
     return t == MT_Q4_K || t == MT_Q5_K || t == MT_Q6_K;
 }
 
+/* 0: f32 as it is, 1: 32-element int8 blocks, 2: 256-element int8 blocks. */
+static int act_kind(mt_dtype t) {
+    return is_float_type(t) ? 0 : is_k_type(t) ? 2 : 1;
+}
+
+int mt_act_same(mt_dtype a, mt_dtype b) {
+    return mt_qdot_supported(a) && mt_qdot_supported(b) && act_kind(a) == act_kind(b);
+}
+
 size_t mt_act_bytes(mt_dtype t, int64_t n) {
     if (!mt_qdot_supported(t) || is_float_type(t) || n <= 0) return 0;
     if (is_k_type(t)) return (size_t)(n / MT_QK_K) * sizeof(mt_act256);

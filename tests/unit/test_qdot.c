@@ -442,6 +442,10 @@ static void test_errors(void **state) {
     assert_int_equal(mt_quantize_act(MT_F32, x, 5, out), MT_OK);
     assert_int_equal(mt_act_bytes((mt_dtype)99, 64), 0);
     assert_false(mt_qdot_supported((mt_dtype)99));
+    assert_true(mt_act_same(MT_Q5_0, MT_Q8_0) && mt_act_same(MT_Q4_1, MT_Q4_0));
+    assert_true(mt_act_same(MT_Q4_K, MT_Q6_K) && mt_act_same(MT_F16, MT_BF16));
+    assert_false(mt_act_same(MT_Q8_0, MT_Q4_K) || mt_act_same(MT_F32, MT_Q8_0));
+    assert_false(mt_act_same((mt_dtype)99, (mt_dtype)99));
     assert_int_equal(mt_qdot_set_impl((mt_qdot_impl)7), MT_ERR_ARG);
     assert_int_equal(mt_qdot_set_impl(MT_QDOT_SCALAR), MT_OK);
     assert_int_equal(mt_qdot_get_impl(), MT_QDOT_SCALAR);
