@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/batch_cli.h"
 #include "cli/commands.h"
 #include "cli/gen_opts.h"
 #include "cli/session.h"
@@ -87,6 +88,30 @@ static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_
     return st;
 }
 
+static int run_batch(const mt_gen_opts *o, mt_gen_params *p, const char *path, int chat, int slots,
+                     int has_prompt) {
+    if (has_prompt) {
+        mt_fail(MT_ERR_ARG, "--batch reads its prompts from the file; drop -p/-f");
+        return mt_report_error();
+    }
+    if (slots <= 0) {
+        mt_fail(MT_ERR_ARG, "--slots must be positive");
+        return mt_report_error();
+    }
+    mt_session s;
+    if (mt_session_open(&s, o->model, o->threads, o->chat_template) ||
+        mt_session_apply_adapter(&s, o->adapter)) {
+        mt_session_close(&s);
+        return mt_report_error();
+    }
+    int32_t stops[8];
+    p->stop_tokens = stops;
+    p->n_stop_tokens = chat_stop_tokens(&s, stops, 8);
+    mt_status st = mt_cli_generate_batch(&s, p, path, chat, o->system, slots, o->stats);
+    mt_session_close(&s);
+    return st ? mt_report_error() : 0;
+}
+
 static mt_status read_prompt(const char *prompt, const char *file, char **out) {
     size_t len;
     if (prompt && file) return mt_fail(MT_ERR_ARG, "give either --prompt or --file, not both");
@@ -102,8 +127,9 @@ int mt_cmd_generate(int argc, char **argv) {
     mt_gen_opts o;
     mt_gen_opts_defaults(&o);
     const char *prompt = NULL, *file = NULL;
-    int chat = 0, json = 0;
-    mt_opt opts[MT_GEN_OPT_COUNT + 4];
+    const char *batch = NULL;
+    int chat = 0, json = 0, slots = 16;
+    mt_opt opts[MT_GEN_OPT_COUNT + 6];
     mt_gen_opts_table(&o, opts);
     opts[MT_GEN_OPT_COUNT] = (mt_opt){"--prompt", "-p", MT_OPT_STR, &prompt, "TEXT", "the prompt"};
     opts[MT_GEN_OPT_COUNT + 1] =
@@ -113,7 +139,12 @@ int mt_cmd_generate(int argc, char **argv) {
     opts[MT_GEN_OPT_COUNT + 3] = (mt_opt){
         "--json", NULL, MT_OPT_FLAG,
         &json,    NULL, "print one JSON object (text, tokens, timings) instead of streaming"};
-    const int n_opts = MT_GEN_OPT_COUNT + 4;
+    opts[MT_GEN_OPT_COUNT + 4] =
+        (mt_opt){"--batch", NULL,   MT_OPT_STR,
+                 &batch,    "FILE", "JSONL prompts in, JSONL results out (batched)"};
+    opts[MT_GEN_OPT_COUNT + 5] = (mt_opt){
+        "--slots", NULL, MT_OPT_INT, &slots, "N", "sequences decoded together with --batch (16)"};
+    const int n_opts = MT_GEN_OPT_COUNT + 6;
     int help = 0;
     if (mt_parse_opts(opts, n_opts, argc, argv, &help)) return mt_report_error();
     if (help) {
@@ -123,6 +154,7 @@ int mt_cmd_generate(int argc, char **argv) {
     }
     mt_gen_params checked;
     if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
+    if (batch) return run_batch(&o, &checked, batch, chat, slots, prompt || file);
     char *text = NULL;
     if (read_prompt(prompt, file, &text)) return mt_report_error();
     mt_session s;

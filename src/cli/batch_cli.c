@@ -1,0 +1,158 @@
+#include "cli/batch_cli.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "infer/batch.h"
+#include "io/file_util.h"
+
+typedef struct {
+    int32_t *ids;
+    size_t n;
+    cJSON *id; /* echoed back, owned */
+} prompt;
+
+typedef struct {
+    prompt *items;
+    int n;
+    char **out; /* result lines, printed in input order */
+    int next_print;
+} job;
+
+/* Renders one input line to tokens. */
+static mt_status encode_line(const mt_session *s, const cJSON *j, int chat, const char *system,
+                             prompt *out) {
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    mt_chat_msg m[64];
+    size_t n = 0;
+    if (cJSON_IsString(pr) && !chat)
+        return mt_tokenize(s->tok, pr->valuestring, strlen(pr->valuestring), 1, 1, &out->ids,
+                           &out->n);
+    if (system) m[n++] = (mt_chat_msg){"system", system};
+    if (cJSON_IsString(pr)) {
+        m[n++] = (mt_chat_msg){"user", pr->valuestring};
+    } else if (cJSON_IsArray(msgs)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, msgs) {
+            const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+            if (!cJSON_IsString(role) || !cJSON_IsString(content))
+                return mt_fail(MT_ERR_FORMAT, "each message needs string \"role\" and \"content\"");
+            if (n == sizeof m / sizeof *m) return mt_fail(MT_ERR_FORMAT, "too many messages");
+            m[n++] = (mt_chat_msg){role->valuestring, content->valuestring};
+        }
+    } else {
+        return mt_fail(MT_ERR_FORMAT, "a line needs a string \"prompt\" or a \"messages\" list");
+    }
+    if (s->chat == MT_CHAT_NONE)
+        return mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
+    char *text = NULL;
+    mt_status st = mt_chat_render(s->chat, s->tok, m, n, 1, &text);
+    if (!st) st = mt_tokenize(s->tok, text, strlen(text), 0, 1, &out->ids, &out->n);
+    free(text);
+    return st;
+}
+
+static mt_status read_prompts(const mt_session *s, const char *path, int chat, const char *system,
+                              job *jb) {
+    char *data = NULL;
+    size_t len = 0;
+    mt_status st = mt_read_file(path, &data, &len);
+    if (st) return st;
+    int cap = 0, line = 0;
+    for (char *p = data, *end; !st && p < data + len; p = end + 1) {
+        end = memchr(p, '\n', (size_t)(data + len - p));
+        if (!end) end = data + len;
+        line++;
+        *end = '\0';
+        if (strspn(p, " \t\r") == strlen(p)) continue;
+        cJSON *j = cJSON_Parse(p);
+        if (!cJSON_IsObject(j)) {
+            cJSON_Delete(j);
+            st = mt_fail(MT_ERR_FORMAT, "%s:%d: not a JSON object", path, line);
+            break;
+        }
+        if (jb->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            prompt *grown = realloc(jb->items, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                cJSON_Delete(j);
+                st = mt_fail(MT_ERR_NOMEM, "out of memory reading %s", path);
+                break;
+            }
+            jb->items = grown;
+        }
+        prompt *pr = &jb->items[jb->n];
+        memset(pr, 0, sizeof *pr);
+        if ((st = encode_line(s, j, chat, system, pr))) {
+            char where[4200];
+            snprintf(where, sizeof where, "%s:%d", path, line);
+            mt_fail_prefix(st, where);
+        }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+        pr->id = id ? cJSON_Duplicate(id, 1) : NULL;
+        cJSON_Delete(j);
+        jb->n++;
+    }
+    free(data);
+    if (!st && jb->n == 0) st = mt_fail(MT_ERR_FORMAT, "%s has no prompts", path);
+    return st;
+}
+
+static mt_status on_done(void *user, int index, const mt_gen_result *r) {
+    job *jb = user;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *ids = cJSON_CreateIntArray(r->tokens, r->n_tokens);
+    if (!o || !ids) {
+        cJSON_Delete(o);
+        cJSON_Delete(ids);
+        return mt_fail(MT_ERR_NOMEM, "out of memory");
+    }
+    cJSON_AddNumberToObject(o, "index", index);
+    if (jb->items[index].id)
+        cJSON_AddItemToObject(o, "id", cJSON_Duplicate(jb->items[index].id, 1));
+    cJSON_AddStringToObject(o, "text", r->text);
+    cJSON_AddItemToObject(o, "tokens", ids);
+    cJSON_AddNumberToObject(o, "prompt_tokens", r->n_prompt);
+    cJSON_AddStringToObject(o, "stop", mt_stop_reason_name(r->stop));
+    jb->out[index] = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!jb->out[index]) return mt_fail(MT_ERR_NOMEM, "out of memory");
+    while (jb->next_print < jb->n && jb->out[jb->next_print]) {
+        printf("%s\n", jb->out[jb->next_print]);
+        cJSON_free(jb->out[jb->next_print]);
+        jb->out[jb->next_print++] = NULL;
+    }
+    fflush(stdout);
+    return MT_OK;
+}
+
+mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, const char *path,
+                                int chat, const char *system, int n_slots, int stats) {
+    job jb = {0};
+    mt_batch_item *items = NULL;
+    mt_status st = read_prompts(s, path, chat, system, &jb);
+    if (!st && !(jb.out = mt_calloc((size_t)jb.n, sizeof *jb.out))) st = MT_ERR_NOMEM;
+    if (!st && !(items = mt_calloc((size_t)jb.n, sizeof *items))) st = MT_ERR_NOMEM;
+    for (int i = 0; !st && i < jb.n; i++)
+        items[i] = (mt_batch_item){jb.items[i].ids, (int)jb.items[i].n};
+    mt_batch_stats bs;
+    if (!st) st = mt_generate_batch(s->model, s->tok, items, jb.n, p, n_slots, on_done, &jb, &bs);
+    if (!st && stats)
+        fprintf(stderr, "[%d prompts, %d tokens generated in %.2f s: %.2f tok/s with %d slots]\n",
+                bs.n_prompts, bs.n_generated, bs.seconds, bs.n_generated / (bs.seconds + 1e-9),
+                n_slots);
+    for (int i = 0; i < jb.n; i++) {
+        free(jb.items[i].ids);
+        cJSON_Delete(jb.items[i].id);
+        if (jb.out) cJSON_free(jb.out[i]);
+    }
+    free(jb.items);
+    free(jb.out);
+    free(items);
+    return st;
+}

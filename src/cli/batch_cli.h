@@ -1,0 +1,14 @@
+/* `meteor generate --batch FILE.jsonl`: one prompt per line in, one JSON result per line
+ * out (in input order), generated with continuous batching. */
+#ifndef MT_CLI_BATCH_CLI_H
+#define MT_CLI_BATCH_CLI_H
+
+#include "cli/gen_opts.h"
+#include "cli/session.h"
+
+/* Lines: {"prompt": "..."} or {"messages": [{"role": ..., "content": ...}, ...]}, with an
+ * optional "id" echoed back. chat: wrap plain prompts in the chat template. */
+mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, const char *path,
+                                int chat, const char *system, int n_slots, int stats);
+
+#endif

@@ -1,0 +1,29 @@
+/* Batched generation with continuous batching: up to n_slots sequences decode together,
+ * one token each per forward pass, every one with its own KV slot, position, sampler
+ * and stop rules; a finished sequence frees its slot for the next waiting prompt. */
+#ifndef MT_INFER_BATCH_H
+#define MT_INFER_BATCH_H
+
+#include "infer/generate.h"
+
+typedef struct {
+    const int32_t *prompt;
+    int n_prompt;
+} mt_batch_item;
+
+/* Called once per finished item, in completion order; returning non-zero aborts. */
+typedef mt_status (*mt_batch_done_fn)(void *user, int index, const mt_gen_result *r);
+
+typedef struct {
+    int n_prompts;
+    int n_generated;
+    double seconds;
+} mt_batch_stats;
+
+/* Generates for every item with the same parameters (p->on_text is ignored). Item i samples
+ * with seed p->sampling.seed + i, so results do not depend on scheduling. */
+mt_status mt_generate_batch(const mt_model *m, const mt_tokenizer *tok, const mt_batch_item *items,
+                            int n_items, const mt_gen_params *p, int n_slots, mt_batch_done_fn done,
+                            void *user, mt_batch_stats *stats);
+
+#endif
