@@ -193,7 +193,7 @@ def check_with_meteor(examples, data_path, seq_len):
 def run_meteor(args, data_path, work, label, extra):
     tag = label.strip("-")
     out_dir = work / f"meteor_{tag}"
-    cmd = [str(REPO / "build" / "meteor"), "train", "-m", str(REPO / "models" / MODEL_FILE),
+    cmd = [str(args.meteor), "train", "-m", str(REPO / "models" / MODEL_FILE),
            "--data", str(data_path), "--out", str(out_dir),
            "--lora-rank", str(args.rank), "--lora-alpha", str(args.alpha), "--lora-dropout", "0",
            "--lora-targets", ",".join(TARGETS), "--batch-size", "1", "--max-len", str(args.seq_len),
@@ -338,6 +338,8 @@ def main():
     ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=1234, help="seed of the generated data")
+    ap.add_argument("--meteor", type=Path, default=REPO / "build" / "meteor",
+                    help="meteor binary (build/meteor)")
     ap.add_argument("--no-torch", action="store_true", help="meteor and sgemm only")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
@@ -349,9 +351,8 @@ def main():
     args.warmup = args.warmup if args.warmup is not None else 1
     if args.steps <= args.warmup:
         raise SystemExit("--steps must exceed --warmup")
-    meteor = REPO / "build" / "meteor"
-    if not meteor.is_file():
-        raise SystemExit("build/meteor is missing: run `make` first")
+    if not args.meteor.is_file():
+        raise SystemExit(f"{args.meteor} is missing: run `make` first")
     model_path = REPO / "models" / MODEL_FILE
     if not model_path.is_file():
         raise SystemExit(f"{model_path} is missing: run `bash scripts/setup.sh models`")
