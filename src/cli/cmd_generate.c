@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/batch_cli.h"
+#include "cli/beam_cli.h"
 #include "cli/commands.h"
 #include "cli/gen_opts.h"
 #include "cli/session.h"
@@ -129,7 +130,9 @@ int mt_cmd_generate(int argc, char **argv) {
     const char *prompt = NULL, *file = NULL;
     const char *batch = NULL;
     int chat = 0, json = 0, slots = 16;
-    mt_opt opts[MT_GEN_OPT_COUNT + 6];
+    mt_beam_opts beam;
+    mt_beam_opts_defaults(&beam);
+    mt_opt opts[MT_GEN_OPT_COUNT + 6 + MT_BEAM_OPT_COUNT];
     mt_gen_opts_table(&o, opts);
     opts[MT_GEN_OPT_COUNT] = (mt_opt){"--prompt", "-p", MT_OPT_STR, &prompt, "TEXT", "the prompt"};
     opts[MT_GEN_OPT_COUNT + 1] =
@@ -144,7 +147,8 @@ int mt_cmd_generate(int argc, char **argv) {
                  &batch,    "FILE", "JSONL prompts in, JSONL results out (batched)"};
     opts[MT_GEN_OPT_COUNT + 5] = (mt_opt){
         "--slots", NULL, MT_OPT_INT, &slots, "N", "sequences decoded together with --batch (16)"};
-    const int n_opts = MT_GEN_OPT_COUNT + 6;
+    mt_beam_opts_table(&beam, opts + MT_GEN_OPT_COUNT + 6);
+    const int n_opts = MT_GEN_OPT_COUNT + 6 + MT_BEAM_OPT_COUNT;
     int help = 0;
     if (mt_parse_opts(opts, n_opts, argc, argv, &help)) return mt_report_error();
     if (help) {
@@ -154,6 +158,10 @@ int mt_cmd_generate(int argc, char **argv) {
     }
     mt_gen_params checked;
     if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
+    if (batch && beam.beams) {
+        mt_fail(MT_ERR_ARG, "--beams does not combine with --batch");
+        return mt_report_error();
+    }
     if (batch) return run_batch(&o, &checked, batch, chat, slots, prompt || file);
     char *text = NULL;
     if (read_prompt(prompt, file, &text)) return mt_report_error();
@@ -169,8 +177,10 @@ int mt_cmd_generate(int argc, char **argv) {
     if (o.system) msgs[n++] = (mt_chat_msg){"system", o.system};
     msgs[n++] = (mt_chat_msg){"user", text};
     mt_gen_result r;
-    mt_status st = reply(&s, &o, msgs, n, chat ? NULL : text, !json, &r);
-    if (!st) {
+    mt_status st;
+    if (beam.beams)
+        st = mt_cli_beam_reply(&s, &o, &beam, msgs, n, chat ? NULL : text, json);
+    else if (!(st = reply(&s, &o, msgs, n, chat ? NULL : text, !json, &r))) {
         if (json)
             st = print_json(&r);
         else
