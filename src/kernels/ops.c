@@ -19,20 +19,28 @@ void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps) 
     for (int i = 0; i < n; i++) y[i] += x[i] * r * w[i];
 }
 
-void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox) {
+void mt_rope_freqs(float *inv_freq, int dim, float base) {
+    /* Same formula as transformers: base^(-2i/dim) computed in float. */
+    for (int i = 0; i < dim / 2; i++) inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)dim);
+}
+
+void mt_rope_rotate(float *x, int dim, float p, const float *inv_freq, int neox, int inverse) {
     const int half = dim / 2;
-    const float p = (float)pos * inv_scale;
     for (int i = 0; i < half; i++) {
-        /* Same frequency formula as transformers: base^(-2i/dim) computed in float. */
-        const float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
-        const float theta = p * inv_freq;
-        const float c = cosf(theta), s = sinf(theta);
+        const float theta = p * inv_freq[i];
+        const float c = cosf(theta), s = inverse ? -sinf(theta) : sinf(theta);
         const int a = neox ? i : 2 * i;
         const int b = neox ? i + half : 2 * i + 1;
         const float x0 = x[a], x1 = x[b];
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;
     }
+}
+
+void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox) {
+    float freqs[512];
+    mt_rope_freqs(freqs, dim, base);
+    mt_rope_rotate(x, dim, (float)pos * inv_scale, freqs, neox, 0);
 }
 
 void mt_silu_mul(float *gate, const float *up, int n) {

@@ -10,6 +10,11 @@ void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* y += x / rms(x) * w (x unchanged). */
 void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps);
 
+/* RoPE inverse frequencies base^(-2i/dim), i < dim/2, computed once per pass. */
+void mt_rope_freqs(float *inv_freq, int dim, float base);
+/* Rotates x by angle p·inv_freq[i] per pair (by the opposite angle when inverse). */
+void mt_rope_rotate(float *x, int dim, float p, const float *inv_freq, int neox, int inverse);
+
 /* Rotates one head vector of `dim` elements in place for position `pos`.
  * neox: pairs (i, i + dim/2); otherwise adjacent pairs (2i, 2i+1).
  * inv_scale divides the position (linear RoPE scaling). */

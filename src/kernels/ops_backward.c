@@ -1,5 +1,7 @@
 #include "kernels/ops_backward.h"
 
+#include "kernels/ops.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -22,18 +24,9 @@ void mt_rmsnorm_backward(float *dx, float *dw, const float *x, const float *w, c
 }
 
 void mt_rope_backward(float *dx, int dim, int pos, float base, float inv_scale, int neox) {
-    const int half = dim / 2;
-    const float p = (float)pos * inv_scale;
-    for (int i = 0; i < half; i++) {
-        const float inv_freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
-        const float theta = p * inv_freq;
-        const float c = cosf(theta), s = sinf(theta);
-        const int a = neox ? i : 2 * i;
-        const int b = neox ? i + half : 2 * i + 1;
-        const float g0 = dx[a], g1 = dx[b];
-        dx[a] = g0 * c + g1 * s;
-        dx[b] = -g0 * s + g1 * c;
-    }
+    float freqs[512];
+    mt_rope_freqs(freqs, dim, base);
+    mt_rope_rotate(dx, dim, (float)pos * inv_scale, freqs, neox, 1);
 }
 
 void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const float *up,

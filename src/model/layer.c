@@ -8,6 +8,7 @@
 #include "kernels/ops.h"
 
 static void norm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (n > 1)
     for (int t = 0; t < n; t++) mt_rmsnorm(out + (size_t)t * dim, x + (size_t)t * dim, w, dim, eps);
 }
 
@@ -23,11 +24,15 @@ static void position_heads(const mt_model_config *c, const mt_layout *lay, float
     const float inv_scale = local ? 1.0f : 1.0f / c->rope_scale;
     const size_t hd = (size_t)c->head_dim;
     if (dst != src) memcpy(dst, src, (size_t)lay->n * n_heads * hd * sizeof *dst);
+    float freqs[512];
+    mt_rope_freqs(freqs, c->head_dim, base);
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (lay->n > 1)
     for (int t = 0; t < lay->n; t++)
         for (int j = 0; j < n_heads; j++) {
             float *v = dst + ((size_t)t * n_heads + j) * hd;
             if (norm) mt_rmsnorm(v, v, norm, c->head_dim, c->norm_eps);
-            mt_rope(v, c->head_dim, lay->pos[t], base, inv_scale, c->rope_style == MT_ROPE_NEOX);
+            mt_rope_rotate(v, c->head_dim, (float)lay->pos[t] * inv_scale, freqs,
+                           c->rope_style == MT_ROPE_NEOX, 0);
         }
 }
 
@@ -155,12 +160,15 @@ static mt_status mlp_block(const mt_model *m, int l, int n, mt_layer_acts *a) {
     norm_rows(a->xn2, a->x_mid, L->ffn_norm, n, c->n_embd, c->norm_eps);
     if ((s = linear(L, MT_LIN_GATE, a->xn2, n, a->gate, a))) return s;
     if ((s = linear(L, MT_LIN_UP, a->xn2, n, a->up, a))) return s;
-    const size_t cnt = (size_t)n * c->n_ff;
-    if (a->act != a->gate) memcpy(a->act, a->gate, cnt * sizeof(float));
-    if (c->act == MT_ACT_GELU_TANH)
-        mt_gelu_tanh_mul(a->act, a->up, (int)cnt);
-    else
-        mt_silu_mul(a->act, a->up, (int)cnt);
+    const size_t ff = (size_t)c->n_ff;
+    if (a->act != a->gate) memcpy(a->act, a->gate, (size_t)n * ff * sizeof(float));
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (n > 1)
+    for (int t = 0; t < n; t++) {
+        if (c->act == MT_ACT_GELU_TANH)
+            mt_gelu_tanh_mul(a->act + t * ff, a->up + t * ff, (int)ff);
+        else
+            mt_silu_mul(a->act + t * ff, a->up + t * ff, (int)ff);
+    }
     return linear(L, MT_LIN_DOWN, a->act, n, a->dn, a);
 }
 

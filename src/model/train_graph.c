@@ -175,6 +175,7 @@ static mt_status head_chunk(const mt_model *m, const mt_tape *t, int r0, int nr,
                             float *logits) {
     const size_t d = m->cfg.n_embd;
     const float *h = t->x + (size_t)m->cfg.n_layer * t->n * d + (size_t)r0 * d;
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
     for (int i = 0; i < nr; i++)
         mt_rmsnorm(xn + i * d, h + i * d, m->output_norm, (int)d, m->cfg.norm_eps);
     return mt_matmul(&m->output, xn, nr, logits);
@@ -191,6 +192,7 @@ mt_status mt_head_logprobs(const mt_model *m, const mt_tape *t, const int32_t *t
     for (int r0 = 0; !s && r0 < t->n; r0 += chunk) {
         const int nr = r0 + chunk <= t->n ? chunk : t->n - r0;
         if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
         for (int i = 0; i < nr; i++) {
             const int32_t tg = targets[r0 + i];
             float *row = lg + (size_t)i * V;
@@ -243,6 +245,7 @@ static mt_status ws_alloc(grad_ws *w, const mt_model *m, int n) {
 /* Row-wise RMSNorm backward over n rows. */
 static void norm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
                           int n, int dim, float eps, int accumulate) {
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (!dw)
     for (int t = 0; t < n; t++)
         mt_rmsnorm_backward(dx + (size_t)t * dim, dw, x + (size_t)t * dim, w, dy + (size_t)t * dim,
                             dim, eps, accumulate);
@@ -262,6 +265,7 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
     for (int r0 = 0; !s && r0 < t->n; r0 += chunk) {
         const int nr = r0 + chunk <= t->n ? chunk : t->n - r0;
         if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
         for (int i = 0; i < nr; i++) {
             const int32_t tg = targets[r0 + i];
             float *row = lg + (size_t)i * V;
@@ -309,7 +313,7 @@ static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const 
                               mt_layer_grads *lg, grad_ws *w) {
     const mt_model_config *c = &m->cfg;
     const mt_layer *L = &m->layers[l];
-    const int n = t->n, d = c->n_embd, cnt = n * c->n_ff;
+    const int n = t->n, d = c->n_embd;
     mt_status s;
     const float *d_dn = w->dx;
     if (L->post_ffn_norm) {
@@ -318,10 +322,17 @@ static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const 
         d_dn = w->dtmp;
     }
     if ((s = lin_back(L, a, lg, MT_LIN_DOWN, a->act, d_dn, n, w->dact, 0, w->dh))) return s;
-    if (c->act == MT_ACT_GELU_TANH)
-        mt_gelu_tanh_mul_backward(w->dgate, w->dup, a->gate, a->up, w->dact, cnt);
-    else
-        mt_silu_mul_backward(w->dgate, w->dup, a->gate, a->up, w->dact, cnt);
+    const size_t ff = (size_t)c->n_ff;
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
+    for (int i = 0; i < n; i++) {
+        const size_t o = (size_t)i * ff;
+        if (c->act == MT_ACT_GELU_TANH)
+            mt_gelu_tanh_mul_backward(w->dgate + o, w->dup + o, a->gate + o, a->up + o, w->dact + o,
+                                      (int)ff);
+        else
+            mt_silu_mul_backward(w->dgate + o, w->dup + o, a->gate + o, a->up + o, w->dact + o,
+                                 (int)ff);
+    }
     if ((s = lin_back(L, a, lg, MT_LIN_GATE, a->xn2, w->dgate, n, w->dxn, 0, w->dh))) return s;
     if ((s = lin_back(L, a, lg, MT_LIN_UP, a->xn2, w->dup, n, w->dxn, 1, w->dh))) return s;
     norm_backward(w->dx, lg->ffn_norm, a->x_mid, L->ffn_norm, w->dxn, n, d, c->norm_eps, 1);
@@ -402,11 +413,15 @@ static void unposition_heads(const mt_model *m, int l, const mt_tape *t, float *
     const int local = mt_config_layer_is_local(c, l);
     const float base = local ? c->rope_base_local : c->rope_base;
     const float inv_scale = local ? 1.0f : 1.0f / c->rope_scale;
+    float freqs[512];
+    mt_rope_freqs(freqs, c->head_dim, base);
+    /* Rows are independent unless a norm weight gradient is summed over them. */
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (!dnorm)
     for (int i = 0; i < t->n; i++)
         for (int j = 0; j < n_heads; j++) {
             const size_t off = ((size_t)i * n_heads + j) * c->head_dim;
-            mt_rope_backward(dh + off, c->head_dim, t->pos[i], base, inv_scale,
-                             c->rope_style == MT_ROPE_NEOX);
+            mt_rope_rotate(dh + off, c->head_dim, (float)t->pos[i] * inv_scale, freqs,
+                           c->rope_style == MT_ROPE_NEOX, 1);
             if (norm)
                 mt_rmsnorm_backward(dh + off, dnorm, h0 + off, norm, dh + off, c->head_dim,
                                     c->norm_eps, 0);
