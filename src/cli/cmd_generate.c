@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/gen_opts.h"
 #include "cli/session.h"
+#include "kernels/matmul.h"
 #include "io/file_util.h"
 
 /* One JSON object with the reply, its tokens and timings, for scripts and tests. */
@@ -158,6 +159,7 @@ int mt_cmd_generate(int argc, char **argv) {
     }
     mt_gen_params checked;
     if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
+    mt_kernels_set_precise(o.precise);
     if (batch && beam.beams) {
         mt_fail(MT_ERR_ARG, "--beams does not combine with --batch");
         return mt_report_error();
@@ -263,6 +265,7 @@ int mt_cmd_chat(int argc, char **argv) {
     }
     mt_gen_params checked;
     if (mt_gen_opts_params(&o, &checked)) return mt_report_error();
+    mt_kernels_set_precise(o.precise);
     mt_session s;
     if (mt_session_open(&s, o.model, o.threads, o.chat_template)) return mt_report_error();
     mt_status st = mt_session_apply_adapter(&s, o.adapter);

@@ -39,6 +39,8 @@ void mt_gen_opts_table(mt_gen_opts *o, mt_opt *t) {
         {"--stats", NULL, MT_OPT_FLAG, &o->stats, NULL, "print timing and tokens/s to stderr"},
         {"--verbose", "-v", MT_OPT_FLAG, &o->stats, NULL, "same as --stats"},
         {"--adapter", NULL, MT_OPT_STR, &o->adapter, "DIR", "apply a LoRA adapter (PEFT folder)"},
+        {"--precise", NULL, MT_OPT_FLAG, &o->precise, NULL,
+         "f32 activations in decoding (slower; matches the f32 reference)"},
     };
     memcpy(t, table, sizeof table);
 }

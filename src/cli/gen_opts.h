@@ -15,11 +15,12 @@ typedef struct {
     int n_ctx;
     int greedy;
     int stats;
+    int precise;
     mt_sampler_params sampling;
     mt_str_list stops;
 } mt_gen_opts;
 
-#define MT_GEN_OPT_COUNT 18
+#define MT_GEN_OPT_COUNT 19
 
 void mt_gen_opts_defaults(mt_gen_opts *o);
 /* Fills table[MT_GEN_OPT_COUNT] with the shared flags bound to o. */

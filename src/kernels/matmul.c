@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "kernels/dequant.h"
+#include "kernels/qdot.h"
 
 static int n_threads = 0;
 
@@ -74,8 +75,55 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul") : MT_OK;
 }
 
+/* Quantised rows of the 32- and 256-element block formats, as opposed to float rows. */
+static int is_block_quant(mt_dtype t) {
+    return t != MT_F32 && t != MT_F16 && t != MT_BF16;
+}
+
+/* Decoding a few tokens: weight rows are dotted in their stored form with activations
+ * quantised once per token (or taken as f32 for float rows), never expanded to f32. */
+static mt_status matmul_qdot(const mt_tensor *w, const float *x, int n, float *y) {
+    const int64_t cols = w->ne[0], rows = w->ne[1];
+    const size_t ab = mt_act_bytes(w->type, cols);
+    void *xq = NULL;
+    if (ab) {
+        if (!(xq = malloc(ab * (size_t)n))) return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
+        for (int t = 0; t < n; t++) {
+            mt_status s = mt_quantize_act(w->type, x + (size_t)t * cols, cols, (char *)xq + ab * t);
+            if (s) {
+                free(xq);
+                return s;
+            }
+        }
+    }
+    const int64_t block = 16;
+    const int64_t n_blocks = (rows + block - 1) / block;
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const int64_t r1 = (b + 1) * block < rows ? (b + 1) * block : rows;
+        mt_matmul_q(w, n, xq, x, y, b * block, r1);
+    }
+    free(xq);
+    return MT_OK;
+}
+
+/* Precise by default (training, tools, oracles); the generation verbs opt into the fast
+ * decoding path. */
+static int precise_mode = 1;
+
+void mt_kernels_set_precise(int on) {
+    precise_mode = on;
+}
+
+int mt_kernels_precise(void) {
+    return precise_mode;
+}
+
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
     const int64_t cols = w->ne[0], rows = w->ne[1];
+    if (n <= MT_QDOT_MAX_TOKENS && mt_qdot_supported(w->type) && w->type != MT_F32 &&
+        !(precise_mode && is_block_quant(w->type)))
+        return matmul_qdot(w, x, n, y);
     if (w->type == MT_F32 && n > 1) {
         /* One big sgemm split by rows across our threads. */
         const int nt = mt_kernels_threads();

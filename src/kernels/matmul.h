@@ -11,6 +11,14 @@
 void mt_kernels_set_threads(int n);
 int mt_kernels_threads(void);
 
+/* Decoding (up to MT_QDOT_MAX_TOKENS tokens) dots quantised weight rows with activations
+ * quantised to 8 bits per token, as llama.cpp does: fast, but not bit-equal to the f32
+ * path. Precise mode (the default; training relies on it) keeps f32 activations
+ * everywhere; generation turns it off unless asked to keep it. */
+#define MT_QDOT_MAX_TOKENS 16
+void mt_kernels_set_precise(int on);
+int mt_kernels_precise(void);
+
 /* w: [cols x rows] (ne[0] = cols). x: n rows of cols floats. y: n rows of `rows` floats. */
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y);
 

@@ -39,7 +39,7 @@ def hf_greedy(model, tok, ids):
 
 
 def meteor_greedy(run_meteor, gguf, prompt, chat=False):
-    args = ["generate", "-m", gguf, "-p", prompt, "--greedy", "-n", N_TOKENS, "--json"]
+    args = ["generate", "-m", gguf, "-p", prompt, "--greedy", "-n", N_TOKENS, "--json", "--precise"]
     if chat:
         args.append("--chat")
     return json.loads(run_meteor(*args).stdout)

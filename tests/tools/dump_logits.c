@@ -1,8 +1,9 @@
 /* Test tool: runs meteor's forward pass over given token ids and writes the logits of
  * every position as raw little-endian float32 (n_tokens x n_vocab), for oracle tests.
- *   dump_logits MODEL IDS OUT.f32 [SPLIT] [THREADS]
+ *   dump_logits MODEL IDS OUT.f32 [SPLIT] [THREADS] [fast]
  * IDS is comma-separated. SPLIT: feed the first SPLIT tokens in one call and the rest one
- * at a time through the KV cache (default: all in one call). */
+ * at a time through the KV cache (default: all in one call). "fast" decodes with 8-bit
+ * activations as generation does; the default is the precise f32 path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     int split = argc > 4 ? atoi(argv[4]) : n;
     if (split <= 0 || split > n) split = n;
     mt_kernels_set_threads(argc > 5 ? atoi(argv[5]) : 0);
+    mt_kernels_set_precise(!(argc > 6 && !strcmp(argv[6], "fast")));
     mt_model *m = NULL;
     if (mt_model_load(argv[1], &m)) return fail();
     const int V = m->cfg.n_vocab;

@@ -1,0 +1,31 @@
+"""The fast decoding path (8-bit activations, quantised dot products) against the
+precise f32 path on the real models: same weights, incremental decoding through the KV
+cache. The fast path is not bit-equal by design; this bounds how far it drifts."""
+import subprocess
+
+import numpy as np
+import pytest
+
+PROMPT = ("Python is a high-level, general-purpose programming language. Its design philosophy "
+          "emphasizes code readability with the use of significant indentation. Python is dynamically "
+          "typed and garbage-collected.")
+
+
+@pytest.mark.parametrize("model", ["smollm_gguf", "gemma_gguf"])
+def test_fast_decode_close_to_precise(model, request, build_dir, run_meteor, tmp_path):
+    gguf = request.getfixturevalue(model)
+    ids = [int(x) for x in run_meteor("tokenize", "-m", gguf, "-p", PROMPT, "--json").stdout
+           .strip().strip("[]").split(",")]
+    out = {}
+    for mode in ("precise", "fast"):
+        f = tmp_path / f"{mode}.f32"
+        # Split 1: every token after the first goes through the decoding path.
+        subprocess.run([str(build_dir / "tools" / "dump_logits"), str(gguf), ",".join(map(str, ids)),
+                        str(f), "1", "2", mode], check=True)
+        out[mode] = np.fromfile(f, dtype=np.float32).reshape(len(ids), -1)
+    p, q = out["precise"], out["fast"]
+    agree = (p.argmax(-1) == q.argmax(-1)).mean()
+    rel = np.abs(p - q).max() / np.abs(p).max()
+    print(f"{gguf.name}: {len(ids)} positions, top-1 agreement {agree:.3f}, max |diff| / max |logit| {rel:.4f}")
+    assert agree >= 0.9
+    assert rel <= 0.1
