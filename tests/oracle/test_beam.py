@@ -276,3 +276,87 @@ def test_nbest_scores_recomputed_tiny(beam_tool, dump_logits, small_vocab, tmp_p
         lps = meteor_logprobs(dump_logits, path, prompt + seq, tmp_path)
         total = sum(float(lps[len(prompt) - 1 + i, t]) for i, t in enumerate(seq))
         assert h["sum_logprob"] == pytest.approx(total, abs=LOGPROB_TOL)
+
+
+# ------------------------------------------------------------------- meteor generate --beams
+
+PROMPT = "The Python programming language was created by"
+CHAT_QUESTION = "How do I read a file line by line in Python?"
+
+
+def test_cli_one_beam_is_greedy(run_meteor, smollm_gguf):
+    greedy = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", CHAT_QUESTION, "--chat",
+                                   "--greedy", "-n", 24, "-t", 2, "--json").stdout)
+    beam = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", CHAT_QUESTION, "--chat",
+                                 "--beams", 1, "-n", 24, "-t", 2, "--json").stdout)
+    assert beam["tokens"] == greedy["tokens"]
+    assert beam["text"] == greedy["text"]
+    assert beam["prompt_tokens"] == greedy["prompt_tokens"]
+
+
+def test_cli_nbest_equals_library(run_meteor, beam_tool, smollm_gguf):
+    out = run_meteor("generate", "-m", smollm_gguf, "-p", PROMPT, "--beams", 4, "--n-best", 4,
+                     "--length-penalty", 0.5, "-n", 12, "-t", 2, "--json")
+    got = json.loads(out.stdout)
+    ids = [504, 5905, 6256, 1789, 436, 2312, 411]
+    lib = run_beam(beam_tool, smollm_gguf, ids, 4, 12, lp=0.5)
+    assert got["prompt_tokens"] == len(ids)
+    assert [h["tokens"] for h in got["n_best"]] == [h["tokens"] for h in lib["hyps"]]
+    assert [h["text"] for h in got["n_best"]] == [h["text"] for h in lib["hyps"]]
+    assert [h["score"] for h in got["n_best"]] == pytest.approx([h["score"] for h in lib["hyps"]], abs=1e-9)
+    assert got["tokens"] == got["n_best"][0]["tokens"] and got["text"] == got["n_best"][0]["text"]
+    plain = run_meteor("generate", "-m", smollm_gguf, "-p", PROMPT, "--beams", 4, "--length-penalty", 0.5,
+                       "-n", 12, "-t", 2).stdout
+    assert plain == got["text"] + "\n"
+
+
+def test_cli_chat_beams_match_transformers(run_meteor, smollm_gguf):
+    """A chat reply: <|im_end|> (SmolLM2's EOS) ends hypotheses, so the early-stopping
+    heuristic decides when the search is over."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(smollm_gguf.parent), gguf_file=smollm_gguf.name, dtype=torch.float32).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(str(smollm_gguf.parent), gguf_file=smollm_gguf.name)
+    text = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2? Answer briefly."}],
+                                   tokenize=False, add_generation_prompt=True)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    for early in (False, True):
+        args = ["generate", "-m", smollm_gguf, "-p", "What is 2 + 2? Answer briefly.", "--chat",
+                "--beams", 4, "--n-best", 4, "-n", 40, "-t", 2, "--json"]
+        got = json.loads(run_meteor(*args, *(["--early-stopping"] if early else [])).stdout)
+        assert got["prompt_tokens"] == len(ids)
+        want = hf_beam(model, ids, 4, 40, 1.0, early, eos=tok.eos_token_id)
+        mine = [(h["tokens"] + ([tok.eos_token_id] if h["stop"] == "eos" else []), h["score"])
+                for h in got["n_best"]]
+        print(early, got["steps"], [h["text"] for h in got["n_best"]])
+        assert any(h["stop"] == "eos" for h in got["n_best"])
+        assert_nbest_equal(mine, want, f"early {early}")
+
+
+def test_cli_stop_string_ends_hypothesis(run_meteor, smollm_gguf):
+    got = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", PROMPT, "--beams", 3, "--n-best", 3,
+                                "--stop", " in", "-n", 16, "-t", 2, "--json").stdout)
+    for h in got["n_best"]:
+        assert " in" not in h["text"]
+        if h["stop"] == "stop string":
+            assert " in" not in h["text"] and len(h["tokens"]) == h["length"]
+    assert any(h["stop"] == "stop string" for h in got["n_best"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beams", 2, "--n-best", 3], "--n-best must be in 1..2"),
+    (["--beams", 0, "--n-best", 2], None),  # --beams 0 is plain generation; n-best unused
+    (["--beams", -1], "--beams must be positive"),
+    (["--beams", 2, "--repeat-penalty", 1.1], "--repeat-penalty is not supported with --beams"),
+    (["--beams", 2, "--batch", "x.jsonl"], "--beams does not combine with --batch"),
+])
+def test_cli_beam_errors(run_meteor, smollm_gguf, args, message):
+    base = ["generate", "-m", smollm_gguf, "-n", 2, "-t", 2, "--greedy"]
+    if "--batch" not in args:
+        base += ["-p", "hi"]
+    proc = run_meteor(*base, *args, check=False)
+    if message is None:
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
