@@ -252,11 +252,10 @@ static void best_candidates(search *s, int *n) {
     const int V = s->V;
     int n_pool = 0;
     for (int b = 0; b < s->nr; b++) {
-        float *row = s->logits + (size_t)b * V;
-        mt_log_softmax(row, V);
         /* A beam's own best K contain every one of its continuations that can make the
          * global best K, so the merge never sees the whole vocabulary. */
-        const int k = mt_topk(row, V, s->K, s->top_idx, s->top_val);
+        const int k =
+            mt_topk_log_softmax(s->logits + (size_t)b * V, V, s->K, s->top_idx, s->top_val);
         for (int j = 0; j < k; j++)
             s->pool[n_pool++] =
                 (cand){.beam = b, .token = s->top_idx[j], .total = s->score_run[b] + s->top_val[j]};
@@ -292,9 +291,9 @@ static mt_status add_finished(search *s, const cand *c, int reason, int n_gen) {
     return MT_OK;
 }
 
-/* Runs steps of transformers' _beam_search loop on the logits of the running beams:
- * rank continuations, retire finished ones among the best N, keep the best N that run
- * on. *done is set when the search is over. */
+/* One iteration of transformers' _beam_search loop, up to the cache reorder: rank the
+ * continuations, retire finished ones among the best N, keep the best N that run on,
+ * and apply its stopping rule (*done). */
 static mt_status select_step(search *s, int t, int *done) {
     const int n_gen = t + 1;
     int nc;

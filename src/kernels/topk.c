@@ -55,3 +55,18 @@ int mt_topk(const float *x, int n, int k, int32_t *idx, float *val) {
     }
     return k;
 }
+
+int mt_topk_log_softmax(const float *x, int n, int k, int32_t *idx, float *val) {
+    const int got = mt_topk(x, n, k, idx, val);
+    if (got == 0) return 0;
+    const float mx = val[0];
+    if (!isfinite(mx)) {
+        for (int j = 0; j < got; j++) val[j] = -INFINITY;
+        return got;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
+    const float ls = (float)log(sum);
+    for (int j = 0; j < got; j++) val[j] = (val[j] - mx) - ls;
+    return got;
+}

@@ -13,4 +13,9 @@ float mt_log_softmax(float *x, int n);
  * every number. Returns the number written. */
 int mt_topk(const float *x, int n, int k, int32_t *idx, float *val);
 
+/* The min(k, n) largest log-softmax values of the logits x (x unchanged) and their
+ * indices, ordered as mt_topk orders them: the top-k of a log-softmax is the top-k of its
+ * logits, so only the selected entries are normalised. Returns the number written. */
+int mt_topk_log_softmax(const float *x, int n, int k, int32_t *idx, float *val);
+
 #endif

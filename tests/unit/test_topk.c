@@ -130,6 +130,34 @@ static void test_topk_k_above_n_and_specials(void **state) {
     assert_int_equal(mt_topk(x, 6, 0, idx, val), 0);
 }
 
+static void test_topk_log_softmax_equals_composition(void **state) {
+    (void)state;
+    enum { N = 49152, K = 8 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *x0 = malloc(N * sizeof *x0);
+    for (int i = 0; i < N; i++) y[i] = x[i] = 30.0f * uniform() - 5.0f;
+    x[77] = x[78] = 26.0f; /* a tie at the top */
+    y[77] = y[78] = 26.0f;
+    memcpy(x0, x, N * sizeof *x);
+    int32_t idx[K], ref_idx[K];
+    float val[K], ref_val[K];
+    assert_int_equal(mt_topk_log_softmax(x, N, K, idx, val), K);
+    mt_log_softmax(y, N);
+    assert_int_equal(mt_topk(y, N, K, ref_idx, ref_val), K);
+    for (int j = 0; j < K; j++) {
+        assert_int_equal(idx[j], ref_idx[j]);
+        assert_float_equal(val[j], ref_val[j], 1e-6);
+    }
+    assert_int_equal(idx[0], 77);
+    assert_int_equal(idx[1], 78);
+    assert_memory_equal(x, x0, N * sizeof *x);
+    const float none[3] = {-INFINITY, -INFINITY, -INFINITY};
+    assert_int_equal(mt_topk_log_softmax(none, 3, 5, idx, val), 3);
+    for (int j = 0; j < 3; j++) assert_true(isinf(val[j]) && val[j] < 0);
+    free(x);
+    free(y);
+    free(x0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_log_softmax_matches_reference),
@@ -137,6 +165,7 @@ int main(void) {
         cmocka_unit_test(test_topk_random),
         cmocka_unit_test(test_topk_ties_take_lower_index),
         cmocka_unit_test(test_topk_k_above_n_and_specials),
+        cmocka_unit_test(test_topk_log_softmax_equals_composition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
