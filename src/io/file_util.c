@@ -1,5 +1,7 @@
 #include "io/file_util.h"
 
+#include "io/atomic_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -64,57 +66,15 @@ mt_status mt_read_file(const char *path, char **data, size_t *len) {
     return st;
 }
 
-static mt_status write_all(int fd, const char *path, const uint8_t *p, size_t len) {
-    while (len > 0) {
-        ssize_t put = write(fd, p, len);
-        if (put < 0 && errno == EINTR) continue;
-        if (put < 0) return io_fail("cannot write", path);
-        p += put;
-        len -= (size_t)put;
-    }
-    return MT_OK;
-}
-
-/* Syncs the folder holding path so the rename itself survives a crash. */
-static mt_status sync_parent(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? mt_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : NULL;
-    if (slash && !dir) return MT_ERR_NOMEM;
-    const char *d = dir ? dir : ".";
-    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    mt_status st = MT_OK;
-    if (fd < 0 || fsync(fd) != 0) st = io_fail("cannot sync folder", d);
-    if (fd >= 0) close(fd);
-    free(dir);
-    return st;
-}
-
-/* New files get the mode an existing target had, else rw-r--r--. */
-static mode_t target_mode(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (sb.st_mode & 07777) : 0644;
-}
-
 mt_status mt_write_file_atomic(const char *path, const void *data, size_t len) {
-    size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
-    if (!tmp) return mt_fail(MT_ERR_NOMEM, "out of memory writing %s", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        mt_status st = io_fail("cannot create a temporary file for", path);
-        free(tmp);
+    mt_atomic_file f;
+    mt_status st = mt_atomic_open(&f, path);
+    if (st) return st;
+    if ((st = mt_atomic_write(&f, data, len))) {
+        mt_atomic_abort(&f);
         return st;
     }
-    mt_status st = write_all(fd, tmp, data, len);
-    if (!st && fchmod(fd, target_mode(path)) != 0) st = io_fail("cannot set mode of", tmp);
-    if (!st && fsync(fd) != 0) st = io_fail("cannot sync", tmp);
-    if (close(fd) != 0 && !st) st = io_fail("cannot close", tmp);
-    if (!st && rename(tmp, path) != 0) st = io_fail("cannot rename into", path);
-    if (st) unlink(tmp);
-    free(tmp);
-    return st ? st : sync_parent(path);
+    return mt_atomic_commit(&f);
 }
 
 mt_status mt_map_file(const char *path, const void **data, size_t *size) {

@@ -69,6 +69,9 @@ typedef struct {
     size_t map_size;
 } mt_gguf;
 
+/* Bytes of one fixed-size metadata value; 0 for strings, arrays and unknown ids. */
+size_t mt_gguf_scalar_size(uint32_t type);
+
 mt_status mt_gguf_open(const char *path, mt_gguf **out);
 void mt_gguf_close(mt_gguf *g);
 

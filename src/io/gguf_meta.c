@@ -4,8 +4,7 @@
 #include "core/alloc.h"
 #include "io/gguf_internal.h"
 
-/* Bytes of one fixed-size value; 0 for strings, arrays and unknown ids. */
-static size_t scalar_size(uint32_t t) {
+size_t mt_gguf_scalar_size(uint32_t t) {
     switch (t) {
     case MT_GGUF_U8:
     case MT_GGUF_I8:
@@ -45,7 +44,7 @@ static mt_status decode_scalar(const gguf_cursor *c, mt_gguf_kv *kv, const uint8
         float f32;
         double f64;
     } v;
-    memcpy(&v, p, scalar_size(kv->type));
+    memcpy(&v, p, mt_gguf_scalar_size(kv->type));
     switch (kv->type) {
     case MT_GGUF_U8:
         kv->u64 = v.u8, kv->i64 = v.u8;
@@ -148,7 +147,7 @@ static mt_status read_array(gguf_cursor *c, mt_gguf_kv *kv) {
         return mt_fail(MT_ERR_UNSUPPORTED, "gguf: %s: metadata '%s' is a nested array", c->path,
                        kv->key);
     if (t == MT_GGUF_STRING) return read_string_array(c, kv);
-    size_t es = scalar_size(t);
+    size_t es = mt_gguf_scalar_size(t);
     if (!es)
         return mt_fail(MT_ERR_FORMAT, "gguf: %s: metadata '%s' has unknown array element type %u",
                        c->path, kv->key, t);
@@ -171,7 +170,7 @@ mt_status gguf_read_kv(gguf_cursor *c, mt_gguf_kv *kv) {
     kv->type = (mt_gguf_type)t;
     if (t == MT_GGUF_STRING) return read_string_value(c, kv);
     if (t == MT_GGUF_ARRAY) return read_array(c, kv);
-    size_t size = scalar_size(t);
+    size_t size = mt_gguf_scalar_size(t);
     if (!size)
         return mt_fail(MT_ERR_FORMAT, "gguf: %s: metadata '%s' has unknown value type %u", c->path,
                        kv->key, t);

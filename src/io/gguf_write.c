@@ -166,7 +166,7 @@ static mt_status check_bools(const char *key, const uint8_t *v, uint64_t n) {
 
 mt_status mt_gguf_writer_set_array(mt_gguf_writer *w, const char *key, mt_gguf_type elem_type,
                                    const void *data, uint64_t n) {
-    size_t es = gw_scalar_size(elem_type);
+    size_t es = mt_gguf_scalar_size(elem_type);
     if (!es)
         return mt_fail(MT_ERR_ARG, "gguf writer: '%s': arrays of type %d are not numeric", key,
                        (int)elem_type);

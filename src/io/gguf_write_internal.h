@@ -48,27 +48,4 @@ void gw_buf_str(gw_buf *b, const char *s, uint64_t len);
 
 mt_gguf_writer_kv *gw_find_kv(const mt_gguf_writer *w, const char *key);
 
-/* Bytes of one fixed-size value; 0 for strings, arrays and unknown ids. */
-static inline size_t gw_scalar_size(uint32_t t) {
-    switch (t) {
-    case MT_GGUF_U8:
-    case MT_GGUF_I8:
-    case MT_GGUF_BOOL:
-        return 1;
-    case MT_GGUF_U16:
-    case MT_GGUF_I16:
-        return 2;
-    case MT_GGUF_U32:
-    case MT_GGUF_I32:
-    case MT_GGUF_F32:
-        return 4;
-    case MT_GGUF_U64:
-    case MT_GGUF_I64:
-    case MT_GGUF_F64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
 #endif
