@@ -30,8 +30,7 @@ static mt_status encode_line(const mt_session *s, const cJSON *j, int chat, cons
     mt_chat_msg m[64];
     size_t n = 0;
     if (cJSON_IsString(pr) && !chat)
-        return mt_tokenize(s->tok, pr->valuestring, strlen(pr->valuestring), 1, 1, &out->ids,
-                           &out->n);
+        return mt_session_encode(s, NULL, 0, pr->valuestring, &out->ids, &out->n);
     if (system) m[n++] = (mt_chat_msg){"system", system};
     if (cJSON_IsString(pr)) {
         m[n++] = (mt_chat_msg){"user", pr->valuestring};
@@ -48,13 +47,7 @@ static mt_status encode_line(const mt_session *s, const cJSON *j, int chat, cons
     } else {
         return mt_fail(MT_ERR_FORMAT, "a line needs a string \"prompt\" or a \"messages\" list");
     }
-    if (s->chat == MT_CHAT_NONE)
-        return mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
-    char *text = NULL;
-    mt_status st = mt_chat_render(s->chat, s->tok, m, n, 1, &text);
-    if (!st) st = mt_tokenize(s->tok, text, strlen(text), 0, 1, &out->ids, &out->n);
-    free(text);
-    return st;
+    return mt_session_encode(s, m, (int)n, NULL, &out->ids, &out->n);
 }
 
 static mt_status read_prompts(const mt_session *s, const char *path, int chat, const char *system,

@@ -43,17 +43,6 @@ static int print_text(void *user, const char *text, size_t len) {
     return 0;
 }
 
-/* Stop tokens of the chat family (e.g. <|im_end|>) that exist in this vocabulary. */
-static int chat_stop_tokens(const mt_session *s, int32_t *ids, int cap) {
-    int n = 0;
-    const char *const *pieces = mt_chat_stop_pieces(s->chat);
-    for (int i = 0; pieces && pieces[i] && n < cap; i++) {
-        int32_t id = mt_tokenizer_find(s->tok, pieces[i]);
-        if (id >= 0) ids[n++] = id;
-    }
-    return n;
-}
-
 static void print_stats(const mt_gen_result *r) {
     fprintf(
         stderr,
@@ -69,23 +58,16 @@ static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_
     mt_gen_params p;
     mt_status st = mt_gen_opts_params(o, &p);
     if (st) return st;
-    char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     int32_t stops[8];
-    if (raw) {
-        st = mt_tokenize(s->tok, raw, strlen(raw), 1, 1, &ids, &n_ids);
-    } else {
-        if (s->chat == MT_CHAT_NONE)
-            return mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
-        st = mt_chat_render(s->chat, s->tok, msgs, (size_t)n, 1, &text);
-        if (!st) st = mt_tokenize(s->tok, text, strlen(text), 0, 1, &ids, &n_ids);
+    st = mt_session_encode(s, msgs, n, raw, &ids, &n_ids);
+    if (!raw) {
         p.stop_tokens = stops;
-        p.n_stop_tokens = chat_stop_tokens(s, stops, 8);
+        p.n_stop_tokens = mt_session_stop_tokens(s, stops, 8);
     }
     if (stream) p.on_text = print_text;
     if (!st) st = mt_generate(s->model, s->tok, ids, (int)n_ids, &p, r);
-    free(text);
     free(ids);
     return st;
 }
@@ -108,7 +90,7 @@ static int run_batch(const mt_gen_opts *o, mt_gen_params *p, const char *path, i
     }
     int32_t stops[8];
     p->stop_tokens = stops;
-    p->n_stop_tokens = chat_stop_tokens(&s, stops, 8);
+    p->n_stop_tokens = mt_session_stop_tokens(&s, stops, 8);
     mt_status st = mt_cli_generate_batch(&s, p, path, chat, o->system, slots, o->stats);
     mt_session_close(&s);
     return st ? mt_report_error() : 0;

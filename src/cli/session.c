@@ -1,5 +1,6 @@
 #include "cli/session.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/adapter_opt.h"
@@ -33,6 +34,28 @@ mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
             mt_chat_detect(mt_tokenizer_chat_template(s->tok), mt_arch_name(s->model->cfg.arch));
     }
     return MT_OK;
+}
+
+int mt_session_stop_tokens(const mt_session *s, int32_t *ids, int cap) {
+    int n = 0;
+    const char *const *pieces = mt_chat_stop_pieces(s->chat);
+    for (int i = 0; pieces && pieces[i] && n < cap; i++) {
+        const int32_t id = mt_tokenizer_find(s->tok, pieces[i]);
+        if (id >= 0) ids[n++] = id;
+    }
+    return n;
+}
+
+mt_status mt_session_encode(const mt_session *s, const mt_chat_msg *msgs, int n, const char *raw,
+                            int32_t **ids, size_t *n_ids) {
+    if (raw) return mt_tokenize(s->tok, raw, strlen(raw), 1, 1, ids, n_ids);
+    if (s->chat == MT_CHAT_NONE)
+        return mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
+    char *text = NULL;
+    mt_status st = mt_chat_render(s->chat, s->tok, msgs, (size_t)n, 1, &text);
+    if (!st) st = mt_tokenize(s->tok, text, strlen(text), 0, 1, ids, n_ids);
+    free(text);
+    return st;
 }
 
 mt_status mt_session_apply_adapter(mt_session *s, const char *dir) {

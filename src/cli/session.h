@@ -17,6 +17,15 @@ typedef struct {
 /* chat_override: a family name from --chat-template, or NULL to detect. */
 mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
                           const char *chat_override);
+/* End-of-turn tokens of the session's chat family present in the vocabulary (at most cap);
+ * returns how many. */
+int mt_session_stop_tokens(const mt_session *s, int32_t *ids, int cap);
+
+/* Tokens of a prompt: raw text as it is (BOS added when the model wants one), or, when raw
+ * is NULL, msgs rendered with the chat template and its generation prompt. */
+mt_status mt_session_encode(const mt_session *s, const mt_chat_msg *msgs, int n, const char *raw,
+                            int32_t **ids, size_t *n_ids);
+
 /* Loads a PEFT adapter folder onto the session's model (NULL: nothing to do). */
 mt_status mt_session_apply_adapter(mt_session *s, const char *dir);
 void mt_session_close(mt_session *s);
