@@ -146,37 +146,16 @@ mt_status mt_cli_beam_generate(const mt_session *s, const mt_gen_opts *o, const 
     return st;
 }
 
-/* Chat stop pieces (e.g. <|im_end|>) that exist in this vocabulary. */
-static int chat_stop_tokens(const mt_session *s, int32_t *ids, int cap) {
-    int n = 0;
-    const char *const *pieces = mt_chat_stop_pieces(s->chat);
-    for (int i = 0; pieces && pieces[i] && n < cap; i++) {
-        const int32_t id = mt_tokenizer_find(s->tok, pieces[i]);
-        if (id >= 0) ids[n++] = id;
-    }
-    return n;
-}
-
 mt_status mt_cli_beam_reply(const mt_session *s, const mt_gen_opts *o, const mt_beam_opts *b,
                             const mt_chat_msg *msgs, int n, const char *raw, int json) {
     mt_status st = check_opts(o, b);
     if (st) return st;
-    char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     int32_t stops[8];
-    int n_stops = 0;
-    if (raw) {
-        st = mt_tokenize(s->tok, raw, strlen(raw), 1, 1, &ids, &n_ids);
-    } else {
-        if (s->chat == MT_CHAT_NONE)
-            return mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
-        st = mt_chat_render(s->chat, s->tok, msgs, (size_t)n, 1, &text);
-        if (!st) st = mt_tokenize(s->tok, text, strlen(text), 0, 1, &ids, &n_ids);
-        n_stops = chat_stop_tokens(s, stops, 8);
-    }
-    if (!st) st = mt_cli_beam_generate(s, o, b, ids, (int)n_ids, stops, n_stops, json);
-    free(text);
+    const int n_stops = raw ? 0 : mt_session_stop_tokens(s, stops, 8);
+    if (!(st = mt_session_encode(s, msgs, n, raw, &ids, &n_ids)))
+        st = mt_cli_beam_generate(s, o, b, ids, (int)n_ids, stops, n_stops, json);
     free(ids);
     return st;
 }

@@ -140,8 +140,9 @@ def test_one_beam_is_greedy_tiny(beam_tool, dump_logits, tmp_path):
 @pytest.mark.parametrize("prompt", ["The Python programming language was created by",
                                     "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"])
 def test_one_beam_is_greedy_smollm(beam_tool, run_meteor, smollm_gguf, prompt):
+    # beam_tool computes in f32 like dump_logits, so generate runs --precise too.
     greedy = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", prompt, "--greedy", "-n", 32,
-                                   "-t", 2, "--json").stdout)
+                                   "-t", 2, "--precise", "--json").stdout)
     ids = [int(line.split("\t")[0]) for line in
            run_meteor("tokenize", "-m", smollm_gguf, "-p", prompt).stdout.splitlines()]
     assert len(ids) == greedy["prompt_tokens"]
@@ -285,6 +286,7 @@ CHAT_QUESTION = "How do I read a file line by line in Python?"
 
 
 def test_cli_one_beam_is_greedy(run_meteor, smollm_gguf):
+    """In the default (fast, 8-bit activation) decoding mode of generate."""
     greedy = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", CHAT_QUESTION, "--chat",
                                    "--greedy", "-n", 24, "-t", 2, "--json").stdout)
     beam = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", CHAT_QUESTION, "--chat",
@@ -296,7 +298,7 @@ def test_cli_one_beam_is_greedy(run_meteor, smollm_gguf):
 
 def test_cli_nbest_equals_library(run_meteor, beam_tool, smollm_gguf):
     out = run_meteor("generate", "-m", smollm_gguf, "-p", PROMPT, "--beams", 4, "--n-best", 4,
-                     "--length-penalty", 0.5, "-n", 12, "-t", 2, "--json")
+                     "--length-penalty", 0.5, "-n", 12, "-t", 2, "--precise", "--json")
     got = json.loads(out.stdout)
     ids = [504, 5905, 6256, 1789, 436, 2312, 411]
     lib = run_beam(beam_tool, smollm_gguf, ids, 4, 12, lp=0.5)
@@ -306,7 +308,7 @@ def test_cli_nbest_equals_library(run_meteor, beam_tool, smollm_gguf):
     assert [h["score"] for h in got["n_best"]] == pytest.approx([h["score"] for h in lib["hyps"]], abs=1e-9)
     assert got["tokens"] == got["n_best"][0]["tokens"] and got["text"] == got["n_best"][0]["text"]
     plain = run_meteor("generate", "-m", smollm_gguf, "-p", PROMPT, "--beams", 4, "--length-penalty", 0.5,
-                       "-n", 12, "-t", 2).stdout
+                       "-n", 12, "-t", 2, "--precise").stdout
     assert plain == got["text"] + "\n"
 
 
@@ -321,7 +323,7 @@ def test_cli_chat_beams_match_transformers(run_meteor, smollm_gguf):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     for early in (False, True):
         args = ["generate", "-m", smollm_gguf, "-p", "What is 2 + 2? Answer briefly.", "--chat",
-                "--beams", 4, "--n-best", 4, "-n", 40, "-t", 2, "--json"]
+                "--beams", 4, "--n-best", 4, "-n", 40, "-t", 2, "--precise", "--json"]
         got = json.loads(run_meteor(*args, *(["--early-stopping"] if early else [])).stdout)
         assert got["prompt_tokens"] == len(ids)
         want = hf_beam(model, ids, 4, 40, 1.0, early, eos=tok.eos_token_id)
