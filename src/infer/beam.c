@@ -226,7 +226,7 @@ static mt_status hits_stop_string(search *s, int b, int32_t t, int *hit) {
     *hit = 0;
     const mt_textbuf *text = &s->text_run[b];
     const size_t keep = text->len < s->max_stop_len ? text->len : s->max_stop_len;
-    memcpy(s->piece, text->data + text->len - keep, keep);
+    if (keep) memcpy(s->piece, text->data + text->len - keep, keep);
     size_t n = 0;
     mt_status st = mt_token_bytes(s->tok, t, 0, s->piece + keep, PIECE_CAP, &n);
     if (st) return st;
