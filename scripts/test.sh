@@ -62,7 +62,8 @@ run_stage() {
 run_stage unit cmocka make -j"$JOBS" unit
 run_stage asan cmocka make -j"$JOBS" asan
 # -p no:cacheprovider: leave no .pytest_cache in the clone
-run_stage oracle pytest .venv/bin/python -m pytest tests/oracle -ra -p no:cacheprovider
+# --durations: the slowest tests are listed so the suite can be kept well inside CI time.
+run_stage oracle pytest .venv/bin/python -m pytest tests/oracle -ra -p no:cacheprovider --durations=25
 
 printf '\n[test] ===== summary (%ds)\n' "$((SECONDS - T0))"
 for i in "${!NAMES[@]}"; do
