@@ -169,8 +169,9 @@ int main(int argc, char **argv) {
                            argc > 4 ? atoi(argv[4]) : 1);
     const int64_t rows = argc > 2 ? atoll(argv[1]) : 2048, cols = argc > 2 ? atoll(argv[2]) : 2048;
     const double min_s = argc > 3 ? atof(argv[3]) : 0.3;
-    if (rows <= 0 || cols <= 0 || cols % 256) {
-        fprintf(stderr, "usage: qdot_bench [ROWS COLS [SECONDS]] (COLS a multiple of 256)\n");
+    if (rows <= 0 || cols <= 0 || cols % 32) {
+        fprintf(stderr, "usage: qdot_bench [ROWS COLS [SECONDS]] (COLS a multiple of 32; "
+                        "K-quants are skipped unless it is one of 256)\n");
         return 1;
     }
     const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q5_1, MT_Q8_0, MT_Q4_K,
@@ -191,6 +192,7 @@ int main(int argc, char **argv) {
            "GB/s  ns/row", "GB/s  ns/row", "GB/s  ns/row", "ns/row/tok", "ns/row/tok");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const mt_dtype t = types[k];
+        if (cols % mt_dtype_block_elems(t)) continue;
         const size_t bytes = mt_dtype_row_bytes(t, cols) * (size_t)rows;
         uint8_t *w = malloc(bytes);
         const size_t ab = mt_act_bytes(t, cols);
