@@ -415,13 +415,13 @@ def report(args, results):
         print(f"  llama.cpp: llama-cpp-python {ver['version']}, flash_attn "
               f"{'on' if args.flash_attn else 'off'}; {ver['system_info']}")
     print(f"  1-min load average: start {LOAD_START:.2f}, end {os.getloadavg()[0]:.2f}, "
-          f"around the runs {min(LOADS):.2f}..{max(LOADS):.2f} on {os.cpu_count()} CPUs"
-          + ("" if not busy() else "  ** BUSY: other processes competed for the CPUs; "
-             "timings are unreliable **"))
+          f"around the runs {min(LOADS):.2f}..{max(LOADS):.2f} on {NCPU} CPUs (lags; counts "
+          f"these runs too)")
     if OTHERS:
         print(f"  other processes' share of all CPUs during the timed runs: "
               f"{100 * min(OTHERS):.0f}..{100 * max(OTHERS):.0f}% (median "
-              f"{100 * med(OTHERS):.0f}%; from /proc/stat minus the run's own CPU time)")
+              f"{100 * med(OTHERS):.0f}%; /proc/stat busy time minus the run's own CPU time)"
+              + ("  ** BUSY: timings are unreliable **" if busy() else ""))
     for res in results:
         print()
         m, L = res["meteor"], res.get("llama")
@@ -503,8 +503,7 @@ def report(args, results):
     print("  prefill_seconds; llama_decode on the whole prompt); generation tok/s: tokens")
     print("  generated / time from the end of the prompt to the last token (every greedy sample")
     print("  and the single-token forwards between them); peak RSS: ru_maxrss of the engine's")
-    print("  process")
-    print("  (loading included; the GGUF is mmap'ed by both, touched pages count)")
+    print("  process (loading included; the GGUF is mmap'ed by both, touched pages count)")
 
 
 LOAD_START = 0.0
@@ -512,10 +511,9 @@ ARGS = None
 
 
 def busy():
-    """Busy: something else was running before we started, or the load around our runs (which
-    count themselves, up to --threads) went above what this benchmark makes on its own."""
-    return (LOAD_START > 0.5 or max(LOADS + [0.0]) > ARGS.threads + 0.5
-            or max(OTHERS + [0.0]) > 0.10)
+    """Busy: other processes used more than 10% of the CPUs during some timed run. (The load
+    average is printed too, but it lags by a minute and counts this benchmark's own runs.)"""
+    return max(OTHERS + [0.0]) > 0.10
 
 
 def main():
@@ -560,9 +558,12 @@ def main():
     if not Path(args.meteor).exists():
         sys.exit(f"{args.meteor} not found: run make")
     LOAD_START = os.getloadavg()[0]
-    print(f"1-min load average at start: {LOAD_START:.2f} on {os.cpu_count()} CPUs"
-          + ("  ** the machine is busy: timings will be unreliable **" if LOAD_START > 0.5 else ""),
-          flush=True)
+    now = others_share()
+    print(f"1-min load average at start: {LOAD_START:.2f} on {NCPU} CPUs; other processes use "
+          f"{100 * now:.0f}% of the CPUs right now"
+          + ("  ** the machine is busy now: timings may be unreliable **" if now > 0.10 else
+             "  ** load above 0.5: something ran in the last minute; timings may be unreliable **"
+             if LOAD_START > 0.5 else ""), flush=True)
     t_start = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="infer_bench_") as d:
@@ -570,9 +571,11 @@ def main():
             results.append(bench_model(args, name, Path(d)))
     report(args, results)
     end = os.getloadavg()[0]
-    print(f"1-min load average at end: {end:.2f}"
-          + ("  ** the machine was busy: timings are unreliable **"
-             if busy() or end > args.threads + 0.5 else ""))
+    print(f"1-min load average at end: {end:.2f}; "
+          + ("** the machine was busy during some runs (marked DISTURBED): timings are "
+             "unreliable **" if busy() else
+             f"other processes used at most {100 * max(OTHERS + [0.0]):.0f}% of the CPUs during "
+             f"the timed runs"))
     print(f"total benchmark time {time.perf_counter() - t_start:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items()
