@@ -45,6 +45,14 @@ static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n,
     return mt_linear_forward(lin, x, a->lora_x[r], n, y, a->lora_h[r]);
 }
 
+int mt_scratch_reserve(float **p, size_t *cap, size_t need) {
+    if (need <= *cap) return 1;
+    free(*p);
+    *p = malloc(need * sizeof **p);
+    *cap = *p ? need : 0;
+    return *p != NULL;
+}
+
 /* A new run begins where the first key row changes or the rows stop being consecutive. */
 static int seg_starts(const mt_layout *lay, int t) {
     return t == 0 || lay->first[t] != lay->first[t - 1] ||
@@ -104,15 +112,10 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
                 mt_attn_shape sh;
                 mt_attn_block_shape(c, local, lay, s, q0, q1, &sh);
                 const size_t need = (size_t)sh.n_q * sh.n_k;
-                if (need > cap) {
-                    free(p);
-                    cap = need;
-                    if (!(p = malloc(cap * sizeof *p))) {
+                if (!mt_scratch_reserve(&p, &cap, need)) {
 #pragma omp atomic write
-                        failed = 1;
-                        cap = 0;
-                        break;
-                    }
+                    failed = 1;
+                    break;
                 }
                 const size_t qo = (size_t)q0 * q_dim + (size_t)h * c->head_dim;
                 const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * c->head_dim;

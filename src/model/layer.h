@@ -31,6 +31,10 @@ typedef struct {
 /* Queries per attention call: bounds the score scratch to MT_ATTN_QBLOCK x keys. */
 #define MT_ATTN_QBLOCK 256
 
+/* Grows a per-thread scratch buffer to at least need floats (contents not kept).
+ * Returns 0 when memory runs out; *p is then NULL and *cap 0. */
+int mt_scratch_reserve(float **p, size_t *cap, size_t need);
+
 /* Splits a layout into its sequences; *out is malloc'ed, returns the count (-1: no memory). */
 int mt_attn_segments(const mt_layout *lay, mt_attn_seg **out);
 /* Shape of the attention of queries [q0, q1) of segment sg in a block (local: sliding). */

@@ -371,15 +371,10 @@ static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape
                 mt_attn_shape sh;
                 mt_attn_block_shape(c, local, &t->lay, s, q0, q1, &sh);
                 const size_t need = 2 * (size_t)sh.n_q * sh.n_k;
-                if (need > cap) {
-                    free(p);
-                    cap = need;
-                    if (!(p = malloc(cap * sizeof *p))) {
+                if (!mt_scratch_reserve(&p, &cap, need)) {
 #pragma omp atomic write
-                        failed = 1;
-                        cap = 0;
-                        break;
-                    }
+                    failed = 1;
+                    break;
                 }
                 const size_t qo = (size_t)q0 * q_dim + (size_t)h * hd;
                 const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * hd;
