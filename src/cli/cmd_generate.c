@@ -7,7 +7,7 @@
 #include "cli/beam_cli.h"
 #include "cli/commands.h"
 #include "cli/gen_opts.h"
-#include "cli/session.h"
+#include "pipeline/session.h"
 #include "kernels/matmul.h"
 #include "io/file_util.h"
 

@@ -5,7 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/session.h"
+#include "pipeline/session.h"
 #include "model/lora.h"
 #include "train/export.h"
 #include "train/trainer.h"

@@ -52,6 +52,10 @@ const char *mt_status_name(mt_status s) {
         return "bad argument";
     case MT_ERR_INTERNAL:
         return "internal error";
+    case MT_ERR_REMOTE:
+        return "remote error";
+    case MT_ERR_BUDGET:
+        return "budget reached";
     }
     return "unknown error";
 }

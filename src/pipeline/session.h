@@ -1,6 +1,6 @@
 /* Loading a model and its tokenizer for the verbs that run one. */
-#ifndef MT_CLI_SESSION_H
-#define MT_CLI_SESSION_H
+#ifndef MT_PIPELINE_SESSION_H
+#define MT_PIPELINE_SESSION_H
 
 #include "model/lora.h"
 #include "model/model.h"
@@ -29,5 +29,11 @@ mt_status mt_session_encode(const mt_session *s, const mt_chat_msg *msgs, int n,
 /* Loads a PEFT adapter folder onto the session's model (NULL: nothing to do). */
 mt_status mt_session_apply_adapter(mt_session *s, const char *dir);
 void mt_session_close(mt_session *s);
+
+/* Loads the PEFT adapter in dir for m (q/k rows put in m's order, so it works on a llama
+ * GGUF as on the Hugging Face folder) and attaches it. On success *out owns the adapter:
+ * free it with mt_lora_free once m is no longer run (before or after freeing m). On
+ * failure m is unchanged and the message names the folder. */
+mt_status mt_model_apply_adapter(mt_model *m, const char *dir, mt_lora **out);
 
 #endif
