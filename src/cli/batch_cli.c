@@ -132,7 +132,7 @@ mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, con
     if (!st && !(jb.out = mt_calloc((size_t)jb.n, sizeof *jb.out))) st = MT_ERR_NOMEM;
     if (!st && !(items = mt_calloc((size_t)jb.n, sizeof *items))) st = MT_ERR_NOMEM;
     for (int i = 0; !st && i < jb.n; i++)
-        items[i] = (mt_batch_item){jb.items[i].ids, (int)jb.items[i].n};
+        items[i] = (mt_batch_item){.prompt = jb.items[i].ids, .n_prompt = (int)jb.items[i].n};
     mt_batch_stats bs;
     if (!st) st = mt_generate_batch(s->model, s->tok, items, jb.n, p, n_slots, on_done, &jb, &bs);
     if (!st && stats)

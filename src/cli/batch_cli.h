@@ -4,7 +4,7 @@
 #define MT_CLI_BATCH_CLI_H
 
 #include "cli/gen_opts.h"
-#include "pipeline/session.h"
+#include "infer/session.h"
 
 /* Lines: {"prompt": "..."} or {"messages": [{"role": ..., "content": ...}, ...]}, with an
  * optional "id" echoed back. chat: wrap plain prompts in the chat template. */

@@ -5,7 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/gen_opts.h"
-#include "pipeline/session.h"
+#include "infer/session.h"
 
 typedef struct {
     int beams; /* 0: no beam search */

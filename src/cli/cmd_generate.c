@@ -7,7 +7,8 @@
 #include "cli/beam_cli.h"
 #include "cli/commands.h"
 #include "cli/gen_opts.h"
-#include "pipeline/session.h"
+#include "infer/session.h"
+#include "pipeline/adapter.h"
 #include "kernels/matmul.h"
 #include "io/file_util.h"
 

@@ -3,7 +3,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "pipeline/session.h"
+#include "infer/session.h"
 
 /* Counts tensors per storage type, e.g. "Q4_1 x210, F32 x61". */
 static void print_tensor_types(const mt_model *m) {

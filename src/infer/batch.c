@@ -48,8 +48,8 @@ static mt_status finish(batch *b, slot *s) {
 /* Prefills item i into slot s and samples its first token. */
 static mt_status admit(batch *b, slot *s, int i) {
     const mt_batch_item *it = &b->items[i];
-    mt_status st =
-        mt_seq_init(&s->q, b->m, b->tok, b->p, it->prompt, it->n_prompt, b->n_ctx, (uint64_t)i);
+    mt_status st = mt_seq_init(&s->q, b->m, b->tok, b->p, it->prompt, it->n_prompt, b->n_ctx,
+                               it->own_seed ? it->seed : (uint64_t)i);
     if (st) return mt_fail_prefix(st, "batch item");
     s->item = i;
     const int sid = (int)(s - b->slots);

@@ -9,6 +9,10 @@
 typedef struct {
     const int32_t *prompt;
     int n_prompt;
+    /* With own_seed, the item samples with p->sampling.seed + seed instead of + its index,
+     * so a resumed job that batches the remaining items differently draws the same text. */
+    int own_seed;
+    uint64_t seed;
 } mt_batch_item;
 
 /* Called once per finished item, in completion order; returning non-zero aborts. */
@@ -21,7 +25,8 @@ typedef struct {
 } mt_batch_stats;
 
 /* Generates for every item with the same parameters (p->on_text is ignored). Item i samples
- * with seed p->sampling.seed + i, so results do not depend on scheduling. */
+ * with seed p->sampling.seed + i (or + its own seed), so results do not depend on
+ * scheduling. */
 mt_status mt_generate_batch(const mt_model *m, const mt_tokenizer *tok, const mt_batch_item *items,
                             int n_items, const mt_gen_params *p, int n_slots, mt_batch_done_fn done,
                             void *user, mt_batch_stats *stats);

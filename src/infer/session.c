@@ -1,9 +1,8 @@
-#include "pipeline/session.h"
+#include "infer/session.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/export.h"
 #include "kernels/matmul.h"
 
 mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
@@ -58,23 +57,9 @@ mt_status mt_session_encode(const mt_session *s, const mt_chat_msg *msgs, int n,
     return st;
 }
 
-mt_status mt_session_apply_adapter(mt_session *s, const char *dir) {
-    return dir ? mt_model_apply_adapter(s->model, dir, &s->lora) : MT_OK;
-}
-
 void mt_session_close(mt_session *s) {
     mt_lora_free(s->lora);
     mt_tokenizer_free(s->tok);
     mt_model_free(s->model);
     memset(s, 0, sizeof *s);
-}
-
-mt_status mt_model_apply_adapter(mt_model *m, const char *dir, mt_lora **out) {
-    mt_lora *l = NULL;
-    *out = NULL;
-    mt_status s = mt_lora_import_peft(dir, m, &l);
-    if (s) return mt_fail_prefix(s, dir);
-    mt_lora_attach(l, m);
-    *out = l;
-    return MT_OK;
 }

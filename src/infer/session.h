@@ -1,6 +1,6 @@
 /* Loading a model and its tokenizer for the verbs that run one. */
-#ifndef MT_PIPELINE_SESSION_H
-#define MT_PIPELINE_SESSION_H
+#ifndef MT_INFER_SESSION_H
+#define MT_INFER_SESSION_H
 
 #include "model/lora.h"
 #include "model/model.h"
@@ -11,7 +11,7 @@ typedef struct {
     mt_model *model;
     mt_tokenizer *tok;
     mt_chat_family chat;
-    mt_lora *lora; /* --adapter: attached to the model, owned */
+    mt_lora *lora; /* an adapter attached to the model (pipeline/adapter.h), owned */
 } mt_session;
 
 /* chat_override: a family name from --chat-template, or NULL to detect. */
@@ -26,14 +26,6 @@ int mt_session_stop_tokens(const mt_session *s, int32_t *ids, int cap);
 mt_status mt_session_encode(const mt_session *s, const mt_chat_msg *msgs, int n, const char *raw,
                             int32_t **ids, size_t *n_ids);
 
-/* Loads a PEFT adapter folder onto the session's model (NULL: nothing to do). */
-mt_status mt_session_apply_adapter(mt_session *s, const char *dir);
 void mt_session_close(mt_session *s);
-
-/* Loads the PEFT adapter in dir for m (q/k rows put in m's order, so it works on a llama
- * GGUF as on the Hugging Face folder) and attaches it. On success *out owns the adapter:
- * free it with mt_lora_free once m is no longer run (before or after freeing m). On
- * failure m is unchanged and the message names the folder. */
-mt_status mt_model_apply_adapter(mt_model *m, const char *dir, mt_lora **out);
 
 #endif
