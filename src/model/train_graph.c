@@ -252,7 +252,7 @@ static void norm_backward(float *dx, float *dw, const float *x, const float *w, 
 }
 
 static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_t *targets,
-                               const float *coef, mt_grads *g, float *dx) {
+                               const float *coef, mt_grads *g, float *dx, float *logprobs) {
     const int V = m->cfg.n_vocab, d = m->cfg.n_embd;
     const float cap = m->cfg.final_softcap;
     float *gout = m->cfg.tied_embeddings ? g->tok_embd : g->output;
@@ -268,15 +268,23 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
         for (int i = 0; i < nr; i++) {
             const int32_t tg = targets[r0 + i];
+            const float c = coef[r0 + i];
             float *row = lg + (size_t)i * V;
-            if (tg < 0 || tg >= V || coef[r0 + i] == 0.0f) {
+            if (logprobs) logprobs[r0 + i] = 0.0f;
+            if (tg < 0 || tg >= V || (c == 0.0f && !logprobs)) {
+                memset(row, 0, (size_t)V * sizeof *row);
+                continue;
+            }
+            if (cap > 0.0f) mt_softcap(row, cap, V);
+            const float lse = mt_logsumexp(row, V);
+            /* The same arithmetic as mt_head_logprobs, so either path gives equal values. */
+            if (logprobs) logprobs[r0 + i] = row[tg] - lse;
+            if (c == 0.0f) {
                 memset(row, 0, (size_t)V * sizeof *row);
                 continue;
             }
             if (cap > 0.0f) {
                 /* Through the softcap: d(capped)/d(raw) = 1 − (capped / cap)². */
-                mt_softcap(row, cap, V);
-                const float lse = mt_logsumexp(row, V), c = coef[r0 + i];
                 for (int v = 0; v < V; v++) {
                     const float th = row[v] / cap;
                     const float gc = (v == tg ? c : 0.0f) - c * expf(row[v] - lse);
@@ -284,7 +292,7 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
                 }
                 continue;
             }
-            mt_xent_grad_row(row, V, tg, mt_logsumexp(row, V), coef[r0 + i]);
+            mt_xent_grad_row(row, V, tg, lse, c);
         }
         if ((s = mt_matmul_dx(&m->output, lg, nr, dxn, 0))) break;
         if (gout) mt_gemm(1, 0, V, d, nr, 1.0f, lg, V, xn, d, 1.0f, gout, d);
@@ -462,10 +470,15 @@ static void embedding_backward(const mt_model *m, const mt_tape *t, const float 
 
 mt_status mt_train_backward(const mt_model *m, mt_tape *t, const int32_t *targets,
                             const float *coef, mt_grads *g) {
+    return mt_train_backward_lp(m, t, targets, coef, g, NULL);
+}
+
+mt_status mt_train_backward_lp(const mt_model *m, mt_tape *t, const int32_t *targets,
+                               const float *coef, mt_grads *g, float *logprobs) {
     grad_ws w;
     mt_status s = ws_alloc(&w, m, t->n);
     if (s) return s;
-    if ((s = head_backward(m, t, targets, coef, g, w.dx))) goto done;
+    if ((s = head_backward(m, t, targets, coef, g, w.dx, logprobs))) goto done;
     const size_t stride = (size_t)t->n * m->cfg.n_embd;
     static mt_layer_grads none;
     for (int l = m->cfg.n_layer - 1; l >= 0; l--) {

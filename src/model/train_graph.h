@@ -46,5 +46,10 @@ mt_status mt_head_logprobs(const mt_model *m, const mt_tape *t, const int32_t *t
  * its scratch) but must still be freed. */
 mt_status mt_train_backward(const mt_model *m, mt_tape *t, const int32_t *targets,
                             const float *coef, mt_grads *g);
+/* The same, also writing what mt_head_logprobs would into logprobs, from the logits the
+ * head's backward computes anyway: one LM-head pass fewer when coef does not depend on the
+ * log-probabilities (SFT). */
+mt_status mt_train_backward_lp(const mt_model *m, mt_tape *t, const int32_t *targets,
+                               const float *coef, mt_grads *g, float *logprobs);
 
 #endif

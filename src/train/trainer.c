@@ -108,13 +108,12 @@ static mt_status micro_loss(const mt_train_opts *o, const mt_ref_logps *ref, con
                             micro *b, step_stats *st) {
     const int accum = o->grad_accum;
     if (o->loss == MT_LOSS_SFT) {
+        /* The coefficients do not depend on the log-probs, which the backward pass fills
+         * in; sft_loss_tally adds the loss afterwards. */
         int64_t n = 0;
-        double sum = 0.0;
-        for (int i = 0; i < b->n_tokens; i++)
-            if (b->targets[i] >= 0) n++, sum += b->logprobs[i];
+        for (int i = 0; i < b->n_tokens; i++) n += b->targets[i] >= 0;
         const float c = n ? -1.0f / ((float)n * accum) : 0.0f;
         for (int i = 0; i < b->n_tokens; i++) b->coef[i] = b->targets[i] >= 0 ? c : 0.0f;
-        st->loss += n ? -sum / n / accum : 0.0;
         st->trained_tokens += n;
         return MT_OK;
     }
@@ -155,15 +154,30 @@ static mt_status micro_loss(const mt_train_opts *o, const mt_ref_logps *ref, con
     return MT_OK;
 }
 
+static void sft_loss_tally(const mt_train_opts *o, const micro *b, step_stats *st) {
+    int64_t n = 0;
+    double sum = 0.0;
+    for (int i = 0; i < b->n_tokens; i++)
+        if (b->targets[i] >= 0) n++, sum += b->logprobs[i];
+    st->loss += n ? -sum / n / o->grad_accum : 0.0;
+}
+
 /* Forward, loss and backward of one micro-batch; gradients accumulate in t. */
 static mt_status micro_step(const mt_model *m, mt_trainable *t, const mt_train_opts *o,
                             const mt_ref_logps *ref, const unsigned char *ckpt, const int *idx,
                             micro *b, uint64_t drop_seed, step_stats *st) {
     mt_tape *tape = NULL;
     mt_status s = mt_train_forward(m, b->tokens, b->seq_start, b->n_seqs, ckpt, drop_seed, &tape);
-    if (!s) s = mt_head_logprobs(m, tape, b->targets, b->logprobs);
-    if (!s) s = micro_loss(o, ref, idx, b, st);
-    if (!s) s = mt_train_backward(m, tape, b->targets, b->coef, &t->grads);
+    if (o->loss == MT_LOSS_SFT) {
+        /* One LM-head pass: log-probs come out of the backward pass. */
+        if (!s) s = micro_loss(o, ref, idx, b, st);
+        if (!s) s = mt_train_backward_lp(m, tape, b->targets, b->coef, &t->grads, b->logprobs);
+        if (!s) sft_loss_tally(o, b, st);
+    } else {
+        if (!s) s = mt_head_logprobs(m, tape, b->targets, b->logprobs);
+        if (!s) s = micro_loss(o, ref, idx, b, st);
+        if (!s) s = mt_train_backward(m, tape, b->targets, b->coef, &t->grads);
+    }
     mt_tape_free(tape);
     return s;
 }
