@@ -1,0 +1,303 @@
+/* The run store, part two: the expert request cache (first answer wins), the attempt log
+ * and usage totals, produced records in question order, metrics, and the `meteor status`
+ * summary. Each test gets a fresh store in its own temporary directory. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store/store.h"
+
+static char dir[64];
+static char db_path[128];
+static mt_store *s;
+
+static int setup(void **state) {
+    (void)state;
+    strcpy(dir, "/tmp/mt_test_store_XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    snprintf(db_path, sizeof db_path, "%s/run.db", dir);
+    return mt_store_open(db_path, &s) == MT_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    mt_store_close(s);
+    s = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void add(const char *id, const char *split) {
+    mt_question q = {
+        .id = (char *)id, .title = "title", .content = "content", .split = (char *)split};
+    int added;
+    assert_int_equal(mt_store_add_question(s, &q, &added), MT_OK);
+    assert_int_equal(added, 1);
+}
+
+/* ---- request cache and usage --------------------------------------------------------- */
+
+static void test_request_cache(void **state) {
+    (void)state;
+    mt_cached_reply r = {.response = (char *)"untouched", .prompt_tokens = -1};
+    int found = -1;
+    assert_int_equal(mt_store_request_get(s, "h1", &r, &found), MT_OK);
+    assert_int_equal(found, 0);
+    assert_string_equal(r.response, "untouched");
+    assert_int_equal(r.prompt_tokens, -1);
+
+    const char *reply = "{\"answer\": \"it's\\n 中文\"}\nsecond line";
+    assert_int_equal(
+        mt_store_request_put(s, "h1", "p1", "{\"messages\": []}", reply, 120, 45, 0.0125, 2),
+        MT_OK);
+    assert_int_equal(mt_store_request_get(s, "h1", &r, &found), MT_OK);
+    assert_int_equal(found, 1);
+    assert_string_equal(r.response, reply);
+    assert_int_equal(r.prompt_tokens, 120);
+    assert_int_equal(r.completion_tokens, 45);
+    assert_true(r.cost == 0.0125);
+    mt_cached_reply_free(&r);
+    assert_null(r.response);
+
+    /* the first accepted answer wins; a second put is no error and no second row */
+    assert_int_equal(mt_store_request_put(s, "h1", "p1", "{}", "another", 1, 1, 1.0, 1), MT_OK);
+    assert_int_equal(mt_store_request_get(s, "h1", &r, &found), MT_OK);
+    assert_string_equal(r.response, reply);
+    assert_int_equal(r.prompt_tokens, 120);
+    mt_cached_reply_free(&r);
+    mt_usage u;
+    assert_int_equal(mt_store_usage(s, NULL, &u), MT_OK);
+    assert_int_equal(u.requests, 1);
+    assert_int_equal(u.prompt_tokens, 120);
+
+    /* a reply is required */
+    assert_int_equal(mt_store_request_put(s, "h2", "p1", "{}", NULL, 1, 1, 0, 1), MT_ERR_ARG);
+}
+
+static void test_attempts_and_usage(void **state) {
+    (void)state;
+    mt_usage u;
+    memset(&u, 0xff, sizeof u);
+    assert_int_equal(mt_store_usage(s, NULL, &u), MT_OK);
+    assert_int_equal(u.requests, 0);
+    assert_int_equal(u.attempts, 0);
+    assert_int_equal(u.failed_attempts, 0);
+    assert_true(u.cost == 0.0);
+
+    /* h1 answered after one retry, h2 first time, h3 (phase 2) never answered */
+    assert_int_equal(mt_store_attempt_log(s, "h1", "p1", 1, 500, "server error", 0.5), MT_OK);
+    assert_int_equal(mt_store_attempt_log(s, "h1", "p1", 2, 200, NULL, 1.5), MT_OK);
+    assert_int_equal(mt_store_request_put(s, "h1", "p1", "{}", "a", 100, 10, 0.25, 2), MT_OK);
+    assert_int_equal(mt_store_attempt_log(s, "h2", "p1", 1, 200, NULL, 1.0), MT_OK);
+    assert_int_equal(mt_store_request_put(s, "h2", "p1", "{}", "b", 200, 20, 0.5, 1), MT_OK);
+    assert_int_equal(mt_store_attempt_log(s, "h3", "p2", 1, 0, "connection refused", 0.1), MT_OK);
+    assert_int_equal(mt_store_attempt_log(s, "h3", "p2", 2, 429, "rate limited", 0.1), MT_OK);
+    assert_int_equal(mt_store_request_put(s, "h4", "p2", "{}", "c", 7, 3, 0.125, 1), MT_OK);
+
+    assert_int_equal(mt_store_usage(s, "p1", &u), MT_OK);
+    assert_int_equal(u.requests, 2);
+    assert_int_equal(u.attempts, 3);
+    assert_int_equal(u.failed_attempts, 1);
+    assert_int_equal(u.prompt_tokens, 300);
+    assert_int_equal(u.completion_tokens, 30);
+    assert_true(u.cost == 0.75);
+
+    assert_int_equal(mt_store_usage(s, "p2", &u), MT_OK);
+    assert_int_equal(u.requests, 1);
+    assert_int_equal(u.attempts, 2);
+    assert_int_equal(u.failed_attempts, 2);
+    assert_true(u.cost == 0.125);
+
+    assert_int_equal(mt_store_usage(s, NULL, &u), MT_OK);
+    assert_int_equal(u.requests, 3);
+    assert_int_equal(u.attempts, 5);
+    assert_int_equal(u.failed_attempts, 3);
+    assert_int_equal(u.prompt_tokens, 307);
+    assert_int_equal(u.completion_tokens, 33);
+    assert_true(u.cost == 0.875);
+
+    assert_int_equal(mt_store_usage(s, "p3", &u), MT_OK);
+    assert_int_equal(u.requests, 0);
+    assert_int_equal(u.attempts, 0);
+}
+
+/* ---- records and metrics ------------------------------------------------------------- */
+
+static void test_records_in_question_order(void **state) {
+    (void)state;
+    add("q-b", NULL);
+    add("q-a", NULL);
+    add("q-c", NULL);
+    assert_int_equal(mt_store_record_put(s, "p1", "q-c", "{\"q\": \"c\"}"), MT_OK);
+    assert_int_equal(mt_store_record_put(s, "p1", "zz-summary", "{\"z\": 1}"), MT_OK);
+    assert_int_equal(mt_store_record_put(s, "p1", "q-b", "{\"q\": \"b, first\"}"), MT_OK);
+    assert_int_equal(mt_store_record_put(s, "p1", "aa-adapter", "{\"a\": 1}"), MT_OK);
+    assert_int_equal(mt_store_record_put(s, "p1", "q-a", "{\"q\": \"a\"}"), MT_OK);
+    assert_int_equal(mt_store_record_put(s, "p2", "q-a", "{\"other\": \"phase\"}"), MT_OK);
+    assert_int_equal(mt_store_record_put(s, "p1", "q-b", "{\"q\": \"b, replaced\"}"), MT_OK);
+
+    char **v;
+    int n;
+    assert_int_equal(mt_store_records(s, "p1", &v, &n), MT_OK);
+    assert_int_equal(n, 5);
+    const char *want[] = {"{\"q\": \"b, replaced\"}", "{\"q\": \"a\"}", "{\"q\": \"c\"}",
+                          "{\"a\": 1}", "{\"z\": 1}"};
+    for (int i = 0; i < n; i++) assert_string_equal(v[i], want[i]);
+    mt_strings_free(v, n);
+
+    assert_int_equal(mt_store_records(s, "p2", &v, &n), MT_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0], "{\"other\": \"phase\"}");
+    mt_strings_free(v, n);
+    assert_int_equal(mt_store_records(s, "p3", &v, &n), MT_OK);
+    assert_int_equal(n, 0);
+    mt_strings_free(v, n);
+}
+
+static void test_metrics_latest(void **state) {
+    (void)state;
+    double v = -1;
+    int found = -1;
+    assert_int_equal(mt_store_metric_get(s, "p1", "loss", &v, &found), MT_OK);
+    assert_int_equal(found, 0);
+    assert_true(v == -1);
+    assert_int_equal(mt_store_metric(s, "p1", "loss", 2.5), MT_OK);
+    assert_int_equal(mt_store_metric(s, "p1", "loss", 1.25), MT_OK);
+    assert_int_equal(mt_store_metric(s, "p2", "loss", 9.0), MT_OK);
+    assert_int_equal(mt_store_metric(s, "p1", "accuracy", 0.5), MT_OK);
+    assert_int_equal(mt_store_metric_get(s, "p1", "loss", &v, &found), MT_OK);
+    assert_int_equal(found, 1);
+    assert_true(v == 1.25);
+    assert_int_equal(mt_store_metric_get(s, "p2", "loss", &v, &found), MT_OK);
+    assert_true(v == 9.0);
+    /* a diverged loss is recorded as such */
+    assert_int_equal(mt_store_metric(s, "p1", "loss", NAN), MT_OK);
+    assert_int_equal(mt_store_metric_get(s, "p1", "loss", &v, &found), MT_OK);
+    assert_int_equal(found, 1);
+    assert_true(isnan(v));
+}
+
+/* ---- status -------------------------------------------------------------------------- */
+
+static char *status_text(void) {
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(mt_store_print_status(s, f), MT_OK);
+    long len = ftell(f);
+    assert_true(len > 0);
+    char *text = malloc((size_t)len + 1);
+    assert_non_null(text);
+    rewind(f);
+    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+    text[len] = '\0';
+    fclose(f);
+    return text;
+}
+
+static int count_lines_with(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
+        n += strstr(buf, needle) != NULL;
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+static void test_print_status(void **state) {
+    (void)state;
+    char *empty = status_text();
+    assert_non_null(strstr(empty, "questions 0"));
+    assert_non_null(strstr(empty, "items: none yet"));
+    assert_non_null(strstr(empty, "expert usage: none yet"));
+    free(empty);
+
+    add("q1", "train");
+    add("q2", "train");
+    add("q3", "test");
+    add("q4", NULL);
+    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q1", "g"), MT_OK);
+    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q2", "g"), MT_OK);
+    char long_error[400];
+    memset(long_error, 'x', sizeof long_error - 1);
+    long_error[sizeof long_error - 1] = '\0';
+    memcpy(long_error, "HTTP 500:\nline two", 18);
+    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q3", long_error), MT_OK);
+    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q3", long_error), MT_OK);
+    for (int i = 0; i < 7; i++) {
+        char qid[16];
+        snprintf(qid, sizeof qid, "f%d", i);
+        assert_int_equal(mt_store_item_failed(s, "phase1", "answer", qid, "bad reply"), MT_OK);
+    }
+    assert_int_equal(mt_store_attempt_log(s, "h1", "phase1", 1, 500, "oops", 1), MT_OK);
+    assert_int_equal(mt_store_attempt_log(s, "h1", "phase1", 2, 200, NULL, 1), MT_OK);
+    assert_int_equal(mt_store_request_put(s, "h1", "phase1", "{}", "a", 1234, 567, 0.12345, 2),
+                     MT_OK);
+    assert_int_equal(mt_store_metric(s, "phase1", "sft_last_loss", 3.0), MT_OK);
+    assert_int_equal(mt_store_metric(s, "phase1", "sft_last_loss", 0.75), MT_OK);
+
+    char *t = status_text();
+    assert_non_null(strstr(t, db_path));
+    assert_non_null(strstr(t, "questions 4"));
+    assert_int_equal(count_lines_with(t, "train"), 1);
+    assert_non_null(strstr(t, "unsplit"));
+    /* stages in the order they were first written, with done and failed counts */
+    const char *g = strstr(t, "phase1/guideline");
+    const char *a = strstr(t, "phase1/answer");
+    assert_non_null(g);
+    assert_non_null(a);
+    assert_true(g < a);
+    assert_int_equal(count_lines_with(t, " 2        1"), 1);
+    assert_int_equal(count_lines_with(t, " 0        7"), 1);
+    /* failures: 8 in all, 5 shown, one line each, long errors cut */
+    assert_non_null(strstr(t, "failed items 8"));
+    assert_int_equal(count_lines_with(t, "bad reply"), 4);
+    assert_int_equal(count_lines_with(t, "q3 (2 failures): HTTP 500: line two"), 1);
+    assert_int_equal(count_lines_with(t, "xxx..."), 1);
+    assert_null(
+        strstr(t, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+    /* usage per phase and in total */
+    assert_int_equal(count_lines_with(t, "1234"), 2);
+    assert_int_equal(count_lines_with(t, "0.1235"), 2);
+    assert_non_null(strstr(t, "total"));
+    /* the latest metric only */
+    assert_int_equal(count_lines_with(t, "sft_last_loss"), 1);
+    assert_int_equal(count_lines_with(t, "0.75"), 1);
+    free(t);
+}
+
+/* Status reads inside a caller's transaction too, and leaves it open. */
+static void test_print_status_in_transaction(void **state) {
+    (void)state;
+    assert_int_equal(mt_store_begin(s), MT_OK);
+    add("q1", "train");
+    char *t = status_text();
+    assert_non_null(strstr(t, "questions 1"));
+    free(t);
+    mt_store_rollback(s);
+    t = status_text();
+    assert_non_null(strstr(t, "questions 0"));
+    free(t);
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_request_cache),  T(test_attempts_and_usage), T(test_records_in_question_order),
+        T(test_metrics_latest), T(test_print_status),       T(test_print_status_in_transaction),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
