@@ -50,6 +50,7 @@ GEMMA_FILE="gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 APT_PKGS="build-essential pkg-config libcjson-dev libpcre2-dev libopenblas-dev libcmocka-dev
+          libcurl4-openssl-dev libsqlite3-dev
           python3-doc python3-venv clang-format cmake ninja-build"
 
 # ---------------------------------------------------------------------------
@@ -135,7 +136,8 @@ step_venv() {
         "$partial/bin/python" -c 'import torch, transformers, tokenizers, gguf, safetensors, numpy, sentencepiece, google.protobuf, pytest, accelerate, peft, trl' ||
             die "venv imports failed"
         if grep -q '^llama-cpp-python==' tests/requirements.txt; then
-            "$partial/bin/python" -c 'import llama_cpp' || die "llama_cpp import failed"
+            # llama_cpp.server.app: the end-to-end tests' server and its pinned deps (fastapi & co)
+            "$partial/bin/python" -c 'import llama_cpp, llama_cpp.server.app' || die "llama_cpp (server) import failed"
         fi
         # A venv is not relocatable as is: scripts in bin/ name its path. Point them
         # at the final path, then rename in one step.
