@@ -3,6 +3,8 @@
 #   1. C unit tests                       make unit
 #   2. C unit tests under ASan + UBSan    make asan
 #   3. Python oracle tests                .venv/bin/python -m pytest tests/oracle
+#   4. Python end-to-end tests            .venv/bin/python -m pytest tests/e2e
+#      (a real OpenAI-compatible server on loopback, with a fault-injection proxy)
 # Every stage runs even if an earlier one failed; the summary at the end lists each
 # stage and the test counts its runner reported. Exit status is non-zero if anything
 # failed. A missing model or binary is a failure, never a skip.
@@ -64,6 +66,7 @@ run_stage asan cmocka make -j"$JOBS" asan
 # -p no:cacheprovider: leave no .pytest_cache in the clone
 # --durations: the slowest tests are listed so the suite can be kept well inside CI time.
 run_stage oracle pytest .venv/bin/python -m pytest tests/oracle -ra -p no:cacheprovider --durations=25
+run_stage e2e pytest .venv/bin/python -m pytest tests/e2e -ra -p no:cacheprovider --durations=10
 
 printf '\n[test] ===== summary (%ds)\n' "$((SECONDS - T0))"
 for i in "${!NAMES[@]}"; do

@@ -1,0 +1,213 @@
+"""Servers for the end-to-end tests: a real OpenAI-compatible server on loopback.
+
+    from e2e.servers import LlamaServer, llama_server
+
+    with llama_server(model_path) as url:          # "http://127.0.0.1:PORT/v1"
+        ...
+    with LlamaServer(model_path, api_key="k") as srv:
+        srv.url, srv.port, srv.log_path, srv.log_tail()
+
+The server is llama-cpp-python's (`python -m llama_cpp.server`, from the project venv), one
+thread, greedy when asked for temperature 0. Its output goes to a log file whose tail is shown
+when it fails to start. Nothing here skips: a server that does not come up fails the test.
+The pytest fixtures built on these live in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (the server binds it a moment later; a clash is unlikely)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"(no log: {e})"
+    return data[-n:].decode("utf-8", "replace")
+
+
+def _server_env() -> dict:
+    # llama_cpp.server reads its settings from the environment too (pydantic BaseSettings:
+    # MODEL, PORT, HOST, API_KEY, SEED, CACHE, ...): give it a clean one so a stray variable
+    # cannot change what the command line says.
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class LlamaServer:
+    """`python -m llama_cpp.server` on 127.0.0.1:<free port>; start()/stop() or `with`."""
+
+    def __init__(
+        self,
+        model_path,
+        api_key: str | None = None,
+        n_ctx: int = 2048,
+        threads: int = 1,
+        *,
+        model_alias: str | None = None,
+        log_path=None,
+        python=None,
+        extra_args=(),
+        startup_timeout: float = 120.0,
+    ):
+        self.model_path = Path(os.path.abspath(model_path))  # the server runs in the log folder
+        self.api_key = api_key
+        self.n_ctx = int(n_ctx)
+        self.threads = int(threads)
+        self.model_alias = model_alias
+        self.python = Path(python) if python else (VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable))
+        self.extra_args = [str(a) for a in extra_args]
+        self.startup_timeout = float(startup_timeout)
+        self._tmpdir = None
+        if log_path is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="meteor-llama-server-")
+            log_path = Path(self._tmpdir.name) / "server.log"
+        self.log_path = Path(log_path)
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the OpenAI API: http://127.0.0.1:PORT/v1."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """http://127.0.0.1:PORT (for a proxy's --upstream)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(self.python), "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_threads", str(self.threads),
+            "--n_threads_batch", str(self.threads),
+            "--n_ctx", str(self.n_ctx),
+        ]
+        if self.api_key is not None:
+            cmd += ["--api_key", self.api_key]
+        if self.model_alias is not None:
+            cmd += ["--model_alias", self.model_alias]
+        return cmd + self.extra_args
+
+    def log_tail(self, n: int = 4000) -> str:
+        return _tail(self.log_path, n)
+
+    def start(self) -> "LlamaServer":
+        if not self.model_path.is_file():
+            raise ServerError(f"model {self.model_path} is missing: run `bash scripts/setup.sh models`")
+        self.port = free_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=_server_env(), cwd=self.log_path.parent, start_new_session=True,
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + self.startup_timeout
+        req = urllib.request.Request(self.url + "/models")
+        if self.api_key is not None:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        last = None
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise ServerError(
+                    f"llama server exited {rc} while starting: {' '.join(self.command())}\n"
+                    f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if r.status == 200 and json.load(r).get("data"):
+                        return
+            except (OSError, ValueError) as e:  # URLError, refused, reset, bad JSON: not ready
+                last = e
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"llama server not answering GET {self.url}/models after {self.startup_timeout:.0f}s "
+                    f"(last: {last!r})\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def stop(self):
+        p, self.proc = self.proc, None
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(15)
+
+    def close(self):
+        """stop() and remove the temporary log folder, if one was made."""
+        self.stop()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@contextlib.contextmanager
+def llama_server(model_path, api_key=None, n_ctx=2048, threads=1, **kw):
+    """Start a llama server, yield its base URL "http://127.0.0.1:PORT/v1", stop it at the end."""
+    with LlamaServer(model_path, api_key=api_key, n_ctx=n_ctx, threads=threads, **kw) as srv:
+        yield srv.url
+
+
+def chat_request(url: str, content: str, *, max_tokens: int = 4, api_key: str | None = None,
+                 timeout: float = 60.0, **extra):
+    """POST {url}/chat/completions (temperature 0) -> (status, headers, parsed JSON body)."""
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+            "temperature": 0, **extra}
+    req = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    if api_key is not None:
+        req.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), json.load(r)
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, dict(e.headers), json.loads(e.read() or b"null")
