@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "core/alloc.h"
+#include "core/fault.h"
 #include "core/progress.h"
 #include "io/file_util.h"
 #include "kernels/ops.h"
@@ -255,7 +256,9 @@ static mt_status save_checkpoint(const mt_train_opts *o, const mt_trainable *t, 
     mt_ckpt_meta meta = {
         .step = step, .seed = o->batch.seed, .epoch = c->pos.epoch, .batch = c->pos.batch};
     snprintf(meta.run_key, sizeof meta.run_key, "%s", o->run_key);
-    return mt_checkpoint_save(path, t, &meta);
+    mt_status s = mt_checkpoint_save(path, t, &meta);
+    if (!s) mt_fault_point("checkpoint_saved");
+    return s;
 }
 
 static mt_status prepare_out_dir(const char *dir) {
