@@ -1,0 +1,165 @@
+/* Importing questions (pipeline/questions.c): both file shapes (JSONL and a JSON array)
+ * and both record formats, ids stable under whitespace changes, duplicates dropped, a bad
+ * record failing the whole import with nothing stored, and a split drawn per id that does
+ * not move when questions are added and cannot be redrawn with other settings. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pipeline/questions.h"
+
+static char dir[64];
+static mt_store *s;
+
+static int setup(void **state) {
+    (void)state;
+    strcpy(dir, "/tmp/mt_test_questions_XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    char db[128];
+    snprintf(db, sizeof db, "%s/run.db", dir);
+    return mt_store_open(db, &s) == MT_OK ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    mt_store_close(s);
+    s = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *write_file(const char *name, const char *text) {
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static int count(const char *split) {
+    mt_question *q = NULL;
+    int n = 0;
+    assert_int_equal(mt_store_questions(s, split, &q, &n), MT_OK);
+    mt_questions_free(q, n);
+    return n;
+}
+
+static void test_ids_ignore_whitespace(void **state) {
+    (void)state;
+    char a[17], b[17], c[17];
+    mt_question_id("What is  a list?", "Explain\n lists.", a);
+    mt_question_id(" What is a list? ", "Explain lists.", b);
+    mt_question_id("What is a list?", "Explain tuples.", c);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_int_equal(strlen(a), 16);
+}
+
+static void test_jsonl_both_formats_and_dedupe(void **state) {
+    (void)state;
+    const char *p = write_file(
+        "q.jsonl",
+        "{\"title\": \"T1\", \"question_content\": \"C1\", \"reference_answer\": \"R1\"}\n"
+        "\n"
+        "{\"question\": \"Generic?\", \"answer\": \"ref\", \"category\": \"cat\"}\n"
+        "{\"title\": \"T1 \", \"question_content\": \" C1\"}\n");
+    mt_import_stats st;
+    assert_int_equal(mt_questions_import(s, p, &st), MT_OK);
+    assert_int_equal(st.read, 3);
+    assert_int_equal(st.added, 2);
+    assert_int_equal(st.duplicates, 1);
+    mt_question *q = NULL;
+    int n = 0;
+    assert_int_equal(mt_store_questions(s, NULL, &q, &n), MT_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(q[0].title, "T1");
+    assert_string_equal(q[0].reference, "R1");
+    assert_string_equal(q[1].title, "Generic?");
+    assert_string_equal(q[1].category, "cat");
+    mt_questions_free(q, n);
+    /* Importing again adds nothing. */
+    assert_int_equal(mt_questions_import(s, p, &st), MT_OK);
+    assert_int_equal(st.added, 0);
+    assert_int_equal(st.duplicates, 3);
+}
+
+static void test_json_array(void **state) {
+    (void)state;
+    const char *p = write_file("q.json", "  [{\"title\": \"A\"}, {\"question_content\": \"B\"}]");
+    mt_import_stats st;
+    assert_int_equal(mt_questions_import(s, p, &st), MT_OK);
+    assert_int_equal(st.added, 2);
+}
+
+static void test_bad_record_stores_nothing(void **state) {
+    (void)state;
+    const char *p = write_file("bad.jsonl", "{\"title\": \"fine\"}\n{\"title\": 5}\n");
+    mt_import_stats st;
+    assert_int_equal(mt_questions_import(s, p, &st), MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), "bad.jsonl:2"));
+    assert_non_null(strstr(mt_last_error(), "\"title\""));
+    assert_int_equal(count(NULL), 0);
+    p = write_file("empty.jsonl", "{\"title\": \" \", \"question_content\": \"\\n\"}\n");
+    assert_int_equal(mt_questions_import(s, p, &st), MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), "empty"));
+    p = write_file("none.jsonl", "\n\n");
+    assert_int_equal(mt_questions_import(s, p, &st), MT_ERR_FORMAT);
+    assert_int_equal(count(NULL), 0);
+}
+
+static void test_split_is_stable_and_fixed(void **state) {
+    (void)state;
+    char buf[8192] = "";
+    for (int i = 0; i < 40; i++) {
+        char line[96];
+        snprintf(line, sizeof line, "{\"title\": \"question %d\"}\n", i);
+        strcat(buf, line);
+    }
+    mt_import_stats st;
+    assert_int_equal(mt_questions_import(s, write_file("a.jsonl", buf), &st), MT_OK);
+    assert_int_equal(mt_questions_split(s, 7, 0.25), MT_OK);
+    const int test_before = count("test");
+    assert_true(test_before > 0 && test_before < 40);
+    assert_int_equal(count("train") + test_before, 40);
+    mt_question *before = NULL;
+    int n_before = 0;
+    assert_int_equal(mt_store_questions(s, "test", &before, &n_before), MT_OK);
+    /* More questions later: the earlier ones keep their split. */
+    assert_int_equal(
+        mt_questions_import(s, write_file("b.jsonl", "{\"title\": \"late one\"}\n"), &st), MT_OK);
+    assert_int_equal(mt_questions_split(s, 7, 0.25), MT_OK);
+    mt_question *after = NULL;
+    int n_after = 0;
+    assert_int_equal(mt_store_questions(s, "test", &after, &n_after), MT_OK);
+    assert_true(n_after >= n_before);
+    for (int i = 0; i < n_before; i++) assert_string_equal(before[i].id, after[i].id);
+    mt_questions_free(before, n_before);
+    mt_questions_free(after, n_after);
+    assert_int_equal(count(NULL), 41);
+    assert_int_equal(count("train") + count("test"), 41);
+    /* Other settings would move questions between the splits: refused. */
+    assert_int_equal(mt_questions_split(s, 8, 0.25), MT_ERR_ARG);
+    assert_int_equal(mt_questions_split(s, 7, 0.5), MT_ERR_ARG);
+    assert_int_equal(mt_questions_split(s, 7, 1.0), MT_ERR_ARG);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids_ignore_whitespace),
+        cmocka_unit_test_setup_teardown(test_jsonl_both_formats_and_dedupe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_array, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_record_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_is_stable_and_fixed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
