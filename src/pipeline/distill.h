@@ -1,0 +1,39 @@
+/* METEOR phase 1, weak-to-strong distillation (DESIGN.md §2): for every training question
+ * the weak model writes a guideline (batched generation), the expert answers the question
+ * following it, the (question, answer) pairs are exported to DIR/data/distilled.jsonl,
+ * optionally scored by the expert as a judge, and the weak model is fine-tuned on them
+ * (LoRA by default) into DIR/adapters/phase1. Every step reads and writes the run store,
+ * so a rerun picks up where a stopped or killed run left off. */
+#ifndef MT_PIPELINE_DISTILL_H
+#define MT_PIPELINE_DISTILL_H
+
+#include <stdint.h>
+
+#include "pipeline/expert_spec.h"
+#include "pipeline/train_job.h"
+
+typedef struct {
+    const char *run_dir;
+    const char *model;     /* the weak model */
+    const char *questions; /* file to import (may be NULL when the run has questions) */
+    const char *chat_template;
+    int threads;
+    uint64_t seed;
+    double test_fraction;
+    int no_guideline, score, no_train, dry_run, quiet;
+    /* guidelines by the weak model */
+    int guide_max_tokens, slots, guide_top_k;
+    float guide_temperature, guide_top_p;
+    /* expert requests */
+    int answer_max_tokens, score_max_tokens;
+    float answer_temperature;
+    mt_train_job train; /* data, out and result are set by the pipeline */
+} mt_distill_opts;
+
+void mt_distill_defaults(mt_distill_opts *o);
+
+/* MT_ERR_BUDGET: a budget stopped the run cleanly (rerun to continue). Items that failed
+ * for good are reported and retried on the next run; training waits until none is left. */
+mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *expert);
+
+#endif

@@ -1,0 +1,55 @@
+#include "pipeline/distill_prompts.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *const mt_prompt_expert_system = "You are a professional educational assistant.";
+const char *const mt_prompt_judge_system =
+    "You are a strict, fair expert judge of answers to domain questions.";
+const char *const mt_score_schema =
+    "{\"type\":\"object\",\"properties\":{\"score\":{\"type\":\"integer\",\"minimum\":1,"
+    "\"maximum\":10},\"reason\":{\"type\":\"string\"}},\"required\":[\"score\",\"reason\"]}";
+
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *format(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0) out = NULL;
+    va_end(ap);
+    return out;
+}
+
+static const char *or_empty(const char *s) {
+    return s ? s : "";
+}
+
+char *mt_prompt_guideline(const mt_question *q) {
+    return format("Title: %s\nContent: %s\n\nBased on the above, please provide guidelines for "
+                  "solving this problem: the approach, the steps and the knowledge needed. Do "
+                  "not write the final answer itself.",
+                  or_empty(q->title), or_empty(q->content));
+}
+
+char *mt_prompt_answer(const mt_question *q, const char *guideline) {
+    if (!guideline)
+        return format("Question title: %s\nQuestion content: %s\n\nPlease provide a detailed, "
+                      "accurate answer to the question that includes the necessary reasoning "
+                      "steps.",
+                      or_empty(q->title), or_empty(q->content));
+    return format("Question title: %s\nQuestion content: %s\n\nGuideline:\n%s\n\nPlease provide "
+                  "a detailed, accurate answer to the question that follows the guideline and "
+                  "includes the necessary reasoning steps.",
+                  or_empty(q->title), or_empty(q->content), guideline);
+}
+
+char *mt_prompt_score(const mt_question *q, const char *answer) {
+    return format("Question title: %s\nQuestion content: %s\n%s%s%s\nAnswer to evaluate:\n%s\n\n"
+                  "Rate the quality of this answer from 1 (useless or wrong) to 10 (accurate, "
+                  "complete and clear). Reply with a JSON object {\"score\": <integer 1-10>, "
+                  "\"reason\": \"<one sentence>\"}.",
+                  or_empty(q->title), or_empty(q->content),
+                  q->reference ? "\nReference answer:\n" : "", or_empty(q->reference),
+                  q->reference ? "\n" : "", answer);
+}
