@@ -8,5 +8,7 @@ int mt_cmd_chat(int argc, char **argv);
 int mt_cmd_tokenize(int argc, char **argv);
 int mt_cmd_train(int argc, char **argv);
 int mt_cmd_export(int argc, char **argv);
+int mt_cmd_distill(int argc, char **argv);
+int mt_cmd_status(int argc, char **argv);
 
 #endif

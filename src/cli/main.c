@@ -18,6 +18,9 @@ static const verb verbs[] = {
     {"chat", mt_cmd_chat, "interactive chat with a model"},
     {"train", mt_cmd_train, "fine-tune a model: LoRA or full, SFT / margin / DPO losses"},
     {"export", mt_cmd_export, "write a LoRA adapter (PEFT / GGUF-LoRA) or a merged GGUF model"},
+    {"distill", mt_cmd_distill,
+     "METEOR phase 1: guidelines, expert answers, SFT of the weak model"},
+    {"status", mt_cmd_status, "summarise a run: progress, failures, tokens and cost"},
     {"tokenize", mt_cmd_tokenize, "show the token ids of a text, or decode ids"},
 };
 
