@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: install everything (scripts/setup.sh), then let
-# the default model (SmolLM2-135M-Instruct, Q4_1) answer one question from the Python FAQ.
+# The main job on the embedded default: install everything (scripts/setup.sh), then run
+# METEOR phase 1 (weak-to-strong distillation) on bundled Python FAQ questions: the weak
+# model (Gemma 3 270M, a base model that has never been taught to answer) writes a guideline
+# per question, the expert (SmolLM2-135M-Instruct, the one instruction-tuned model shipped,
+# run in the same process: no server, no account) answers by it, and the weak model is
+# fine-tuned on the answers (LoRA). Afterwards the weak model answers a held-out question,
+# before and after the fine-tuning.
 #
-#   bash scripts/run_default.sh                       # a fixed FAQ question
-#   METEOR_QUESTION="What is a lambda?" bash scripts/run_default.sh
-#   METEOR_MODEL=models/gemma-3-270m-q4_k_m.gguf bash scripts/run_default.sh
+#   bash scripts/run_default.sh                     # run dir: runs/default
+#   METEOR_RUN=runs/other bash scripts/run_default.sh
+#   METEOR_QUESTIONS=data/python_faq.jsonl bash scripts/run_default.sh   # all 176 questions
+#
+# Rerunning continues the run where it stopped (nothing is generated or trained twice);
+# delete the run directory to start over.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,16 +20,28 @@ cd "$ROOT"
 
 bash scripts/setup.sh
 
-MODEL=${METEOR_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-TOKENS=${METEOR_TOKENS:-200}
-QUESTION=${METEOR_QUESTION:-$(python3 - <<'EOF'
-import json
-want = "How do I copy an object in Python?"
-with open("data/python_faq.jsonl", encoding="utf-8") as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-print(next((r["title"] for r in rows if r["title"] == want), rows[0]["title"]))
-EOF
-)}
+WEAK=${METEOR_MODEL:-models/gemma-3-270m-q4_k_m.gguf}
+EXPERT=${METEOR_EXPERT:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+QUESTIONS=${METEOR_QUESTIONS:-data/python_faq_sample.jsonl}
+RUN=${METEOR_RUN:-runs/default}
 
-printf '\n[run] model:    %s\n[run] question: %s\n\n' "$MODEL" "$QUESTION"
-exec build/meteor generate -m "$MODEL" --chat -p "$QUESTION" -n "$TOKENS"
+printf '\n[run] weak model: %s\n[run] expert:     local:%s\n[run] questions:  %s\n[run] run dir:    %s\n\n' \
+    "$WEAK" "$EXPERT" "$QUESTIONS" "$RUN"
+build/meteor distill --run "$RUN" -m "$WEAK" --questions "$QUESTIONS" \
+    --expert "local:$EXPERT" --answer-max-tokens 200 --guideline-max-tokens 96 \
+    --test-fraction 0.25 --max-len 384
+printf '\n'
+build/meteor status "$RUN"
+
+QUESTION=$(python3 - "$RUN" <<'PY'
+import json, sqlite3, sys
+db = sqlite3.connect(f"{sys.argv[1]}/run.db")
+row = db.execute("select title from questions where split='test' order by seq limit 1").fetchone()
+print(row[0] if row else "How do I copy an object in Python?")
+PY
+)
+printf '\n[run] a held-out question: %s\n[run] the weak model before phase 1:\n\n' "$QUESTION"
+build/meteor generate -m "$WEAK" --chat -p "$QUESTION" -n 120 --greedy
+printf '\n\n[run] after phase 1 (adapter %s/adapters/phase1):\n\n' "$RUN"
+build/meteor generate -m "$WEAK" --adapter "$RUN/adapters/phase1" --chat -p "$QUESTION" -n 200 --greedy
+echo
