@@ -29,7 +29,7 @@ printf '\n[run] weak model: %s\n[run] expert:     local:%s\n[run] questions:  %s
     "$WEAK" "$EXPERT" "$QUESTIONS" "$RUN"
 build/meteor distill --run "$RUN" -m "$WEAK" --questions "$QUESTIONS" \
     --expert "local:$EXPERT" --answer-max-tokens 200 --guideline-max-tokens 96 \
-    --test-fraction 0.25 --max-len 384
+    --test-fraction 0.25 --max-len 384 --epochs 6 --lr 5e-4
 printf '\n'
 build/meteor status "$RUN"
 
@@ -41,7 +41,7 @@ print(row[0] if row else "How do I copy an object in Python?")
 PY
 )
 printf '\n[run] a held-out question: %s\n[run] the weak model before phase 1:\n\n' "$QUESTION"
-build/meteor generate -m "$WEAK" --chat -p "$QUESTION" -n 120 --greedy
+build/meteor generate -m "$WEAK" --chat -p "$QUESTION" -n 120 --greedy --repeat-penalty 1.3
 printf '\n\n[run] after phase 1 (adapter %s/adapters/phase1):\n\n' "$RUN"
-build/meteor generate -m "$WEAK" --adapter "$RUN/adapters/phase1" --chat -p "$QUESTION" -n 200 --greedy
+build/meteor generate -m "$WEAK" --adapter "$RUN/adapters/phase1" --chat -p "$QUESTION" -n 200 --greedy --repeat-penalty 1.3
 echo
