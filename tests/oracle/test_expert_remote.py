@@ -67,6 +67,7 @@ class FakeOpenAI:
         self.counts = {}
         self.active = 0
         self.peak = 0
+        self.tls = threading.local()
         self.cond = threading.Condition()
         fake = self
 
@@ -120,6 +121,7 @@ class FakeOpenAI:
                 }
             )
             self.active += 1
+            self.tls.counted = True
             self.peak = max(self.peak, self.active)
             self.cond.notify_all()
             if self.wait_for_peak:
@@ -131,12 +133,19 @@ class FakeOpenAI:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up on us (timeout test)
         finally:
-            with self.cond:
+            self.leave()
+
+    def leave(self):
+        # A request stops counting as active before its response goes out: the client may
+        # send its next request the moment the response arrives, before this thread runs on.
+        with self.cond:
+            if getattr(self.tls, "counted", False):
+                self.tls.counted = False
                 self.active -= 1
 
-    @staticmethod
-    def send(h, code, payload, content_type="application/json", headers=None, length=None):
+    def send(self, h, code, payload, content_type="application/json", headers=None, length=None):
         data = payload if isinstance(payload, bytes) else payload.encode()
+        self.leave()
         h.send_response(code)
         h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(data) if length is None else length))
