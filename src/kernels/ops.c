@@ -54,7 +54,10 @@ void mt_gelu_tanh_mul(float *gate, const float *up, int n) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int i = 0; i < n; i++) {
         const float g = gate[i];
-        gate[i] = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g))) * up[i];
+        /* 0.5 (1 + tanh u) = 1 / (1 + e^(-2u)): the same value through expf, which costs a
+         * fraction of tanhf (whose expm1f was an eighth of Gemma's prefill time). */
+        const float u = k * (g + 0.044715f * g * g * g);
+        gate[i] = g / (1.0f + expf(-2.0f * u)) * up[i];
     }
 }
 
