@@ -50,11 +50,16 @@ static mt_status matmul_rows(const mt_tensor *w, const float *x, int n, float *y
 /* Many tokens: dequantise a slab of rows per thread and multiply it with BLAS. */
 static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *y) {
     const int64_t cols = w->ne[0], rows = w->ne[1];
-    int64_t slab = (256 * 1024) / cols;
-    if (slab < 1) slab = 1;
-    const int64_t n_slabs = (rows + slab - 1) / slab;
+    /* About 1 MiB of f32 per slab, and a slab count that is a multiple of the thread count:
+     * with 2 threads, 3 slabs (Gemma's 1024-row Q projection) left one thread idle a third
+     * of the time. */
+    const int nt = mt_kernels_threads();
+    int64_t n_slabs = (rows * cols + 256 * 1024 - 1) / (256 * 1024);
+    n_slabs = (n_slabs + nt - 1) / nt * nt;
+    if (n_slabs > rows) n_slabs = rows;
+    const int64_t slab = (rows + n_slabs - 1) / n_slabs;
     int failed = 0;
-#pragma omp parallel num_threads(mt_kernels_threads())
+#pragma omp parallel num_threads(nt)
     {
         float *buf = malloc((size_t)(slab * cols) * sizeof *buf);
         if (!buf) {
@@ -63,8 +68,8 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t s = 0; s < n_slabs; s++) {
-            if (!buf) continue;
             const int64_t r0 = s * slab;
+            if (!buf || r0 >= rows) continue;
             const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
             for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, buf + r * cols);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)nr, (int)cols, 1.0f, x,
