@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "kernels/topk.h"
 
 mt_sampler_params mt_sampler_defaults(void) {
     mt_sampler_params p = {.temperature = 0.0f,
@@ -87,9 +88,14 @@ static int by_logit_desc(const void *a, const void *b, void *ctx) {
 /* Returns how many candidates survive top-k / top-p / min-p; prob[] holds their softmax. */
 static int filter_candidates(mt_sampler *s, const float *logits) {
     int n = s->n_vocab;
-    for (int i = 0; i < n; i++) s->idx[i] = i;
-    qsort_r(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc, (void *)logits);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        /* Selecting k candidates costs O(vocab log k); sorting the whole vocabulary for
+         * every token took a third of batched sampling time. Same order as the sort. */
+        n = mt_topk(logits, n, s->p.top_k, s->idx, s->prob);
+    } else {
+        for (int i = 0; i < n; i++) s->idx[i] = i;
+        qsort_r(s->idx, (size_t)n, sizeof *s->idx, by_logit_desc, (void *)logits);
+    }
     const float mx = logits[s->idx[0]];
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += s->prob[i] = expf(logits[s->idx[i]] - mx);
