@@ -12,8 +12,14 @@ static int first_key(const mt_attn_shape *s, int i) {
 
 /* p = softmax(mask(cap(scale·q·kᵀ))); rows beyond a query's causal range are zero. */
 static void weights(const mt_attn_shape *s, const float *q, const float *k, float *p) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->n_q, s->n_k, s->hd, s->scale, q,
-                s->q_stride, k, s->k_stride, 0.0f, p, s->n_k);
+    /* One query (decoding): a matrix-vector product. sgemm's packing of K for a single row
+     * cost more than the arithmetic, for every sequence, head and layer of every step. */
+    if (s->n_q == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, s->n_k, s->hd, s->scale, k, s->k_stride, q, 1,
+                    0.0f, p, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->n_q, s->n_k, s->hd, s->scale, q,
+                    s->q_stride, k, s->k_stride, 0.0f, p, s->n_k);
     for (int i = 0; i < s->n_q; i++) {
         float *row = p + (long)i * s->n_k;
         const int lo = first_key(s, i), hi = s->n_k - s->n_q + i;
@@ -34,8 +40,12 @@ static void weights(const mt_attn_shape *s, const float *q, const float *k, floa
 void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
                      float *out, float *p) {
     weights(s, q, k, p);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n_q, s->hd, s->n_k, 1.0f, p, s->n_k,
-                v, s->k_stride, 0.0f, out, s->o_stride);
+    if (s->n_q == 1)
+        cblas_sgemv(CblasRowMajor, CblasTrans, s->n_k, s->hd, 1.0f, v, s->k_stride, p, 1, 0.0f,
+                    out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n_q, s->hd, s->n_k, 1.0f, p,
+                    s->n_k, v, s->k_stride, 0.0f, out, s->o_stride);
 }
 
 void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
