@@ -63,7 +63,11 @@ static float quantize_block(const float *x, int n, int8_t *q) {
         float v = x[i] * id;
         v = v >= -127.0f ? v : -127.0f; /* also maps NaN to -127 */
         v = v <= 127.0f ? v : 127.0f;
-        q[i] = (int8_t)lrintf(v);
+        /* Adding 1.5·2^23 leaves the integer nearest to v (ties to even, as lrintf does in
+         * the default rounding mode) in the low mantissa bits: the same value without a
+         * libm call per element, which made this loop a tenth of beam-search time. */
+        const float r = (v + 12582912.0f) - 12582912.0f;
+        q[i] = (int8_t)r;
     }
     return d;
 }
