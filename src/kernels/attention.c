@@ -3,6 +3,8 @@
 #include <cblas.h>
 #include <math.h>
 
+#include "kernels/vexp.h"
+
 /* First key row query i may see. */
 static int first_key(const mt_attn_shape *s, int i) {
     const int pos = s->n_k - s->n_q + i;
@@ -30,7 +32,8 @@ static void weights(const mt_attn_shape *s, const float *q, const float *k, floa
         }
         float sum = 0.0f;
         for (int j = 0; j < lo; j++) row[j] = 0.0f;
-        for (int j = lo; j <= hi; j++) sum += row[j] = expf(row[j] - mx);
+        mt_exp_shift(row + lo, row + lo, hi - lo + 1, mx);
+        for (int j = lo; j <= hi; j++) sum += row[j];
         for (int j = hi + 1; j < s->n_k; j++) row[j] = 0.0f;
         const float inv = 1.0f / sum;
         for (int j = lo; j <= hi; j++) row[j] *= inv;
@@ -41,8 +44,8 @@ void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, con
                      float *out, float *p) {
     weights(s, q, k, p);
     if (s->n_q == 1)
-        cblas_sgemv(CblasRowMajor, CblasTrans, s->n_k, s->hd, 1.0f, v, s->k_stride, p, 1, 0.0f,
-                    out, 1);
+        cblas_sgemv(CblasRowMajor, CblasTrans, s->n_k, s->hd, 1.0f, v, s->k_stride, p, 1, 0.0f, out,
+                    1);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n_q, s->hd, s->n_k, 1.0f, p,
                     s->n_k, v, s->k_stride, 0.0f, out, s->o_stride);

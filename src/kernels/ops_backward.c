@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/vexp.h"
+
 void mt_rmsnorm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
                          int n, float eps, int accumulate) {
     double ss = 0.0, dot = 0.0;
@@ -55,14 +57,12 @@ void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate, cons
 }
 
 float mt_logsumexp(const float *x, int n) {
-    float mx = x[0];
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
-    return mx + (float)log(sum);
+    const float mx = mt_row_max(x, n);
+    return mx + (float)log(mt_exp_shift_sum(x, n, mx));
 }
 
 void mt_xent_grad_row(float *x, int n, int target, float lse, float coef) {
-    for (int i = 0; i < n; i++) x[i] = -coef * expf(x[i] - lse);
+    mt_exp_shift(x, x, n, lse);
+    for (int i = 0; i < n; i++) x[i] *= -coef;
     x[target] += coef;
 }

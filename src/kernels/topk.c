@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/vexp.h"
+
 float mt_log_softmax(float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -12,8 +14,7 @@ float mt_log_softmax(float *x, int n) {
         return -INFINITY;
     }
     /* Double accumulation: a 10^5-token sum in float loses the small tail terms. */
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
+    const double sum = mt_exp_shift_sum(x, n, mx);
     /* Subtracting max and log-sum separately keeps large logits (1000 + 0.86) exact to a
      * few ulps of the log-prob rather than of the logit. */
     const float ls = (float)log(sum);
@@ -64,9 +65,7 @@ int mt_topk_log_softmax(const float *x, int n, int k, int32_t *idx, float *val) 
         for (int j = 0; j < got; j++) val[j] = -INFINITY;
         return got;
     }
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += expf(x[i] - mx);
-    const float ls = (float)log(sum);
+    const float ls = (float)log(mt_exp_shift_sum(x, n, mx));
     for (int j = 0; j < got; j++) val[j] = (val[j] - mx) - ls;
     return got;
 }

@@ -1,0 +1,117 @@
+#include "kernels/vexp.h"
+
+#include <math.h>
+
+#include "kernels/qdot.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TGT __attribute__((target("avx2,fma")))
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
+
+static int use_avx2(void) {
+    static int cached = -1; /* every thread computes the same value: relaxed atomics suffice */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = HAVE_X86 && mt_qdot_avx2_available();
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+#if HAVE_X86
+/* e^x = 2^k · e^r with k = round(x / ln 2) and |r| <= ln2 / 2, ln 2 split in two parts so
+ * r is exact; e^r by the Cephes expf polynomial. min/max take x second so a NaN passes
+ * through; below the smallest normal result the value is 0 (as expf(-inf)). */
+TGT static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.3365447504f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x);
+    x = _mm256_max_ps(lo, x);
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+TGT static int exp_shift_avx2(float *y, const float *x, int n, float shift) {
+    const __m256 s = _mm256_set1_ps(shift);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
+    return i;
+}
+
+TGT static int exp_sum_avx2(const float *x, int n, float shift, double *sum) {
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(a0, a1));
+    *sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    return i;
+}
+
+TGT static int max_avx2(const float *x, int n, float *mx) {
+    if (n < 8) return 0;
+    __m256 m = _mm256_loadu_ps(x);
+    int i = 8;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float l[8];
+    _mm256_storeu_ps(l, m);
+    float best = l[0];
+    for (int j = 1; j < 8; j++) best = l[j] > best ? l[j] : best;
+    *mx = best;
+    return i;
+}
+#endif
+
+void mt_exp_shift(float *y, const float *x, int n, float shift) {
+    int i = 0;
+#if HAVE_X86
+    if (use_avx2()) i = exp_shift_avx2(y, x, n, shift);
+#endif
+    for (; i < n; i++) y[i] = expf(x[i] - shift);
+}
+
+double mt_exp_shift_sum(const float *x, int n, float shift) {
+    double sum = 0.0;
+    int i = 0;
+#if HAVE_X86
+    if (use_avx2()) i = exp_sum_avx2(x, n, shift, &sum);
+#endif
+    for (; i < n; i++) sum += expf(x[i] - shift);
+    return sum;
+}
+
+float mt_row_max(const float *x, int n) {
+    float mx = x[0];
+    int i = 1;
+#if HAVE_X86
+    if (use_avx2()) {
+        const int done = max_avx2(x, n, &mx);
+        if (done) i = done;
+    }
+#endif
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}

@@ -1,0 +1,16 @@
+/* Exponentials over rows (softmax, log-sum-exp, cross-entropy gradients, attention
+ * weights), eight at a time with AVX2+FMA when the CPU has them: a Cephes-style range
+ * reduction and polynomial, within 2 ulp of expf, with NaN kept NaN and -inf mapped to 0.
+ * Elements past the last multiple of 8 (and every element on CPUs without AVX2) use
+ * expf. An element's value depends only on its position in the row, never on timing. */
+#ifndef MT_KERNELS_VEXP_H
+#define MT_KERNELS_VEXP_H
+
+/* y[i] = exp(x[i] - shift); y may be x. */
+void mt_exp_shift(float *y, const float *x, int n, float shift);
+/* Sum over i of exp(x[i] - shift), accumulated in double. */
+double mt_exp_shift_sum(const float *x, int n, float shift);
+/* The largest element (NaN-free rows; n >= 1). */
+float mt_row_max(const float *x, int n);
+
+#endif
