@@ -50,7 +50,7 @@ GEMMA_FILE="gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 APT_PKGS="build-essential pkg-config libcjson-dev libpcre2-dev libopenblas-dev libcmocka-dev
-          libcurl4-openssl-dev libsqlite3-dev
+          libcurl4-openssl-dev libsqlite3-dev libyaml-dev
           python3-doc python3-venv clang-format cmake ninja-build"
 
 # ---------------------------------------------------------------------------

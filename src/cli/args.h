@@ -34,7 +34,9 @@ typedef struct {
 } mt_opt;
 
 /* Parses argv[1..]; *help is set when -h/--help is seen. Positional arguments are not
- * accepted (every input has a flag). */
+ * accepted (every input has a flag). `--config FILE.yaml` applies a flat YAML mapping of
+ * settings at its place in argv: each key is a flag without its dashes (`lora_rank: 8`
+ * or `lora-rank: 8`), flags take true/false, lists join with commas; flags after it win. */
 mt_status mt_parse_opts(const mt_opt *opts, int n_opts, int argc, char **argv, int *help);
 void mt_print_help(FILE *f, const char *usage, const char *about, const mt_opt *opts, int n_opts);
 /* Prints "meteor: error: <last error>" and returns the exit code for errors (1). */
