@@ -90,6 +90,7 @@ static mt_status build_opts(const mt_train_job *j, mt_train_opts *o) {
     o->max_steps = j->max_steps;
     o->save_every = j->save_every;
     o->recompute = j->recompute;
+    o->recompute_layers = j->recompute_layers;
     o->train_prompt = j->train_prompt;
     o->resume = j->resume;
     o->quiet = j->quiet;

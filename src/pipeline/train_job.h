@@ -16,6 +16,7 @@ typedef struct {
     const char *out;    /* folder for checkpoint.safetensors and metrics.jsonl */
     const char *result; /* adapter folder / model file; NULL: OUT/adapter or OUT/model.gguf */
     const char *loss, *targets, *schedule;
+    const char *recompute_layers; /* "0-5,12,20-" etc.; NULL: none (unless recompute) */
     int full, rank, batch, accum, epochs, max_len, save_every, warmup, recompute, train_prompt;
     int resume, max_batch_tokens, quiet, max_steps;
     float alpha, dropout, lr, min_lr_ratio, wd, clip, margin, beta, sft_weight;

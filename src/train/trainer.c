@@ -316,6 +316,9 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
         goto done;
     }
     for (int l = 0; l < m->cfg.n_layer; l++) ckpt[l] = (unsigned char)(o->recompute != 0);
+    if (o->recompute_layers && *o->recompute_layers && !o->recompute &&
+        (s = mt_parse_layer_list(o->recompute_layers, m->cfg.n_layer, ckpt)))
+        goto done;
     mt_progress bar;
     mt_progress_start(&bar, "train", opts.sched.total_steps, opt.step);
     bar.quiet = o->quiet;
@@ -386,4 +389,44 @@ done:
 done_plan:
     if (cur.have_plan) mt_batches_free(&cur.plan);
     return s;
+}
+
+static mt_status parse_layer_item(const char *item, int n_layer, unsigned char *mask) {
+    char *end = NULL;
+    long lo = 0, hi = n_layer - 1;
+    const char *dash = strchr(item, '-');
+    if (dash != item) {
+        lo = strtol(item, &end, 10);
+        if (end == item || (dash ? end != dash : *end)) goto bad;
+    }
+    if (!dash)
+        hi = lo;
+    else if (dash[1]) {
+        hi = strtol(dash + 1, &end, 10);
+        if (end == dash + 1 || *end) goto bad;
+    }
+    if (lo < 0 || hi >= n_layer || lo > hi)
+        return mt_fail(MT_ERR_ARG, "layer range '%s' is outside 0-%d", item, n_layer - 1);
+    for (long l = lo; l <= hi; l++) mask[l] = 1;
+    return MT_OK;
+bad:
+    return mt_fail(MT_ERR_ARG, "bad layer list item '%s' (use e.g. 0-5,12,20-)", item);
+}
+
+mt_status mt_parse_layer_list(const char *spec, int n_layer, unsigned char *mask) {
+    memset(mask, 0, (size_t)n_layer);
+    if (!strcmp(spec, "none")) return MT_OK;
+    if (!strcmp(spec, "all")) {
+        memset(mask, 1, (size_t)n_layer);
+        return MT_OK;
+    }
+    char buf[256];
+    if (strlen(spec) >= sizeof buf) return mt_fail(MT_ERR_ARG, "layer list too long");
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        mt_status s = parse_layer_item(item, n_layer, mask);
+        if (s) return s;
+    }
+    return MT_OK;
 }

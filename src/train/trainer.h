@@ -26,6 +26,9 @@ typedef struct {
     int64_t max_steps; /* 0: epochs decide */
     int save_every;    /* optimiser steps between checkpoints; 0: only at the end */
     int recompute;     /* recompute every block's activations in backward (less memory) */
+    /* Or only some blocks: "0-5,12,20-" (ranges of layer indices, open ends allowed);
+     * NULL or "" for none beyond what recompute says. */
+    const char *recompute_layers;
     int train_prompt;
     int resume;
     int quiet;
@@ -39,6 +42,9 @@ typedef struct {
     double tokens_per_second;
     int64_t tokens;
 } mt_train_summary;
+
+/* Parses a layer list ("all", "none", "0-5,12,20-") into mask[0..n_layer). */
+mt_status mt_parse_layer_list(const char *spec, int n_layer, unsigned char *mask);
 
 /* Paths of the run's files inside out_dir. */
 void mt_train_path(const mt_train_opts *o, const char *file, char *buf, size_t cap);

@@ -66,3 +66,21 @@ def test_bad_config(run_meteor, smollm_gguf, data, tmp_path, text, expect):
     lines = [l for l in p.stderr.splitlines() if l.startswith("meteor: error:")]
     assert len(lines) == 1 and expect in lines[0], p.stderr
     assert not (tmp_path / "o" / "adapter").exists()
+
+
+@pytest.mark.parametrize("layers", ["0-9,20-", "all", "5"])
+def test_recompute_some_layers_changes_nothing_but_memory(run_meteor, smollm_gguf, data,
+                                                          tmp_path, layers):
+    run_meteor("train", "-m", smollm_gguf, "--data", data, "--out", tmp_path / "plain", *FLAGS)
+    run_meteor("train", "-m", smollm_gguf, "--data", data, "--out", tmp_path / "re", *FLAGS,
+               "--recompute-layers", layers)
+    a = (tmp_path / "plain" / "adapter" / "adapter_model.safetensors").read_bytes()
+    b = (tmp_path / "re" / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert a == b
+
+
+@pytest.mark.parametrize("layers", ["40", "3-1", "x", "1-2-3"])
+def test_bad_layer_list(run_meteor, smollm_gguf, data, tmp_path, layers):
+    p = run_meteor("train", "-m", smollm_gguf, "--data", data, "--out", tmp_path / "o", *FLAGS,
+                   "--recompute-layers", layers, check=False)
+    assert p.returncode == 1 and "layer" in p.stderr
