@@ -61,7 +61,7 @@ mt_status mt_pretok_add_preset(mt_tokenizer *t, const char *pre) {
         mt_status st = mt_pretok_add_regex(t, "\\p{N}", 0, MT_SPLIT_ISOLATED);
         return st ? st : mt_pretok_add_gpt2(t);
     }
-    if (strcmp(pre, "gpt2") && strcmp(pre, "default"))
+    if (strcmp(pre, "gpt2") && strcmp(pre, "gpt-2") && strcmp(pre, "default"))
         MT_WARN("tokenizer: pre-tokenizer '%s' unknown, using GPT-2's", pre);
     return mt_pretok_add_gpt2(t);
 }
