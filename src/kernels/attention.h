@@ -18,6 +18,12 @@ typedef struct {
 void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
                      float *out, float *p);
 
+/* Decoding (s->n_q == 1): the `group` query heads that share one KV head, their queries
+ * and outputs hd floats apart; K and V rows are read once for all of them. p: scratch of
+ * group x n_k floats. */
+void mt_attn_decode_group(const mt_attn_shape *s, int group, const float *q, const float *k,
+                          const float *v, float *out, float *p);
+
 /* Given dout, writes dq (overwrites) and adds to dk, dv (rows of dk_stride floats). p and
  * dp: scratch of n_q x n_k; the weights are recomputed. */
 void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
