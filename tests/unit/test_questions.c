@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include "pipeline/questions.h"
 
 static char dir[64];
@@ -20,8 +22,7 @@ static mt_store *s;
 
 static int setup(void **state) {
     (void)state;
-    strcpy(dir, "/tmp/mt_test_questions_XXXXXX");
-    if (!mkdtemp(dir)) return -1;
+    if (mt_test_mkdtemp(dir, sizeof dir, "questions")) return -1;
     char db[128];
     snprintf(db, sizeof db, "%s/run.db", dir);
     return mt_store_open(db, &s) == MT_OK ? 0 : -1;
@@ -31,9 +32,7 @@ static int teardown(void **state) {
     (void)state;
     mt_store_close(s);
     s = NULL;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return mt_test_rmtree(dir) == 0 ? 0 : -1;
 }
 
 static const char *write_file(const char *name, const char *text) {

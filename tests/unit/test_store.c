@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tmpdir.h"
 #include <sqlite3.h>
 
 #include "store/store.h"
@@ -22,8 +24,7 @@ static mt_store *s;
 
 static int setup(void **state) {
     (void)state;
-    strcpy(dir, "/tmp/mt_test_store_XXXXXX");
-    if (!mkdtemp(dir)) return -1;
+    if (mt_test_mkdtemp(dir, sizeof dir, "store")) return -1;
     snprintf(db_path, sizeof db_path, "%s/run.db", dir);
     return mt_store_open(db_path, &s) == MT_OK ? 0 : -1;
 }
@@ -32,9 +33,7 @@ static int teardown(void **state) {
     (void)state;
     mt_store_close(s);
     s = NULL;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return mt_test_rmtree(dir) == 0 ? 0 : -1;
 }
 
 static void reopen(void) {
