@@ -199,21 +199,12 @@ ATTN_TGT static void decode_group_avx2(const mt_attn_shape *s, int group, const 
     }
 }
 
-static int simd(void) {
-    static int cached = -1; /* the same value for every thread: relaxed atomics suffice */
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = mt_qdot_avx2_available();
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
 #endif
 
 void mt_attn_decode_group(const mt_attn_shape *s, int group, const float *q, const float *k,
                           const float *v, float *out, float *p) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (s->hd % 8 == 0 && simd()) {
+    if (s->hd % 8 == 0 && mt_qdot_avx2_available()) {
         decode_group_avx2(s, group, q, k, v, out, p);
         return;
     }

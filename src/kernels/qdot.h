@@ -31,7 +31,7 @@ typedef enum {
 mt_status mt_qdot_set_impl(mt_qdot_impl impl);
 /* The implementation in use: MT_QDOT_SCALAR or MT_QDOT_AVX2, never AUTO. */
 mt_qdot_impl mt_qdot_get_impl(void);
-/* True when this CPU can run the AVX2 kernels. */
+/* True when this CPU can run the AVX2 kernels (detected once, then cached). */
 int mt_qdot_avx2_available(void);
 
 /* True for the weight types these kernels handle (every type in dtype.h). */

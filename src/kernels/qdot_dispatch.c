@@ -10,7 +10,7 @@
  * that first use may come from several kernel threads at once (all store the same). */
 static atomic_int current = -1;
 
-int mt_qdot_avx2_available(void) {
+static int detect_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
     /* The compiler runtime fills the CPU model in a constructor (and checks that the OS
      * saves YMM state); no __builtin_cpu_init, which would race when kernel threads get
@@ -21,6 +21,18 @@ int mt_qdot_avx2_available(void) {
 #else
     return 0;
 #endif
+}
+
+int mt_qdot_avx2_available(void) {
+    /* Cached: the row kernels of vexp.c and attention.c ask on every call. Threads that
+     * get here together all store the same answer. */
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        v = detect_avx2();
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 mt_status mt_qdot_set_impl(mt_qdot_impl impl) {

@@ -12,16 +12,6 @@
 #define HAVE_X86 0
 #endif
 
-static int use_avx2(void) {
-    static int cached = -1; /* every thread computes the same value: relaxed atomics suffice */
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = HAVE_X86 && mt_qdot_avx2_available();
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
-
 #if HAVE_X86
 /* e^x = 2^k · e^r with k = round(x / ln 2) and |r| <= ln2 / 2, ln 2 split in two parts so
  * r is exact; e^r by the Cephes expf polynomial. min/max take x second so a NaN passes
@@ -88,7 +78,7 @@ TGT static int max_avx2(const float *x, int n, float *mx) {
 void mt_exp_shift(float *y, const float *x, int n, float shift) {
     int i = 0;
 #if HAVE_X86
-    if (use_avx2()) i = exp_shift_avx2(y, x, n, shift);
+    if (mt_qdot_avx2_available()) i = exp_shift_avx2(y, x, n, shift);
 #endif
     for (; i < n; i++) y[i] = expf(x[i] - shift);
 }
@@ -97,7 +87,7 @@ double mt_exp_shift_sum(const float *x, int n, float shift) {
     double sum = 0.0;
     int i = 0;
 #if HAVE_X86
-    if (use_avx2()) i = exp_sum_avx2(x, n, shift, &sum);
+    if (mt_qdot_avx2_available()) i = exp_sum_avx2(x, n, shift, &sum);
 #endif
     for (; i < n; i++) sum += expf(x[i] - shift);
     return sum;
@@ -107,7 +97,7 @@ float mt_row_max(const float *x, int n) {
     float mx = x[0];
     int i = 1;
 #if HAVE_X86
-    if (use_avx2()) {
+    if (mt_qdot_avx2_available()) {
         const int done = max_avx2(x, n, &mx);
         if (done) i = done;
     }
