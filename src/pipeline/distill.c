@@ -127,20 +127,29 @@ static mt_status write_guidelines(distill *d, const int *todo, int n_todo, int a
     return st;
 }
 
+/* The outputs of a stage's done items into out[i]; the questions without one are listed
+ * in missing (when not NULL). */
+static mt_status load_stage(distill *d, const char *stage, char **out, int *missing,
+                            int *n_missing) {
+    if (n_missing) *n_missing = 0;
+    for (int i = 0; i < d->n; i++) {
+        mt_item it = {0};
+        mt_status st = mt_store_item_get(d->s, PHASE, stage, d->qs[i].id, &it);
+        if (!st && it.state == MT_ITEM_DONE)
+            out[i] = it.output, it.output = NULL;
+        else if (!st && missing)
+            missing[(*n_missing)++] = i;
+        mt_item_free(&it);
+        if (st) return st;
+    }
+    return MT_OK;
+}
+
 /* Loads stored guidelines; writes the missing ones with the weak model. */
 static mt_status guidelines(distill *d) {
     int *todo = mt_calloc((size_t)d->n + 1, sizeof *todo);
     int n_todo = 0;
-    mt_status st = todo ? MT_OK : MT_ERR_NOMEM;
-    for (int i = 0; !st && i < d->n; i++) {
-        mt_item it = {0};
-        st = mt_store_item_get(d->s, PHASE, "guideline", d->qs[i].id, &it);
-        if (!st && it.state == MT_ITEM_DONE)
-            d->guides[i] = it.output, it.output = NULL;
-        else if (!st)
-            todo[n_todo++] = i;
-        mt_item_free(&it);
-    }
+    mt_status st = todo ? load_stage(d, "guideline", d->guides, todo, &n_todo) : MT_ERR_NOMEM;
     if (!st && n_todo) st = write_guidelines(d, todo, n_todo, d->n - n_todo);
     free(todo);
     return st;
@@ -242,22 +251,11 @@ static mt_status answers(distill *d, int *failed) {
 
 /* ---- stored answers, export, judge scores ------------------------------------------------ */
 
-static mt_status load_answers(distill *d) {
-    for (int i = 0; i < d->n; i++) {
-        mt_item it = {0};
-        mt_status st = mt_store_item_get(d->s, PHASE, "answer", d->qs[i].id, &it);
-        if (!st && it.state == MT_ITEM_DONE) d->answers[i] = it.output, it.output = NULL;
-        mt_item_free(&it);
-        if (st) return st;
-    }
-    return MT_OK;
-}
-
-/* The judge's score of question i's answer, or 0 when it has none. */
-static mt_status stored_score(distill *d, int i, int *score) {
+/* The judge's score of question qid's answer, or 0 when it has none. */
+static mt_status stored_score(distill *d, const char *qid, int *score) {
     mt_item it = {0};
     *score = 0;
-    mt_status st = mt_store_item_get(d->s, PHASE, "score", d->qs[i].id, &it);
+    mt_status st = mt_store_item_get(d->s, PHASE, "score", qid, &it);
     if (!st && it.state == MT_ITEM_DONE && it.output) {
         cJSON *j = cJSON_Parse(it.output);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "score");
@@ -278,15 +276,17 @@ static mt_status export_records(distill *d, int *n_out) {
         cJSON *r = cJSON_Parse(lines[k]);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
         int score = 0;
-        for (int i = 0; cJSON_IsString(id) && i < d->n; i++)
-            if (!strcmp(d->qs[i].id, id->valuestring) && !(st = stored_score(d, i, &score))) break;
+        if (cJSON_IsString(id)) st = stored_score(d, id->valuestring, &score);
         if (!st && score > 0) {
             cJSON_AddNumberToObject(r, "judge_score", score);
             char *txt = cJSON_PrintUnformatted(r);
-            if (txt) {
+            char *copy = txt ? strdup(txt) : NULL;
+            cJSON_free(txt);
+            if (copy) {
                 free(lines[k]);
-                lines[k] = strdup(txt);
-                cJSON_free(txt);
+                lines[k] = copy;
+            } else {
+                st = mt_fail(MT_ERR_NOMEM, "out of memory exporting records");
             }
         }
         cJSON_Delete(r);
@@ -328,7 +328,7 @@ static mt_status scores(distill *d) {
     int n_scored = 0;
     for (int i = 0; !st && i < d->n; i++) {
         int sc = 0;
-        if (!(st = stored_score(d, i, &sc)) && sc > 0) sum += sc, n_scored++;
+        if (!(st = stored_score(d, d->qs[i].id, &sc)) && sc > 0) sum += sc, n_scored++;
     }
     if (!st && n_scored) {
         st = mt_store_metric(
@@ -521,7 +521,7 @@ mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *sp) {
     if (!st || st == MT_ERR_BUDGET) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mt_last_error());
-        st = load_answers(&d);
+        st = load_stage(&d, "answer", d.answers, NULL, NULL);
         if (!st) st = export_records(&d, &n_rec);
         if (!st && stop) st = mt_fail(stop, "%s", msg);
     }

@@ -132,24 +132,3 @@ mt_status mt_expert_pass(mt_store *s, mt_expert *e, const mt_expert_job *jobs, i
     free(reqs);
     return st;
 }
-
-mt_status mt_expert_pass_pending(mt_store *s, const mt_expert *e, const mt_expert_job *jobs, int n,
-                                 const char *phase, const char *stage, int *pending) {
-    *pending = 0;
-    for (int j = 0; j < n; j++) {
-        mt_item it = {0};
-        mt_status st = mt_store_item_get(s, phase, stage, jobs[j].qid, &it);
-        const int done = it.state == MT_ITEM_DONE;
-        mt_item_free(&it);
-        if (st) return st;
-        if (done) continue;
-        char hash[65];
-        mt_expert_request_hash(e, &jobs[j].req, hash);
-        mt_cached_reply c = {0};
-        int found = 0;
-        if ((st = mt_store_request_get(s, hash, &c, &found))) return st;
-        mt_cached_reply_free(&c);
-        *pending += !found;
-    }
-    return MT_OK;
-}

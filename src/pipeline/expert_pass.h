@@ -38,8 +38,4 @@ typedef struct {
 mt_status mt_expert_pass(mt_store *s, mt_expert *e, const mt_expert_job *jobs, int n,
                          const mt_expert_pass_opts *o, mt_expert_pass_stats *stats);
 
-/* How many of jobs would go to the expert (not done, not cached), for --dry-run. */
-mt_status mt_expert_pass_pending(mt_store *s, const mt_expert *e, const mt_expert_job *jobs, int n,
-                                 const char *phase, const char *stage, int *pending);
-
 #endif
