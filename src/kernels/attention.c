@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 
+#include "kernels/sgemm.h"
 #include "kernels/vexp.h"
 
 /* First key row query i may see. */
@@ -20,8 +21,8 @@ static void weights(const mt_attn_shape *s, const float *q, const float *k, floa
         cblas_sgemv(CblasRowMajor, CblasNoTrans, s->n_k, s->hd, s->scale, k, s->k_stride, q, 1,
                     0.0f, p, 1);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->n_q, s->n_k, s->hd, s->scale, q,
-                    s->q_stride, k, s->k_stride, 0.0f, p, s->n_k);
+        mt_sgemm(0, 1, s->n_q, s->n_k, s->hd, s->scale, q, s->q_stride, k, s->k_stride, 0.0f, p,
+                 s->n_k);
     for (int i = 0; i < s->n_q; i++) {
         float *row = p + (long)i * s->n_k;
         const int lo = first_key(s, i), hi = s->n_k - s->n_q + i;
@@ -47,8 +48,8 @@ void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, con
         cblas_sgemv(CblasRowMajor, CblasTrans, s->n_k, s->hd, 1.0f, v, s->k_stride, p, 1, 0.0f, out,
                     1);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n_q, s->hd, s->n_k, 1.0f, p,
-                    s->n_k, v, s->k_stride, 0.0f, out, s->o_stride);
+        mt_sgemm(0, 0, s->n_q, s->hd, s->n_k, 1.0f, p, s->n_k, v, s->k_stride, 0.0f, out,
+                 s->o_stride);
 }
 
 void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
@@ -56,10 +57,9 @@ void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, co
                       float *dp) {
     weights(s, q, k, p);
     /* dV += Pᵀ·dO ; dP = dO·Vᵀ */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->n_k, s->hd, s->n_q, 1.0f, p, s->n_k,
-                dout, s->o_stride, 1.0f, dv, dk_stride);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->n_q, s->n_k, s->hd, 1.0f, dout,
-                s->o_stride, v, s->k_stride, 0.0f, dp, s->n_k);
+    mt_sgemm(1, 0, s->n_k, s->hd, s->n_q, 1.0f, p, s->n_k, dout, s->o_stride, 1.0f, dv, dk_stride);
+    mt_sgemm(0, 1, s->n_q, s->n_k, s->hd, 1.0f, dout, s->o_stride, v, s->k_stride, 0.0f, dp,
+             s->n_k);
     /* dS = P ∘ (dP − rowsum(P ∘ dP)), through the softcap, then the scale. */
     for (int i = 0; i < s->n_q; i++) {
         float *pr = p + (long)i * s->n_k, *dr = dp + (long)i * s->n_k;
@@ -84,10 +84,8 @@ void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, co
         }
     }
     /* dQ = dS·K ; dK += dSᵀ·Q */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n_q, s->hd, s->n_k, 1.0f, dp, s->n_k,
-                k, s->k_stride, 0.0f, dq, s->q_stride);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->n_k, s->hd, s->n_q, 1.0f, dp, s->n_k, q,
-                s->q_stride, 1.0f, dk, dk_stride);
+    mt_sgemm(0, 0, s->n_q, s->hd, s->n_k, 1.0f, dp, s->n_k, k, s->k_stride, 0.0f, dq, s->q_stride);
+    mt_sgemm(1, 0, s->n_k, s->hd, s->n_q, 1.0f, dp, s->n_k, q, s->q_stride, 1.0f, dk, dk_stride);
 }
 
 /* ---- decoding: one query per head, the heads of a KV group together ------------------ */

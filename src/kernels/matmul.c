@@ -6,6 +6,7 @@
 
 #include "kernels/dequant.h"
 #include "kernels/qdot.h"
+#include "kernels/sgemm.h"
 
 static int n_threads = 0;
 
@@ -72,8 +73,8 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
             if (!buf || r0 >= rows) continue;
             const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
             for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, buf + r * cols);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)nr, (int)cols, 1.0f, x,
-                        (int)cols, buf, (int)cols, 0.0f, y + r0, (int)rows);
+            mt_sgemm(0, 1, n, (int)nr, (int)cols, 1.0f, x, (int)cols, buf, (int)cols, 0.0f, y + r0,
+                     (int)rows);
         }
         free(buf);
     }
@@ -151,9 +152,8 @@ mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
             const int64_t r0 = t * per;
             if (r0 >= rows) continue;
             const int64_t nr = r0 + per <= rows ? per : rows - r0;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)nr, (int)cols, 1.0f, x,
-                        (int)cols, (const float *)w->data + r0 * cols, (int)cols, 0.0f, y + r0,
-                        (int)rows);
+            mt_sgemm(0, 1, n, (int)nr, (int)cols, 1.0f, x, (int)cols,
+                     (const float *)w->data + r0 * cols, (int)cols, 0.0f, y + r0, (int)rows);
         }
         return MT_OK;
     }
@@ -171,9 +171,8 @@ void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
         const int nr = r0 + per <= m ? per : m - r0;
         /* Rows r0.. of op(A): offset along A's rows, or its columns when transposed. */
         const float *a0 = trans_a ? a + r0 : a + (size_t)r0 * lda;
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, nr, n, k, alpha, a0, lda, b, ldb, beta,
-                    c + (size_t)r0 * ldc, ldc);
+        mt_sgemm(trans_a, trans_b, nr, n, k, alpha, a0, lda, b, ldb, beta, c + (size_t)r0 * ldc,
+                 ldc);
     }
 }
 
@@ -204,9 +203,8 @@ mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, in
             const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
             for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, buf + r * cols);
             const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nn, (int)cols, (int)nr, 1.0f,
-                        dy + (size_t)n0 * rows + r0, (int)rows, buf, (int)cols, beta,
-                        dx + (size_t)n0 * cols, (int)cols);
+            mt_sgemm(0, 0, nn, (int)cols, (int)nr, 1.0f, dy + (size_t)n0 * rows + r0, (int)rows,
+                     buf, (int)cols, beta, dx + (size_t)n0 * cols, (int)cols);
         }
         free(buf);
     }
