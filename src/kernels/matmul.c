@@ -183,30 +183,37 @@ mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, in
                 accumulate ? 1.0f : 0.0f, dx, (int)cols);
         return MT_OK;
     }
-    /* Each thread takes a band of tokens and dequantises the weight slab by slab itself:
-     * the repeated dequantisation is small next to the GEMM once n is large. */
+    /* Slab by slab, the threads dequantise the slab's rows together, then each multiplies
+     * its own band of columns. (Giving each thread a band of tokens instead made every
+     * thread dequantise and pack the whole weight.) Two slab buffers alternate, so the
+     * barrier after a slab's dequantisation also proves the slab before it is no longer
+     * being read. */
     int64_t slab = (256 * 1024) / cols;
     if (slab < 1) slab = 1;
     const int nt = mt_kernels_threads();
-    const int per = (n + nt - 1) / nt;
-    int failed = 0;
+    /* Column bands in multiples of 32, the GEMM's tile width. */
+    const int64_t band = ((cols + nt - 1) / nt + 31) / 32 * 32;
+    float *buf[2] = {malloc((size_t)(slab * cols) * sizeof(float)),
+                     malloc((size_t)(slab * cols) * sizeof(float))};
+    const int failed = !buf[0] || !buf[1];
+    if (!failed) {
 #pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num();
-        const int n0 = t * per, nn = n0 + per <= n ? per : n - n0;
-        float *buf = nn > 0 ? malloc((size_t)(slab * cols) * sizeof *buf) : NULL;
-        if (nn > 0 && !buf) {
-#pragma omp atomic write
-            failed = 1;
+        {
+            const int t = omp_get_thread_num();
+            const int64_t c0 = t * band, c1 = c0 + band < cols ? c0 + band : cols;
+            for (int64_t r0 = 0, s = 0; r0 < rows; r0 += slab, s ^= 1) {
+                const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
+                float *bs = buf[s];
+#pragma omp for schedule(static)
+                for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, bs + r * cols);
+                if (c0 >= c1) continue;
+                const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
+                mt_sgemm(0, 0, n, (int)(c1 - c0), (int)nr, 1.0f, dy + r0, (int)rows, bs + c0,
+                         (int)cols, beta, dx + c0, (int)cols);
+            }
         }
-        for (int64_t r0 = 0; buf && r0 < rows; r0 += slab) {
-            const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
-            for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, buf + r * cols);
-            const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
-            mt_sgemm(0, 0, nn, (int)cols, (int)nr, 1.0f, dy + (size_t)n0 * rows + r0, (int)rows,
-                     buf, (int)cols, beta, dx + (size_t)n0 * cols, (int)cols);
-        }
-        free(buf);
     }
+    free(buf[0]);
+    free(buf[1]);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul backward") : MT_OK;
 }

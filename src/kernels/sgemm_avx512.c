@@ -20,27 +20,22 @@ static int imin(int a, int b) {
     return a < b ? a : b;
 }
 
-/* Strip s of the block holds rows i0+s .. i0+s+MR-1 of op(A) as kc groups of MR floats;
- * rows past the matrix are zero, so the kernel needs no edge case on the k loop. */
-static void pack_a(int trans_a, const float *a, int lda, int i0, int mc, int p0, int kc,
-                   float *pa) {
-    for (int s = 0; s < mc; s += MR) {
-        const int rows = imin(MR, mc - s);
-        float *dst = pa + (size_t)s * kc;
-        if (!trans_a) {
-            for (int ii = 0; ii < rows; ii++) {
-                const float *src = a + (size_t)(i0 + s + ii) * lda + p0;
-                for (int p = 0; p < kc; p++) dst[p * MR + ii] = src[p];
-            }
-        } else {
-            for (int p = 0; p < kc; p++)
-                memcpy(dst + p * MR, a + (size_t)(p0 + p) * lda + i0 + s,
-                       (size_t)rows * sizeof *dst);
+/* One strip of op(A): rows i0 .. i0+rows-1 as kc groups of h floats, zero past `rows`
+ * (h is the kernel's tile height), so the kernel never reads past A. */
+static void pack_a_strip(int trans_a, const float *a, int lda, int i0, int rows, int p0, int kc,
+                         int h, float *dst) {
+    if (!trans_a) {
+        for (int ii = 0; ii < rows; ii++) {
+            const float *src = a + (size_t)(i0 + ii) * lda + p0;
+            for (int p = 0; p < kc; p++) dst[p * h + ii] = src[p];
         }
-        if (rows < MR)
-            for (int p = 0; p < kc; p++)
-                memset(dst + p * MR + rows, 0, (size_t)(MR - rows) * sizeof *dst);
+    } else {
+        for (int p = 0; p < kc; p++)
+            memcpy(dst + p * h, a + (size_t)(p0 + p) * lda + i0, (size_t)rows * sizeof *dst);
     }
+    if (rows < h)
+        for (int p = 0; p < kc; p++)
+            memset(dst + p * h + rows, 0, (size_t)(h - rows) * sizeof *dst);
 }
 
 /* out[q] = column q of the 16 x 16 block whose rows are in[0..15]. */
@@ -188,6 +183,100 @@ TGT static void kernel_strided(int kc, const float *pa, int rs, int cs, const fl
     kernel_body(kc, pa, rs, cs, pb, c, ldc, MR, nr, alpha, beta);
 }
 
+/* ---- narrow products (n <= 16: LoRA's rank-8 factors) ---------------------------------
+ * A 12 x 32 tile would leave three quarters of its lanes idle, so one zmm column of 16
+ * and 24 rows: 24 accumulators again, op(B) packed into a single strip of 16. */
+enum { MRN = 24, NRN = 16 };
+
+#define MT_ROWN(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(pa[(i)*rs]), b0, c##i)
+
+TGT static inline __attribute__((always_inline)) void narrow_body(int kc, const float *pa, int rs,
+                                                                  int cs, const float *pb, float *c,
+                                                                  int ldc, int mr, __mmask16 mask,
+                                                                  float alpha, float beta) {
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0;
+    __m512 c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0;
+    __m512 c15 = c0, c16 = c0, c17 = c0, c18 = c0, c19 = c0, c20 = c0, c21 = c0, c22 = c0;
+    __m512 c23 = c0;
+    for (int p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_load_ps(pb);
+        MT_ROWN(0);
+        MT_ROWN(1);
+        MT_ROWN(2);
+        MT_ROWN(3);
+        MT_ROWN(4);
+        MT_ROWN(5);
+        MT_ROWN(6);
+        MT_ROWN(7);
+        MT_ROWN(8);
+        MT_ROWN(9);
+        MT_ROWN(10);
+        MT_ROWN(11);
+        MT_ROWN(12);
+        MT_ROWN(13);
+        MT_ROWN(14);
+        MT_ROWN(15);
+        MT_ROWN(16);
+        MT_ROWN(17);
+        MT_ROWN(18);
+        MT_ROWN(19);
+        MT_ROWN(20);
+        MT_ROWN(21);
+        MT_ROWN(22);
+        MT_ROWN(23);
+        pa += cs;
+        pb += NRN;
+    }
+    const __m512 acc[MRN] = {c0,  c1,  c2,  c3,  c4,  c5,  c6,  c7,  c8,  c9,  c10, c11,
+                             c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23};
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < mr; i++) {
+        float *row = c + (size_t)i * ldc;
+        __m512 r = _mm512_mul_ps(va, acc[i]);
+        if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, row), r);
+        _mm512_mask_storeu_ps(row, mask, r);
+    }
+}
+
+TGT static void narrow_packed(int kc, const float *pa, const float *pb, float *c, int ldc, int mr,
+                              __mmask16 mask, float alpha, float beta) {
+    narrow_body(kc, pa, 1, MRN, pb, c, ldc, mr, mask, alpha, beta);
+}
+
+TGT static void narrow_strided(int kc, const float *pa, int rs, int cs, const float *pb, float *c,
+                               int ldc, __mmask16 mask, float alpha, float beta) {
+    narrow_body(kc, pa, rs, cs, pb, c, ldc, MRN, mask, alpha, beta);
+}
+
+/* C = alpha·op(A)·op(B) + beta·C for n <= 16; pa holds MRN·KC floats, pb NRN·KC. */
+static void sgemm_narrow(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc, float *pa,
+                         float *pb) {
+    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+    const int m_full = m / MRN * MRN;
+    for (int pc = 0; pc < k; pc += KC) {
+        const int kc = imin(KC, k - pc);
+        const float be = pc == 0 ? beta : 1.0f;
+        for (int p = 0; p < kc; p++)
+            for (int j = 0; j < NRN; j++)
+                pb[p * NRN + j] = j >= n    ? 0.0f
+                                  : trans_b ? b[(size_t)j * ldb + pc + p]
+                                            : b[(size_t)(pc + p) * ldb + j];
+        for (int i = 0; i < m_full; i += MRN) {
+            if (trans_a)
+                narrow_strided(kc, a + (size_t)pc * lda + i, 1, lda, pb, c + (size_t)i * ldc, ldc,
+                               mask, alpha, be);
+            else
+                narrow_strided(kc, a + (size_t)i * lda + pc, lda, 1, pb, c + (size_t)i * ldc, ldc,
+                               mask, alpha, be);
+        }
+        if (m_full < m) {
+            pack_a_strip(trans_a, a, lda, m_full, m - m_full, pc, kc, MRN, pa);
+            narrow_packed(kc, pa, pb, c + (size_t)m_full * ldc, ldc, m - m_full, mask, alpha, be);
+        }
+    }
+}
+
 static float *alloc_floats(size_t n) {
     const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
     return aligned_alloc(64, bytes);
@@ -197,12 +286,18 @@ int mt_sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, float alpha, 
                     int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     const int kc_max = imin(k, KC);
     const int nc_max = (imin(n, NC) + NR - 1) / NR * NR;
-    float *pa = alloc_floats((size_t)MR * kc_max);
+    float *pa = alloc_floats((size_t)MRN * kc_max);
     float *pb = alloc_floats((size_t)nc_max * kc_max);
     if (!pa || !pb) {
         free(pa);
         free(pb);
         return -1;
+    }
+    if (n <= NRN) {
+        sgemm_narrow(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, pa, pb);
+        free(pa);
+        free(pb);
+        return 0;
     }
     for (int jc = 0; jc < n; jc += NC) {
         const int nc = imin(NC, n - jc);
@@ -214,7 +309,7 @@ int mt_sgemm_avx512(int trans_a, int trans_b, int m, int n, int k, float alpha, 
             /* Full strips of MR rows read op(A) in place; the last, shorter one is
              * packed with zero rows so the kernel never reads past A. */
             const int m_full = m / MR * MR;
-            if (m_full < m) pack_a(trans_a, a, lda, m_full, m - m_full, pc, kc, pa);
+            if (m_full < m) pack_a_strip(trans_a, a, lda, m_full, m - m_full, pc, kc, MR, pa);
             for (int ic = 0; ic < m; ic += MC) {
                 const int mc = imin(MC, m - ic);
                 for (int jr = 0; jr < nc; jr += NR) {

@@ -1,5 +1,5 @@
 /* mt_sgemm, both implementations, against a double-precision reference: every transpose
- * combination; sizes off the 12x32 register tile and past each blocking size (K 256,
+ * combination; sizes off the 12x32 and 24x16 register tiles and past each blocking size (K 256,
  * M 96, N 2048); leading dimensions wider than the matrices (sub-matrices, as attention
  * uses); alpha and beta, including beta = 0 over a C full of NaN (BLAS never reads C
  * then) and k = 0. The two implementations must also agree with each other. */
@@ -73,11 +73,21 @@ static void check_case(const gemm_case *g, mt_rng *rng) {
 }
 
 static const gemm_case cases[] = {
-    {0, 0, 1, 1, 1, 0, 1.0f, 0.0f},      {0, 1, 12, 32, 7, 0, 1.0f, 0.0f},
-    {1, 0, 13, 33, 5, 3, 0.5f, 1.0f},    {1, 1, 11, 31, 300, 1, -2.0f, 0.25f},
-    {0, 1, 97, 70, 257, 5, 1.0f, 0.0f},  {0, 0, 200, 45, 513, 0, 1.0f, 1.0f},
-    {1, 0, 64, 2050, 20, 2, 1.0f, 0.0f}, {0, 1, 3, 2100, 40, 0, 0.125f, -1.0f},
+    {0, 0, 1, 1, 1, 0, 1.0f, 0.0f},
+    {0, 1, 12, 32, 7, 0, 1.0f, 0.0f},
+    {1, 0, 13, 33, 5, 3, 0.5f, 1.0f},
+    {1, 1, 11, 31, 300, 1, -2.0f, 0.25f},
+    {0, 1, 97, 70, 257, 5, 1.0f, 0.0f},
+    {0, 0, 200, 45, 513, 0, 1.0f, 1.0f},
+    {1, 0, 64, 2050, 20, 2, 1.0f, 0.0f},
+    {0, 1, 3, 2100, 40, 0, 0.125f, -1.0f},
     {1, 1, 130, 17, 64, 7, 1.0f, 0.0f},
+    /* n <= 16 takes the narrow kernel (24 rows x 16 columns): */
+    {0, 1, 100, 8, 300, 0, 1.0f, 0.0f},
+    {1, 0, 50, 16, 20, 2, 0.5f, 1.0f},
+    {1, 1, 25, 3, 7, 1, 1.0f, -0.5f},
+    {0, 0, 24, 9, 513, 0, 2.0f, 0.0f},
+    {0, 0, 23, 16, 1, 4, 1.0f, 1.0f},
 };
 
 static void run_cases(void) {
