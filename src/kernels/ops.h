@@ -14,6 +14,10 @@ void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps);
 void mt_rope_freqs(float *inv_freq, int dim, float base);
 /* Rotates x by angle p·inv_freq[i] per pair (by the opposite angle when inverse). */
 void mt_rope_rotate(float *x, int dim, float p, const float *inv_freq, int neox, int inverse);
+/* The same in two halves, so the heads of one token share one set of angles: cs gets
+ * cos and sin of p·inv_freq[i] (dim floats, interleaved), mt_rope_apply rotates by them. */
+void mt_rope_angles(float *cs, int dim, float p, const float *inv_freq);
+void mt_rope_apply(float *x, int dim, const float *cs, int neox, int inverse);
 
 /* Rotates one head vector of `dim` elements in place for position `pos`.
  * neox: pairs (i, i + dim/2); otherwise adjacent pairs (2i, 2i+1).

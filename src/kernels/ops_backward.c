@@ -33,11 +33,19 @@ void mt_rope_backward(float *dx, int dim, int pos, float base, float inv_scale, 
 
 void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
                           const float *dact, int n) {
-    for (int i = 0; i < n; i++) {
-        const float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
-        const float silu = g * sg;
-        dup[i] = dact[i] * silu;
-        dgate[i] = dact[i] * up[i] * (sg * (1.0f + g * (1.0f - sg)));
+    enum { CHUNK = 256 };
+    float sgb[CHUNK];
+    for (int i0 = 0; i0 < n; i0 += CHUNK) {
+        const int len = n - i0 < CHUNK ? n - i0 : CHUNK;
+        mt_sigmoid(sgb, gate + i0, len);
+        for (int j = 0; j < len; j++) {
+            const int i = i0 + j;
+            const float g = gate[i], sg = sgb[j];
+            const float silu = g * sg;
+            const float da = dact[i], u = up[i];
+            dup[i] = da * silu;
+            dgate[i] = da * u * (sg * (1.0f + g * (1.0f - sg)));
+        }
     }
 }
 

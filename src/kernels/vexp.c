@@ -61,6 +61,16 @@ TGT static int exp_sum_avx2(const float *x, int n, float shift, double *sum) {
     return i;
 }
 
+TGT static int sigmoid_avx2(float *y, const float *x, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(zero, _mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+    }
+    return i;
+}
+
 TGT static int max_avx2(const float *x, int n, float *mx) {
     if (n < 8) return 0;
     __m256 m = _mm256_loadu_ps(x);
@@ -91,6 +101,14 @@ double mt_exp_shift_sum(const float *x, int n, float shift) {
 #endif
     for (; i < n; i++) sum += expf(x[i] - shift);
     return sum;
+}
+
+void mt_sigmoid(float *y, const float *x, int n) {
+    int i = 0;
+#if HAVE_X86
+    if (mt_qdot_avx2_available()) i = sigmoid_avx2(y, x, n);
+#endif
+    for (; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
 
 float mt_row_max(const float *x, int n) {

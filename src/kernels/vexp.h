@@ -1,7 +1,7 @@
 /* Exponentials over rows (softmax, log-sum-exp, cross-entropy gradients, attention
- * weights), eight at a time with AVX2+FMA when the CPU has them: a Cephes-style range
- * reduction and polynomial, within 2 ulp of expf, with NaN kept NaN and -inf mapped to 0.
- * Elements past the last multiple of 8 (and every element on CPUs without AVX2) use
+ * weights, the gates of SiLU and GELU), eight at a time with AVX2+FMA when the CPU has them: a
+ * Cephes-style range reduction and polynomial, within 2 ulp of expf, with NaN kept NaN and -inf
+ * mapped to 0. Elements past the last multiple of 8 (and every element on CPUs without AVX2) use
  * expf. An element's value depends only on its position in the row, never on timing. */
 #ifndef MT_KERNELS_VEXP_H
 #define MT_KERNELS_VEXP_H
@@ -10,6 +10,8 @@
 void mt_exp_shift(float *y, const float *x, int n, float shift);
 /* Sum over i of exp(x[i] - shift), accumulated in double. */
 double mt_exp_shift_sum(const float *x, int n, float shift);
+/* y[i] = 1 / (1 + exp(-x[i])) (the logistic function); y may be x. */
+void mt_sigmoid(float *y, const float *x, int n);
 /* The largest element (NaN-free rows; n >= 1). */
 float mt_row_max(const float *x, int n);
 

@@ -27,13 +27,15 @@ static void position_heads(const mt_model_config *c, const mt_layout *lay, float
     float freqs[512];
     mt_rope_freqs(freqs, c->head_dim, base);
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (lay->n > 1)
-    for (int t = 0; t < lay->n; t++)
+    for (int t = 0; t < lay->n; t++) {
+        float cs[512];
+        mt_rope_angles(cs, c->head_dim, (float)lay->pos[t] * inv_scale, freqs);
         for (int j = 0; j < n_heads; j++) {
             float *v = dst + ((size_t)t * n_heads + j) * hd;
             if (norm) mt_rmsnorm(v, v, norm, c->head_dim, c->norm_eps);
-            mt_rope_rotate(v, c->head_dim, (float)lay->pos[t] * inv_scale, freqs,
-                           c->rope_style == MT_ROPE_NEOX, 0);
+            mt_rope_apply(v, c->head_dim, cs, c->rope_style == MT_ROPE_NEOX, 0);
         }
+    }
 }
 
 static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n, float *y,

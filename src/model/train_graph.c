@@ -420,15 +420,17 @@ static void unposition_heads(const mt_model *m, int l, const mt_tape *t, float *
     mt_rope_freqs(freqs, c->head_dim, base);
     /* Rows are independent unless a norm weight gradient is summed over them. */
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (!dnorm)
-    for (int i = 0; i < t->n; i++)
+    for (int i = 0; i < t->n; i++) {
+        float cs[512];
+        mt_rope_angles(cs, c->head_dim, (float)t->pos[i] * inv_scale, freqs);
         for (int j = 0; j < n_heads; j++) {
             const size_t off = ((size_t)i * n_heads + j) * c->head_dim;
-            mt_rope_rotate(dh + off, c->head_dim, (float)t->pos[i] * inv_scale, freqs,
-                           c->rope_style == MT_ROPE_NEOX, 1);
+            mt_rope_apply(dh + off, c->head_dim, cs, c->rope_style == MT_ROPE_NEOX, 1);
             if (norm)
                 mt_rmsnorm_backward(dh + off, dnorm, h0 + off, norm, dh + off, c->head_dim,
                                     c->norm_eps, 0);
         }
+    }
 }
 
 static mt_status attention_backward(const mt_model *m, int l, const mt_tape *t,

@@ -72,9 +72,36 @@ static void test_sum_and_max(void **state) {
     free(x);
 }
 
+/* The logistic function (SiLU and GELU gates) against 1/(1+expf(-x)): within a few ulp
+ * over [-100, 100] (saturating to 0 and 1 at the ends), odd lengths, in place, NaN. */
+static void test_sigmoid(void **state) {
+    (void)state;
+    enum { N = 4001 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(y);
+    for (int i = 0; i < N; i++) x[i] = -100.0f + 200.0f * (float)i / (N - 1);
+    mt_sigmoid(y, x, N);
+    for (int i = 0; i < N; i++) {
+        const double want = 1.0 / (1.0 + exp(-(double)x[i]));
+        if (want < 1e-30) {
+            assert_true(y[i] >= 0.0f && y[i] < 1e-30f);
+            continue;
+        }
+        assert_true(fabs(y[i] - want) <= 6e-7 * want);
+    }
+    x[3] = NAN;
+    mt_sigmoid(x, x, 9);
+    assert_true(isnan(x[3]));
+    assert_true(x[0] < 1e-30f && x[0] >= 0.0f);
+    free(x);
+    free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_expf),
+        cmocka_unit_test(test_sigmoid),
         cmocka_unit_test(test_special_values_and_shift),
         cmocka_unit_test(test_sum_and_max),
     };
