@@ -6,10 +6,13 @@
  * and the accumulation over blocks are float. F32, F16 and BF16 rows take f32
  * activations as they are.
  *
- * Every kernel has a portable scalar version and an AVX2+FMA+F16C one chosen at run
- * time. Within one implementation a token's result does not depend on how many tokens
- * are computed together (mt_vec_dot, mt_matvec_q and mt_matmul_q agree bit for bit),
- * so batched decoding gives the same numbers as decoding alone. */
+ * Every kernel has a portable scalar version and an AVX2+FMA+F16C one; the quantised
+ * types also have an AVX-512 (F, BW, DQ, VL) + VNNI one, which makes batches of tokens
+ * much cheaper per token. The implementation is chosen at run time; implementations
+ * differ only in the rounding of their float steps. Within one implementation a token's
+ * result does not depend on how many tokens are computed together (mt_vec_dot,
+ * mt_matvec_q and mt_matmul_q agree bit for bit), so batched decoding gives the same
+ * numbers as decoding alone. */
 #ifndef MT_KERNELS_QDOT_H
 #define MT_KERNELS_QDOT_H
 
@@ -20,19 +23,26 @@
 #include "kernels/dtype.h"
 
 typedef enum {
-    MT_QDOT_AUTO = 0, /* AVX2 when the CPU has AVX2, FMA and F16C, else scalar */
+    MT_QDOT_AUTO = 0, /* the best the CPU runs: AVX512, else AVX2, else scalar */
     MT_QDOT_SCALAR = 1,
     MT_QDOT_AVX2 = 2,
+    MT_QDOT_AVX512 = 3, /* AVX-512 VNNI for quantised rows, AVX2 for F32/F16/BF16 */
 } mt_qdot_impl;
 
 /* Chooses the implementation for every later call (not while kernels run on other
- * threads). MT_ERR_UNSUPPORTED for MT_QDOT_AVX2 on a CPU without it, MT_ERR_ARG for an
- * unknown value; the choice is unchanged on failure. */
+ * threads). MT_ERR_UNSUPPORTED for MT_QDOT_AVX2 or MT_QDOT_AVX512 on a CPU without
+ * it, MT_ERR_ARG for an unknown value; the choice is unchanged on failure. */
 mt_status mt_qdot_set_impl(mt_qdot_impl impl);
-/* The implementation in use: MT_QDOT_SCALAR or MT_QDOT_AVX2, never AUTO. */
+/* The implementation in use: MT_QDOT_SCALAR, MT_QDOT_AVX2 or MT_QDOT_AVX512, never
+ * AUTO. */
 mt_qdot_impl mt_qdot_get_impl(void);
 /* True when this CPU can run the AVX2 kernels (detected once, then cached). */
 int mt_qdot_avx2_available(void);
+/* True when this CPU (and OS) can run the AVX-512 kernels: AVX-512 F, BW, DQ, VL and
+ * VNNI, plus everything the AVX2 kernels need (detected once, then cached). */
+int mt_qdot_avx512_available(void);
+/* "scalar", "avx2", "avx512" ("auto" for MT_QDOT_AUTO), for logs and tools. */
+const char *mt_qdot_impl_name(mt_qdot_impl impl);
 
 /* True for the weight types these kernels handle (every type in dtype.h). */
 int mt_qdot_supported(mt_dtype weight_type);

@@ -35,11 +35,56 @@ int mt_qdot_avx2_available(void) {
     return v;
 }
 
+static int detect_avx512(void) {
+#if defined(__x86_64__)
+    /* __builtin_cpu_supports reports AVX-512 only when the OS also saves the ZMM and
+     * mask registers (XCR0), so a kernel without that support falls back cleanly. The
+     * AVX2 kernels still serve float rows, hence that check too. */
+    return mt_qdot_avx2_available() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+int mt_qdot_avx512_available(void) {
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        v = detect_avx512();
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+const char *mt_qdot_impl_name(mt_qdot_impl impl) {
+    switch (impl) {
+    case MT_QDOT_AUTO:
+        return "auto";
+    case MT_QDOT_SCALAR:
+        return "scalar";
+    case MT_QDOT_AVX2:
+        return "avx2";
+    case MT_QDOT_AVX512:
+        return "avx512";
+    }
+    return "unknown";
+}
+
 mt_status mt_qdot_set_impl(mt_qdot_impl impl) {
     switch (impl) {
     case MT_QDOT_AUTO:
-        atomic_store_explicit(&current, mt_qdot_avx2_available() ? MT_QDOT_AVX2 : MT_QDOT_SCALAR,
+        atomic_store_explicit(&current,
+                              mt_qdot_avx512_available() ? MT_QDOT_AVX512
+                              : mt_qdot_avx2_available() ? MT_QDOT_AVX2
+                                                         : MT_QDOT_SCALAR,
                               memory_order_relaxed);
+        return MT_OK;
+    case MT_QDOT_AVX512:
+        if (!mt_qdot_avx512_available())
+            return mt_fail(MT_ERR_UNSUPPORTED, "this CPU lacks AVX-512 F/BW/DQ/VL/VNNI");
+        atomic_store_explicit(&current, MT_QDOT_AVX512, memory_order_relaxed);
         return MT_OK;
     case MT_QDOT_SCALAR:
         atomic_store_explicit(&current, MT_QDOT_SCALAR, memory_order_relaxed);
@@ -62,8 +107,14 @@ mt_qdot_impl mt_qdot_get_impl(void) {
     return (mt_qdot_impl)c;
 }
 
-static mt_qdot_row_fn row_fn(mt_dtype t) {
-    if (mt_qdot_get_impl() == MT_QDOT_AVX2) {
+/* The AVX-512 kernel for t when that implementation is in use and has one. */
+static mt_qdot_rows_fn rows_fn(mt_qdot_impl impl, mt_dtype t) {
+    return impl == MT_QDOT_AVX512 ? mt_qdot_avx512_fn(t) : NULL;
+}
+
+/* Otherwise a one-row kernel: AVX-512 falls back to AVX2 for the float types. */
+static mt_qdot_row_fn row_fn(mt_qdot_impl impl, mt_dtype t) {
+    if (impl == MT_QDOT_AVX2 || impl == MT_QDOT_AVX512) {
         mt_qdot_row_fn f = mt_qdot_avx2_fn(t);
         if (f) return f;
     }
@@ -71,20 +122,34 @@ static mt_qdot_row_fn row_fn(mt_dtype t) {
 }
 
 float mt_vec_dot(mt_dtype t, int64_t n, const void *w_row, const void *x_q, const float *x_f32) {
-    mt_qdot_row_fn f = row_fn(t);
+    const mt_qdot_impl impl = mt_qdot_get_impl();
     float y = 0.0f;
+    mt_qdot_rows_fn fr = rows_fn(impl, t);
+    if (fr) {
+        fr(n, w_row, 0, 1, 1, x_q, 0, &y, 0);
+        return y;
+    }
+    mt_qdot_row_fn f = row_fn(impl, t);
     if (f) f(n, w_row, 1, x_q, 0, x_f32, 0, &y, 0);
     return y;
 }
 
 void mt_matmul_q(const mt_tensor *w, int n_tok, const void *xq, const float *xf, float *y,
                  int64_t row0, int64_t row1) {
-    mt_qdot_row_fn f = row_fn(w->type);
-    if (!f || n_tok <= 0) return;
+    if (n_tok <= 0 || row1 <= row0) return;
+    const mt_qdot_impl impl = mt_qdot_get_impl();
     const int64_t n = w->ne[0], rows = mt_tensor_nelements(w) / n;
     const size_t row_bytes = mt_dtype_row_bytes(w->type, n);
     const size_t act = mt_act_bytes(w->type, n);
     const uint8_t *base = w->data;
+    mt_qdot_rows_fn fr = rows_fn(impl, w->type);
+    if (fr) {
+        fr(n, base + (size_t)row0 * row_bytes, row_bytes, row1 - row0, n_tok, xq, act, y + row0,
+           rows);
+        return;
+    }
+    mt_qdot_row_fn f = row_fn(impl, w->type);
+    if (!f) return;
     for (int64_t r = row0; r < row1; r++)
         f(n, base + (size_t)r * row_bytes, n_tok, xq, act, xf, n, y + r, rows);
 }

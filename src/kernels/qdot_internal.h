@@ -1,4 +1,4 @@
-/* Shared by the quantised dot-product implementations (scalar, AVX2) and their
+/* Shared by the quantised dot-product implementations (scalar, AVX2, AVX-512) and their
  * dispatcher; not for use outside src/kernels/. */
 #ifndef MT_KERNELS_QDOT_INTERNAL_H
 #define MT_KERNELS_QDOT_INTERNAL_H
@@ -39,9 +39,18 @@ typedef void (*mt_qdot_row_fn)(int64_t n, const uint8_t *w, int nt, const uint8_
                                size_t xq_stride, const float *xf, int64_t xf_stride, float *out,
                                int64_t out_stride);
 
-/* The kernel for weight type t, or NULL when the type has none. */
+/* Dots nrows consecutive weight rows (row i at w + i * row_bytes) with nt tokens as
+ * above; row i's result for token t goes to y[t * y_stride + i]. For kernels that
+ * rearrange the activations once and reuse them for every row of the call. */
+typedef void (*mt_qdot_rows_fn)(int64_t n, const uint8_t *w, size_t row_bytes, int64_t nrows,
+                                int nt, const uint8_t *xq, size_t xq_stride, float *y,
+                                int64_t y_stride);
+
+/* The kernel for weight type t, or NULL when the type has none (the AVX-512 set covers
+ * the quantised types only; float rows keep the AVX2 kernels). */
 mt_qdot_row_fn mt_qdot_scalar_fn(mt_dtype t);
 mt_qdot_row_fn mt_qdot_avx2_fn(mt_dtype t);
+mt_qdot_rows_fn mt_qdot_avx512_fn(mt_dtype t);
 
 static inline uint16_t mt_rd16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));

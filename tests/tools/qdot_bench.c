@@ -2,15 +2,17 @@
  *   qdot_bench [ROWS COLS [SECONDS]]      (default 2048 2048 0.3)
  *   qdot_bench --model FILE.gguf [THREADS [N_TOK]]
  * For each weight type, a random matrix with valid blocks is multiplied with one token
- * (mt_matvec_q) on one thread by the scalar and the AVX2 kernels, then by AVX2 on all
- * kernel threads, and for 4 and 16 tokens at once (mt_matmul_q, one thread), next to
- * the previous decode path (dequantise a row, cblas_sdot; mt_matmul on one thread).
+ * (mt_matvec_q) on one thread by the scalar, AVX2 and AVX-512 kernels, then by the best
+ * of them on all kernel threads, and for 4 and 16 tokens at once (mt_matmul_q, one
+ * thread; AVX2 and AVX-512), next to the previous decode path (dequantise a row,
+ * cblas_sdot; mt_matmul on one thread). Columns of an implementation the CPU lacks
+ * read 0.
  * GB/s counts weight bytes read per second; ns/row is per row per token. Best of five
  * timed runs, each at least SECONDS long.
  * --model times what one decoding step spends in matrix-vector products: every 2-D
  * weight of the file (the tied embedding as LM head when there is no output.weight),
  * activations quantised, rows split over THREADS (default: all cores), for N_TOK tokens
- * at once (default 1), scalar and AVX2 — an upper bound on tokens/s from the matvecs
+ * at once (default 1), scalar, AVX2 and AVX-512 — an upper bound on tokens/s from the matvecs
  * alone. */
 #include <omp.h>
 #include <stdio.h>
@@ -150,12 +152,11 @@ static int bench_model(const char *path, int threads, int n_tok) {
     for (int64_t i = 0; i < n_tok * max_n; i++) x[i] = (float)((i * 7919 % 2001) - 1000) * 1e-3f;
     printf("%s: %.1f MB of matvec weights, %d thread(s), %d token(s) per step\n", path,
            (double)bytes / 1e6, threads, n_tok);
-    for (int impl = MT_QDOT_SCALAR; impl <= MT_QDOT_AVX2; impl++) {
+    for (int impl = MT_QDOT_SCALAR; impl <= MT_QDOT_AVX512; impl++) {
         if (mt_qdot_set_impl((mt_qdot_impl)impl)) continue;
         const double s = model_step(g, threads, n_tok, x, xq, y, 0);
         printf("  %-6s %8.2f ms/step  %8.1f tokens/s  %6.2f GB/s\n",
-               impl == MT_QDOT_AVX2 ? "avx2" : "scalar", s * 1e3, n_tok / s,
-               (double)bytes / s / 1e9);
+               mt_qdot_impl_name((mt_qdot_impl)impl), s * 1e3, n_tok / s, (double)bytes / s / 1e9);
     }
     mt_qdot_set_impl(MT_QDOT_AUTO);
     free(x), free(y), free(xq);
@@ -183,13 +184,15 @@ int main(int argc, char **argv) {
     mt_rng r;
     mt_rng_seed(&r, 42);
     for (int64_t i = 0; i < max_tok * cols; i++) x[i] = (float)(mt_rng_uniform(&r) * 2 - 1);
-    printf("%lld x %lld, %d thread(s) available, AVX2 %s\n", (long long)rows, (long long)cols,
-           threads, mt_qdot_avx2_available() ? "yes" : "no");
-    printf("%-5s %8s | %-17s | %-17s | %-17s | %-17s | %-10s | %-10s\n", "type", "MB",
-           "old deq+sdot 1t", "scalar 1t", "avx2 1t", "avx2 all threads", "avx2 4 tok",
-           "avx2 16 tok");
-    printf("%-5s %8s | %-17s | %-17s | %-17s | %-17s | %-10s | %-10s\n", "", "", "GB/s  ns/row",
-           "GB/s  ns/row", "GB/s  ns/row", "GB/s  ns/row", "ns/row/tok", "ns/row/tok");
+    printf("%lld x %lld, %d thread(s) available, AVX2 %s, AVX-512 %s\n", (long long)rows,
+           (long long)cols, threads, mt_qdot_avx2_available() ? "yes" : "no",
+           mt_qdot_avx512_available() ? "yes" : "no");
+    printf("%-5s %8s | %-17s | %-17s | %-17s | %-17s | %-17s | %-10s | %-10s | %-10s | %-10s\n",
+           "type", "MB", "old deq+sdot 1t", "scalar 1t", "avx2 1t", "avx512 1t", "best all threads",
+           "avx2 4 tok", "avx2 16 tok", "avx512 4", "avx512 16");
+    printf("%-5s %8s | %-17s | %-17s | %-17s | %-17s | %-17s | %-10s | %-10s | %-10s | %-10s\n", "",
+           "", "GB/s  ns/row", "GB/s  ns/row", "GB/s  ns/row", "GB/s  ns/row", "GB/s  ns/row",
+           "ns/row/tok", "ns/row/tok", "ns/row/tok", "ns/row/tok");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const mt_dtype t = types[k];
         if (cols % mt_dtype_block_elems(t)) continue;
@@ -202,29 +205,33 @@ int main(int argc, char **argv) {
         for (int i = 0; i < max_tok; i++)
             if (mt_quantize_act(t, x + i * cols, cols, xq + i * ab)) return 1;
         const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = w};
-        double s[6];
+        /* per call: old path, scalar, avx2, avx512 on one thread, the best SIMD on all */
+        double s[5] = {0};
+        double tok[2][2] = {{0}}; /* [avx2, avx512][4, 16 tokens], per token */
         job j = {&wt, 1, 1, 1, xq, x, y};
         s[0] = time_job(&j, min_s);
         j.old_path = 0;
         mt_qdot_set_impl(MT_QDOT_SCALAR);
         s[1] = time_job(&j, min_s);
-        double tok4 = 0, tok16 = 0;
-        s[2] = s[3] = 0;
-        if (mt_qdot_set_impl(MT_QDOT_AVX2) == MT_OK) {
-            s[2] = time_job(&j, min_s);
+        for (int v = 0; v < 2; v++) {
+            if (mt_qdot_set_impl(v ? MT_QDOT_AVX512 : MT_QDOT_AVX2) != MT_OK) continue;
+            j.threads = 1, j.n_tok = 1;
+            s[2 + v] = time_job(&j, min_s);
             j.threads = threads;
-            s[3] = time_job(&j, min_s);
+            s[4] = time_job(&j, min_s);
             j.threads = 1, j.n_tok = 4;
-            tok4 = time_job(&j, min_s) / 4;
+            tok[v][0] = time_job(&j, min_s) / 4;
             j.n_tok = 16;
-            tok16 = time_job(&j, min_s) / 16;
+            tok[v][1] = time_job(&j, min_s) / 16;
         }
         mt_qdot_set_impl(MT_QDOT_AUTO);
         printf("%-5s %8.2f |", mt_dtype_name(t), (double)bytes / 1e6);
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < 5; c++)
             printf(" %6.2f %9.1f |", s[c] ? (double)bytes / s[c] / 1e9 : 0.0,
                    s[c] * 1e9 / (double)rows);
-        printf(" %10.1f | %10.1f\n", tok4 * 1e9 / (double)rows, tok16 * 1e9 / (double)rows);
+        printf(" %10.1f | %10.1f | %10.1f | %10.1f\n", tok[0][0] * 1e9 / (double)rows,
+               tok[0][1] * 1e9 / (double)rows, tok[1][0] * 1e9 / (double)rows,
+               tok[1][1] * 1e9 / (double)rows);
         free(w), free(xq);
     }
     free(x), free(y);

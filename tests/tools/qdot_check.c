@@ -1,17 +1,19 @@
 /* Test tool: the quantised dot-product kernels on every row of real GGUF tensors.
  *   qdot_check FILE.gguf TENSOR...
  * For each tensor, activations with a heavy tail (N(0,1), 1% of them x30; fixed seed)
- * are multiplied with every row by the scalar and the AVX2 kernels, and compared with
+ * are multiplied with every row by the scalar, AVX2 and AVX-512 kernels, and compared with
  * exact (double) dots of the dequantised row with the quantised activations x̂ and
  * with the f32 activations x. One JSON object per tensor on stdout, with the worst
  * ratio to each tolerance (the same derived bounds as tests/unit/test_qdot.c; <= 1
  * passes) and plain error figures:
  *   simd   |y_avx2 - y_scalar| / 2T
- *   kern   |y - Σ w x̂| / T,  T = 2 (terms + 8) 2^-24 M   (worst of both kernels)
+ *   simd512  |y_avx512 - y_scalar| / 2T
+ *   kern   |y - Σ w x̂| / T,  T = 2 (terms + 8) 2^-24 M   (worst of all kernels)
  *   act    |y - Σ w x| / (Σ |w| d_a / 2 (1 + 2e-4) + T)
  *   rel_max, rel_rms   |y_scalar - Σ w x| / Σ |w x|
- *   batch_bitexact     5 tokens through mt_matmul_q equal mt_matvec_q bit for bit
- * avx2 is false (and simd 0) on a CPU without AVX2. */
+ *   batch_bitexact     5 tokens through mt_matmul_q equal mt_matvec_q and mt_vec_dot
+ *                      bit for bit, in every implementation the CPU runs
+ * avx2 is false (and simd 0) on a CPU without AVX2, avx512 (and simd512) likewise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +59,7 @@ static void read_act(mt_dtype t, int64_t n, const float *x, const void *xq, doub
 }
 
 typedef struct {
-    double simd, kern, act, rel_max, rel_sq;
+    double simd, simd512, kern, act, rel_max, rel_sq;
 } worst;
 
 static mt_status check(const mt_gguf *g, const char *name, uint64_t seed) {
@@ -68,14 +70,15 @@ static mt_status check(const mt_gguf *g, const char *name, uint64_t seed) {
     const int64_t n = w->ne[0], rows = mt_tensor_nelements(w) / n;
     const size_t rb = mt_dtype_row_bytes(t, n), bb = mt_dtype_block_bytes(t),
                  ab = mt_act_bytes(t, n);
-    const int avx2 = mt_qdot_avx2_available();
+    const int avx2 = mt_qdot_avx2_available(), avx512 = mt_qdot_avx512_available();
     float *x = malloc((size_t)(N_TOK * n) * sizeof *x), *wf = malloc((size_t)n * sizeof *wf);
     float *wa = malloc((size_t)n * sizeof *wa);
     double *xh = malloc((size_t)n * sizeof *xh), *step = malloc((size_t)n * sizeof *step);
     float *ys = malloc((size_t)rows * sizeof *ys), *ya = malloc((size_t)rows * sizeof *ya);
+    float *y5 = malloc((size_t)rows * sizeof *y5);
     float *yb = malloc((size_t)(N_TOK * rows) * sizeof *yb);
     uint8_t *xq = malloc(ab * N_TOK + 1), *w0 = malloc(rb);
-    if (!x || !wf || !wa || !xh || !step || !ys || !ya || !yb || !xq || !w0) {
+    if (!x || !wf || !wa || !xh || !step || !ys || !ya || !y5 || !yb || !xq || !w0) {
         st = mt_fail(MT_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -92,11 +95,15 @@ static mt_status check(const mt_gguf *g, const char *name, uint64_t seed) {
     mt_qdot_set_impl(MT_QDOT_SCALAR);
     mt_matvec_q(w, xq, x, ys, 0, rows);
     int bitexact = 1;
-    for (int pass = 0; pass < 1 + avx2; pass++) {
-        mt_qdot_set_impl(pass ? MT_QDOT_AVX2 : MT_QDOT_SCALAR);
-        if (pass) mt_matvec_q(w, xq, x, ya, 0, rows);
+    const mt_qdot_impl impls[] = {MT_QDOT_SCALAR, MT_QDOT_AVX2, MT_QDOT_AVX512};
+    const int have[] = {1, avx2, avx512};
+    float *outs[] = {ys, ya, y5};
+    for (int pass = 0; pass < 3; pass++) {
+        if (!have[pass]) continue;
+        mt_qdot_set_impl(impls[pass]);
+        if (pass) mt_matvec_q(w, xq, x, outs[pass], 0, rows);
         mt_matmul_q(w, N_TOK, xq, x, yb, 0, rows);
-        const float *y1 = pass ? ya : ys;
+        const float *y1 = outs[pass];
         for (int64_t i = 0; i < rows; i++)
             if (memcmp(&yb[i], &y1[i], sizeof *yb)) bitexact = 0;
         for (int k = 1; k < N_TOK; k++) /* each later token alone, a few rows */
@@ -136,6 +143,11 @@ static mt_status check(const mt_gguf *g, const char *name, uint64_t seed) {
             a = fmax(a, fabs(ya[i] - ex) / (act + T));
             wr.simd = fmax(wr.simd, fabs((double)ya[i] - ys[i]) / (2 * T));
         }
+        if (avx512) {
+            kern = fmax(kern, fabs(y5[i] - eq) / T);
+            a = fmax(a, fabs(y5[i] - ex) / (act + T));
+            wr.simd512 = fmax(wr.simd512, fabs((double)y5[i] - ys[i]) / (2 * T));
+        }
         wr.kern = fmax(wr.kern, kern);
         wr.act = fmax(wr.act, a);
         const double rel = absum > 0 ? fabs(ys[i] - ex) / absum : 0;
@@ -143,14 +155,14 @@ static mt_status check(const mt_gguf *g, const char *name, uint64_t seed) {
         wr.rel_sq += rel * rel;
     }
     printf("{\"tensor\": \"%s\", \"type\": \"%s\", \"cols\": %lld, \"rows\": %lld, \"avx2\": %s, "
-           "\"simd\": %.4g, \"kern\": %.4g, \"act\": %.4g, \"rel_max\": %.4g, \"rel_rms\": %.4g, "
-           "\"batch_bitexact\": %s}\n",
-           name, mt_dtype_name(t), (long long)n, (long long)rows, avx2 ? "true" : "false", wr.simd,
-           wr.kern, wr.act, wr.rel_max, sqrt(wr.rel_sq / (double)rows),
-           bitexact ? "true" : "false");
+           "\"avx512\": %s, \"simd\": %.4g, \"simd512\": %.4g, \"kern\": %.4g, \"act\": %.4g, "
+           "\"rel_max\": %.4g, \"rel_rms\": %.4g, \"batch_bitexact\": %s}\n",
+           name, mt_dtype_name(t), (long long)n, (long long)rows, avx2 ? "true" : "false",
+           avx512 ? "true" : "false", wr.simd, wr.simd512, wr.kern, wr.act, wr.rel_max,
+           sqrt(wr.rel_sq / (double)rows), bitexact ? "true" : "false");
 done:
-    free(x), free(wf), free(wa), free(xh), free(step), free(ys), free(ya), free(yb), free(xq),
-        free(w0);
+    free(x), free(wf), free(wa), free(xh), free(step), free(ys), free(ya), free(y5), free(yb),
+        free(xq), free(w0);
     return st;
 }
 

@@ -10,8 +10,11 @@
  *    and an int->float conversion above 2^24. M is Σ |w_i x̂_i| except for formats with
  *    an offset (Q4_1, Q5_1, Q4_K, Q5_K), whose two partial sums d·Σq·x̂ and m·Σx̂ are
  *    formed separately and may cancel: there M = Σ (|d q_i| + |m_i|) |x̂_i|.
- * 2. AVX2 vs scalar: both are within T of the same exact value, so |y_avx2 - y_scalar|
- *    <= 2T. (Measured differences are far below, typically a few u·M.)
+ * 2. AVX2 or AVX-512 vs scalar: both are within T of the same exact value, so
+ *    |y_simd - y_scalar| <= 2T. (Measured differences are far below, typically a few
+ *    u·M.) The AVX-512 kernels round per 16-value run rather than per block, then sum
+ *    16 lanes in a 4-level tree; the per-lane chains are terms / 8 long at most, so T
+ *    covers them too.
  * 3. Kernel vs the exact f32 dot Σ w_i x_i: activation rounding moves each x_i by at
  *    most half its block's step d_a = amax/127, so |y - Σ w_i x_i| <=
  *    Σ |w_i| d_a(i) (1/2 + 1e-4) + T (1e-4 covers the float rounding of x/d_a).
@@ -189,6 +192,18 @@ static int have_avx2(void) {
     return 0;
 }
 
+static int have_avx512(void) {
+    static int noted = 0;
+    if (mt_qdot_avx512_available()) return 1;
+    if (!noted) printf("note: CPU lacks AVX-512 F/BW/DQ/VL/VNNI, AVX-512 comparisons skipped\n");
+    noted = 1;
+    return 0;
+}
+
+static int have_impl(mt_qdot_impl impl) {
+    return impl == MT_QDOT_AVX2 ? have_avx2() : impl == MT_QDOT_AVX512 ? have_avx512() : 1;
+}
+
 static float dot_with(mt_qdot_impl impl, mt_dtype t, int64_t n, const void *w, const void *xq,
                       const float *x) {
     assert_int_equal(mt_qdot_set_impl(impl), MT_OK);
@@ -199,7 +214,7 @@ static float dot_with(mt_qdot_impl impl, mt_dtype t, int64_t n, const void *w, c
 
 /* Worst ratios seen, printed at the end of each type's test. */
 typedef struct {
-    double simd, kern, act;
+    double simd, simd512, kern, act;
 } worst;
 
 static void check_one(mt_dtype t, int64_t n, const uint8_t *w, const float *x, worst *wr) {
@@ -218,15 +233,21 @@ static void check_one(mt_dtype t, int64_t n, const uint8_t *w, const float *x, w
         fail_msg("%s n=%lld scalar %.9g vs f32 dot %.9g (bound %.3g)", mt_dtype_name(t),
                  (long long)n, (double)ys, e.exact, e.act_err + e.T);
     wr->kern = fmax(wr->kern, ks), wr->act = fmax(wr->act, as);
-    if (have_avx2()) {
-        const float ya = dot_with(MT_QDOT_AVX2, t, n, w, xq, x);
+    for (int v = 0; v < 2; v++) {
+        const mt_qdot_impl impl = v ? MT_QDOT_AVX512 : MT_QDOT_AVX2;
+        if (!have_impl(impl)) continue;
+        const float ya = dot_with(impl, t, n, w, xq, x);
         const double ka = fabs(ya - e.exact_q) / e.T, sa = fabs((double)ya - ys) / (2 * e.T);
         if (ka > 1.0 || sa > 1.0)
-            fail_msg("%s n=%lld avx2 %.9g scalar %.9g exact %.9g (T %.3g)", mt_dtype_name(t),
-                     (long long)n, (double)ya, (double)ys, e.exact_q, e.T);
+            fail_msg("%s n=%lld %s %.9g scalar %.9g exact %.9g (T %.3g)", mt_dtype_name(t),
+                     (long long)n, mt_qdot_impl_name(impl), (double)ya, (double)ys, e.exact_q, e.T);
         const double aa = fabs(ya - e.exact) / (e.act_err + e.T);
         assert_true(aa <= 1.0);
-        wr->kern = fmax(wr->kern, ka), wr->simd = fmax(wr->simd, sa), wr->act = fmax(wr->act, aa);
+        wr->kern = fmax(wr->kern, ka), wr->act = fmax(wr->act, aa);
+        if (v)
+            wr->simd512 = fmax(wr->simd512, sa);
+        else
+            wr->simd = fmax(wr->simd, sa);
     }
     free(xq);
 }
@@ -245,11 +266,15 @@ static void check_type(mt_dtype t, const int64_t *sizes, int n_sizes, int reps) 
         }
         free(w), free(x);
     }
-    printf("%-5s worst |avx2-scalar|/2T %.2e, |y-exact(x̂)|/T %.2e, |y-f32 dot|/bound %.2e\n",
-           mt_dtype_name(t), wr.simd, wr.kern, wr.act);
+    printf("%-5s worst |avx2-scalar|/2T %.2e, |avx512-scalar|/2T %.2e, |y-exact(x̂)|/T %.2e, "
+           "|y-f32 dot|/bound %.2e\n",
+           mt_dtype_name(t), wr.simd, wr.simd512, wr.kern, wr.act);
 }
 
-static const int64_t SIZES32[] = {32, 64, 96, 576, 2048, 4096};
+/* Every tail the AVX-512 kernels split off a row of 32-value blocks (1..7 blocks past
+ * the last group of 8: 32, 64, 96 ... 224, 608, 640), rows of one or two chunks of 8
+ * groups (2048, 4096), and two chunks plus a tail (2272). */
+static const int64_t SIZES32[] = {32, 64, 96, 128, 160, 192, 224, 576, 608, 640, 2048, 2272, 4096};
 static const int64_t SIZESK[] = {256, 512, 1536, 4096};
 static const int64_t SIZESF[] = {1, 7, 8, 31, 32, 33, 100, 576, 2048, 4099};
 
@@ -275,7 +300,8 @@ static const mt_dtype ALL[] = {MT_F32,  MT_F16,  MT_BF16, MT_Q4_0, MT_Q4_1, MT_Q
                                MT_Q5_1, MT_Q8_0, MT_Q4_K, MT_Q5_K, MT_Q6_K};
 #define N_ALL ((int)(sizeof ALL / sizeof ALL[0]))
 
-static const mt_qdot_impl IMPLS[] = {MT_QDOT_SCALAR, MT_QDOT_AVX2};
+static const mt_qdot_impl IMPLS[] = {MT_QDOT_SCALAR, MT_QDOT_AVX2, MT_QDOT_AVX512};
+#define N_IMPLS ((int)(sizeof IMPLS / sizeof IMPLS[0]))
 
 /* Zero weight blocks (all bytes 0, so d = 0) and zero activations give exactly 0, and
  * a zero block amid random ones contributes nothing. */
@@ -293,8 +319,8 @@ static void test_zero_blocks(void **state) {
         fill_act(n, x);
         assert_int_equal(mt_quantize_act(t, x, n, xq), MT_OK);
         assert_int_equal(mt_quantize_act(t, xz, n, xqz), MT_OK);
-        for (int i = 0; i < 2; i++) {
-            if (IMPLS[i] == MT_QDOT_AVX2 && !have_avx2()) continue;
+        for (int i = 0; i < N_IMPLS; i++) {
+            if (!have_impl(IMPLS[i])) continue;
             assert_true(dot_with(IMPLS[i], t, n, wz, xq, x) == 0.0f);
             assert_true(dot_with(IMPLS[i], t, n, w, xqz, xz) == 0.0f);
         }
@@ -347,51 +373,114 @@ static void test_extremes(void **state) {
 }
 
 /* mt_matmul_q with any number of tokens, mt_matvec_q and mt_vec_dot give the same bits
- * for each token within one implementation, and only rows [row0, row1) are written. */
+ * for each token within one implementation, and only rows [row0, row1) are written.
+ * Row lengths: one group of 256, one with a tail of 2 blocks (576), and two chunks of
+ * the AVX-512 kernels with a tail of 4 blocks or one K-quant block past 2048. */
+static void batch_bitexact(mt_dtype t, int64_t n) {
+    const int64_t rows = 13, row0 = 2, row1 = 11;
+    const int max_tok = 17;
+    const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
+    uint8_t *w = xmalloc(rb * rows);
+    for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+    float *x = xmalloc((size_t)(max_tok * n) * sizeof *x);
+    uint8_t *xq = xmalloc(ab * max_tok + 1);
+    fill_act(max_tok * n, x);
+    for (int i = 0; i < max_tok; i++)
+        assert_int_equal(mt_quantize_act(t, x + i * n, n, xq + i * ab), MT_OK);
+    const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+    float *y = xmalloc((size_t)(max_tok * rows) * sizeof *y);
+    for (int i = 0; i < N_IMPLS; i++) {
+        if (!have_impl(IMPLS[i])) continue;
+        assert_int_equal(mt_qdot_set_impl(IMPLS[i]), MT_OK);
+        for (int nt = 1; nt <= max_tok; nt++) {
+            for (int j = 0; j < max_tok * rows; j++) y[j] = -12345.0f;
+            if (nt == 1)
+                mt_matvec_q(&wt, xq, x, y, row0, row1);
+            else
+                mt_matmul_q(&wt, nt, xq, x, y, row0, row1);
+            for (int tok = 0; tok < max_tok; tok++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const float got = y[tok * rows + r];
+                    if (tok >= nt || r < row0 || r >= row1) {
+                        assert_true(got == -12345.0f);
+                        continue;
+                    }
+                    const float want = mt_vec_dot(t, n, w + r * rb, xq + tok * ab, x + tok * n);
+                    if (memcmp(&got, &want, sizeof got))
+                        fail_msg("%s n %lld impl %s nt %d tok %d row %lld: %.9g != %.9g",
+                                 mt_dtype_name(t), (long long)n, mt_qdot_impl_name(IMPLS[i]), nt,
+                                 tok, (long long)r, (double)got, (double)want);
+                }
+        }
+    }
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+    free(w), free(x), free(xq), free(y);
+}
+
 static void test_batch_bitexact(void **state) {
     (void)state;
     mt_rng_seed(&rng, 99);
-    const int64_t n = 512, rows = 13, row0 = 2, row1 = 11;
-    const int max_tok = 17;
+    const int64_t sizes[] = {256, 576, 2304, 2560};
+    for (int k = 0; k < N_ALL; k++)
+        for (int s = 0; s < 4; s++)
+            if (sizes[s] % mt_dtype_block_elems(ALL[k]) == 0) batch_bitexact(ALL[k], sizes[s]);
+}
+
+/* The AVX-512 kernels through mt_matmul_q, every (row, token) against the scalar kernel
+ * within 2T: 1, 2, 3, 7 and 16 tokens (every pass size, 16 and 7 = 4 + 2 + 1), odd row
+ * counts and offsets, tails of every length. Skipped without AVX-512 VNNI. */
+static void test_avx512_matmul(void **state) {
+    (void)state;
+    if (!mt_qdot_avx512_available()) {
+        printf("note: CPU lacks AVX-512 F/BW/DQ/VL/VNNI\n");
+        skip();
+    }
+    mt_rng_seed(&rng, 4242);
+    const int ntoks[] = {1, 2, 3, 7, 16};
+    const int64_t sizes[] = {32, 96, 224, 576, 640, 2304, 4352};
+    const int64_t rows = 7, row0 = 1, row1 = 6;
+    double worst_simd = 0;
     for (int k = 0; k < N_ALL; k++) {
         const mt_dtype t = ALL[k];
-        const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
-        uint8_t *w = xmalloc(rb * rows);
-        for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
-        float *x = xmalloc((size_t)(max_tok * n) * sizeof *x);
-        uint8_t *xq = xmalloc(ab * max_tok + 1);
-        fill_act(max_tok * n, x);
-        for (int i = 0; i < max_tok; i++)
-            assert_int_equal(mt_quantize_act(t, x + i * n, n, xq + i * ab), MT_OK);
-        const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
-        float *y = xmalloc((size_t)(max_tok * rows) * sizeof *y);
-        for (int i = 0; i < 2; i++) {
-            if (IMPLS[i] == MT_QDOT_AVX2 && !have_avx2()) continue;
-            assert_int_equal(mt_qdot_set_impl(IMPLS[i]), MT_OK);
-            for (int nt = 1; nt <= max_tok; nt++) {
-                for (int j = 0; j < max_tok * rows; j++) y[j] = -12345.0f;
-                if (nt == 1)
-                    mt_matvec_q(&wt, xq, x, y, row0, row1);
-                else
-                    mt_matmul_q(&wt, nt, xq, x, y, row0, row1);
-                for (int tok = 0; tok < max_tok; tok++)
-                    for (int64_t r = 0; r < rows; r++) {
-                        const float got = y[tok * rows + r];
-                        if (tok >= nt || r < row0 || r >= row1) {
-                            assert_true(got == -12345.0f);
-                            continue;
-                        }
-                        const float want = mt_vec_dot(t, n, w + r * rb, xq + tok * ab, x + tok * n);
-                        if (memcmp(&got, &want, sizeof got))
-                            fail_msg("%s impl %d nt %d tok %d row %lld: %.9g != %.9g",
-                                     mt_dtype_name(t), (int)IMPLS[i], nt, tok, (long long)r,
-                                     (double)got, (double)want);
+        if (is_float_type(t)) continue;
+        for (int si = 0; si < 7; si++) {
+            const int64_t n = sizes[si];
+            if (n % mt_dtype_block_elems(t)) continue;
+            const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
+            uint8_t *w = xmalloc(rb * rows), *xq = xmalloc(ab * 16 + 1);
+            float *x = xmalloc((size_t)(16 * n) * sizeof *x);
+            float *y = xmalloc((size_t)(16 * rows) * sizeof *y);
+            for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+            fill_act(16 * n, x);
+            for (int i = 0; i < 16; i++)
+                assert_int_equal(mt_quantize_act(t, x + i * n, n, xq + i * ab), MT_OK);
+            const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+            for (int ti = 0; ti < 5; ti++) {
+                const int nt = ntoks[ti];
+                assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512), MT_OK);
+                mt_matmul_q(&wt, nt, xq, x, y, row0, row1);
+                mt_qdot_set_impl(MT_QDOT_AUTO);
+                for (int tok = 0; tok < nt; tok++)
+                    for (int64_t r = row0; r < row1; r++) {
+                        const uint8_t *wr = w + r * rb;
+                        const void *xt = xq + tok * ab;
+                        const expect e = expected(t, n, wr, x + tok * n, xt);
+                        const float ys = dot_with(MT_QDOT_SCALAR, t, n, wr, xt, x + tok * n);
+                        const float ya = y[tok * rows + r];
+                        const double d = fabs((double)ya - ys) / (2 * e.T);
+                        const double ke = fabs(ya - e.exact_q) / e.T;
+                        if (d > 1.0 || ke > 1.0)
+                            fail_msg("%s n %lld nt %d tok %d row %lld: avx512 %.9g scalar %.9g "
+                                     "exact %.9g (T %.3g)",
+                                     mt_dtype_name(t), (long long)n, nt, tok, (long long)r,
+                                     (double)ya, (double)ys, e.exact_q, e.T);
+                        worst_simd = fmax(worst_simd, d);
                     }
             }
+            free(w), free(xq), free(x), free(y);
         }
-        mt_qdot_set_impl(MT_QDOT_AUTO);
-        free(w), free(x), free(xq), free(y);
     }
+    printf("avx512 mt_matmul_q: worst |avx512-scalar|/2T %.2e\n", worst_simd);
 }
 
 static void test_quantize_act(void **state) {
@@ -449,26 +538,37 @@ static void test_errors(void **state) {
     assert_int_equal(mt_qdot_set_impl((mt_qdot_impl)7), MT_ERR_ARG);
     assert_int_equal(mt_qdot_set_impl(MT_QDOT_SCALAR), MT_OK);
     assert_int_equal(mt_qdot_get_impl(), MT_QDOT_SCALAR);
-    if (mt_qdot_avx2_available()) {
-        assert_int_equal(mt_qdot_set_impl(MT_QDOT_AUTO), MT_OK);
-        assert_int_equal(mt_qdot_get_impl(), MT_QDOT_AVX2);
-    } else {
-        assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX2), MT_ERR_UNSUPPORTED);
-        assert_int_equal(mt_qdot_get_impl(), MT_QDOT_SCALAR);
-    }
+    /* AUTO takes the best the CPU has; an unavailable choice fails and changes nothing */
+    const mt_qdot_impl best = mt_qdot_avx512_available() ? MT_QDOT_AVX512
+                              : mt_qdot_avx2_available() ? MT_QDOT_AVX2
+                                                         : MT_QDOT_SCALAR;
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AUTO), MT_OK);
+    assert_int_equal(mt_qdot_get_impl(), best);
+    assert_true(!mt_qdot_avx512_available() || mt_qdot_avx2_available());
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_SCALAR), MT_OK);
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX2),
+                     mt_qdot_avx2_available() ? MT_OK : MT_ERR_UNSUPPORTED);
+    assert_int_equal(mt_qdot_get_impl(), mt_qdot_avx2_available() ? MT_QDOT_AVX2 : MT_QDOT_SCALAR);
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_SCALAR), MT_OK);
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512),
+                     mt_qdot_avx512_available() ? MT_OK : MT_ERR_UNSUPPORTED);
+    assert_int_equal(mt_qdot_get_impl(),
+                     mt_qdot_avx512_available() ? MT_QDOT_AVX512 : MT_QDOT_SCALAR);
+    assert_string_equal(mt_qdot_impl_name(MT_QDOT_AVX512), "avx512");
     mt_qdot_set_impl(MT_QDOT_AUTO);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_q4_0),         cmocka_unit_test(test_q4_1),
-        cmocka_unit_test(test_q5_0),         cmocka_unit_test(test_q5_1),
-        cmocka_unit_test(test_q8_0),         cmocka_unit_test(test_q4_k),
-        cmocka_unit_test(test_q5_k),         cmocka_unit_test(test_q6_k),
-        cmocka_unit_test(test_f32),          cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_bf16),         cmocka_unit_test(test_zero_blocks),
-        cmocka_unit_test(test_extremes),     cmocka_unit_test(test_batch_bitexact),
-        cmocka_unit_test(test_quantize_act), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_q4_0),          cmocka_unit_test(test_q4_1),
+        cmocka_unit_test(test_q5_0),          cmocka_unit_test(test_q5_1),
+        cmocka_unit_test(test_q8_0),          cmocka_unit_test(test_q4_k),
+        cmocka_unit_test(test_q5_k),          cmocka_unit_test(test_q6_k),
+        cmocka_unit_test(test_f32),           cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_bf16),          cmocka_unit_test(test_zero_blocks),
+        cmocka_unit_test(test_extremes),      cmocka_unit_test(test_batch_bitexact),
+        cmocka_unit_test(test_avx512_matmul), cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
