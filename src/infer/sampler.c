@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "kernels/topk.h"
+#include "kernels/vexp.h"
 
 mt_sampler_params mt_sampler_defaults(void) {
     mt_sampler_params p = {.temperature = 0.0f,
@@ -71,13 +72,6 @@ static void apply_repeat_penalty(mt_sampler *s, float *logits, const int32_t *hi
         if (hist[i] >= 0 && hist[i] < s->n_vocab) s->seen[hist[i]] = 0;
 }
 
-static int32_t argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 static int by_logit_desc(const void *a, const void *b, void *ctx) {
     const float *logits = ctx;
     const float x = logits[*(const int32_t *)a], y = logits[*(const int32_t *)b];
@@ -121,7 +115,7 @@ static int filter_candidates(mt_sampler *s, const float *logits) {
 
 int32_t mt_sampler_sample(mt_sampler *s, float *logits, const int32_t *history, int n_history) {
     apply_repeat_penalty(s, logits, history, n_history);
-    if (s->p.temperature <= 0.0f) return argmax(logits, s->n_vocab);
+    if (s->p.temperature <= 0.0f) return mt_row_argmax(logits, s->n_vocab);
     const float inv_t = 1.0f / s->p.temperature;
     for (int i = 0; i < s->n_vocab; i++) logits[i] *= inv_t;
     const int n = filter_candidates(s, logits);

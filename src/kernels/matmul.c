@@ -10,6 +10,9 @@
 
 static int n_threads = 0;
 
+/* Rows per block when a prompt's tokens pass over a quantised weight in groups. */
+enum { PROMPT_ROW_BLOCK = 256 };
+
 void mt_kernels_set_threads(int n) {
     n_threads = n > 0 ? n : omp_get_num_procs();
     openblas_set_num_threads(1);
@@ -94,13 +97,19 @@ static mt_status matmul_qdot(const mt_tensor *w, const float *x, int n, float *y
     void *xq = NULL;
     if (ab && !(xq = malloc(ab * (size_t)n)))
         return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
-    const int64_t block = 16;
+    /* Up to 16 tokens (decoding): one range of rows per thread, in multiples of 16, as
+     * the AVX-512 kernels rearrange the tokens' activations once per call and fewer,
+     * larger calls cost less. More tokens (a prompt) go through in groups of 16 over
+     * blocks of 256 rows, which stay in L2 while every group passes over them. */
+    const int nt = mt_kernels_threads();
+    const int64_t block =
+        n <= MT_QDOT_MAX_TOKENS ? ((rows + nt - 1) / nt + 15) / 16 * 16 : PROMPT_ROW_BLOCK;
     const int64_t n_blocks = (rows + block - 1) / block;
     int failed = 0;
     /* The tokens' activations are quantised inside the parallel region, split over the
      * threads: done serially before it, 16 tokens of batched decoding left the other
      * thread waiting a sixth of the time. */
-#pragma omp parallel num_threads(mt_kernels_threads())
+#pragma omp parallel num_threads(nt)
     {
         if (ab) {
 #pragma omp for schedule(static)
@@ -114,7 +123,11 @@ static mt_status matmul_qdot(const mt_tensor *w, const float *x, int n, float *y
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < n_blocks; b++) {
                 const int64_t r1 = (b + 1) * block < rows ? (b + 1) * block : rows;
-                mt_matmul_q(w, n, xq, x, y, b * block, r1);
+                for (int t0 = 0; t0 < n; t0 += MT_QDOT_MAX_TOKENS) {
+                    const int nn = n - t0 < MT_QDOT_MAX_TOKENS ? n - t0 : MT_QDOT_MAX_TOKENS;
+                    mt_matmul_q(w, nn, (const char *)xq + ab * t0, x + (size_t)t0 * cols,
+                                y + (size_t)t0 * rows, b * block, r1);
+                }
             }
         }
     }
@@ -142,6 +155,11 @@ mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
     const int64_t cols = w->ne[0], rows = w->ne[1];
     if (n <= MT_QDOT_MAX_TOKENS && mt_qdot_supported(w->type) && w->type != MT_F32 &&
         !(precise_mode && is_block_quant(w->type)))
+        return matmul_qdot(w, x, n, y);
+    /* Prompts outside precise mode take the 8-bit path too (as llama.cpp does): with
+     * AVX-512 VNNI it costs about a third of dequantising to f32 for the GEMM. */
+    if (!precise_mode && is_block_quant(w->type) && mt_qdot_supported(w->type) &&
+        mt_qdot_get_impl() == MT_QDOT_AVX512)
         return matmul_qdot(w, x, n, y);
     if (w->type == MT_F32 && n > 1) {
         /* One big sgemm split by rows across our threads. */

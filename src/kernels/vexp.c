@@ -103,6 +103,38 @@ double mt_exp_shift_sum(const float *x, int n, float shift) {
     return sum;
 }
 
+#if HAVE_X86
+/* First i >= from with x[i] == v, or n. */
+TGT static int find_avx2(const float *x, int n, float v) {
+    const __m256 vv = _mm256_set1_ps(v);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vv, _CMP_EQ_OQ));
+        if (m) return i + __builtin_ctz((unsigned)m);
+    }
+    for (; i < n; i++)
+        if (x[i] == v) return i;
+    return n;
+}
+#endif
+
+int mt_row_argmax(const float *x, int n) {
+    int best = 0;
+#if HAVE_X86
+    /* The maximum, then its first position: two vector passes instead of a compare and a
+     * branch per element (greedy decoding's argmax over the vocabulary was 8% of a
+     * batched decoding step). A NaN anywhere sends the row to the scalar loop. */
+    if (mt_qdot_avx2_available() && n >= 8) {
+        const float mx = mt_row_max(x, n);
+        const int i = isnan(mx) ? n : find_avx2(x, n, mx);
+        if (i < n) return i;
+    }
+#endif
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
 void mt_sigmoid(float *y, const float *x, int n) {
     int i = 0;
 #if HAVE_X86

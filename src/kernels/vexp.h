@@ -12,6 +12,9 @@ void mt_exp_shift(float *y, const float *x, int n, float shift);
 double mt_exp_shift_sum(const float *x, int n, float shift);
 /* y[i] = 1 / (1 + exp(-x[i])) (the logistic function); y may be x. */
 void mt_sigmoid(float *y, const float *x, int n);
+/* The index of the first largest element (n >= 1), as a scan keeping the first strict
+ * maximum finds it. A row with NaNs gives an index in range, not a specified one. */
+int mt_row_argmax(const float *x, int n);
 /* The largest element (NaN-free rows; n >= 1). */
 float mt_row_max(const float *x, int n);
 

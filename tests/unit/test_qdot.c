@@ -520,6 +520,42 @@ static void test_quantize_act(void **state) {
     for (int i = 0; i < 32; i++) assert_true(a32[1].qs[i] >= -127 && a32[1].qs[i] <= 127);
 }
 
+/* The SIMD activation quantiser gives the scalar one's bits, NaN, inf, zeros, ties and
+ * huge values included, for both block layouts. */
+static void test_quantize_act_simd_equals_scalar(void **state) {
+    (void)state;
+    if (!mt_qdot_avx2_available()) skip();
+    mt_rng_seed(&rng, 11);
+    enum { N = 1024 };
+    float x[N];
+    fill_act(N, x);
+    for (int i = 0; i < N; i += 37) x[i] *= 1e30f;
+    for (int i = 64; i < 96; i++) x[i] = 0.0f;                     /* an all-zero 32-block */
+    for (int i = 96; i < 128; i++) x[i] = 0.5f * (float)(i - 112); /* exact halves: ties */
+    x[130] = NAN;
+    x[200] = -INFINITY;
+    x[700] = NAN;
+    x[701] = INFINITY;
+    const mt_dtype types[] = {MT_Q4_0, MT_Q4_K};
+    for (int k = 0; k < 2; k++) {
+        const size_t bytes = mt_act_bytes(types[k], N);
+        unsigned char *a = malloc(bytes), *b = malloc(bytes);
+        assert_non_null(a);
+        assert_non_null(b);
+        memset(a, 0x55, bytes);
+        memset(b, 0xaa, bytes);
+        assert_int_equal(mt_qdot_set_impl(MT_QDOT_SCALAR), MT_OK);
+        assert_int_equal(mt_quantize_act(types[k], x, N, a), MT_OK);
+        assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX2), MT_OK);
+        assert_int_equal(mt_quantize_act(types[k], x, N, b), MT_OK);
+        /* Both layouts are packed (static asserts in qdot_internal.h): no padding bytes. */
+        assert_memory_equal(a, b, bytes);
+        free(a);
+        free(b);
+    }
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AUTO), MT_OK);
+}
+
 static void test_errors(void **state) {
     (void)state;
     float x[64] = {0};
@@ -560,14 +596,23 @@ static void test_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_q4_0),          cmocka_unit_test(test_q4_1),
-        cmocka_unit_test(test_q5_0),          cmocka_unit_test(test_q5_1),
-        cmocka_unit_test(test_q8_0),          cmocka_unit_test(test_q4_k),
-        cmocka_unit_test(test_q5_k),          cmocka_unit_test(test_q6_k),
-        cmocka_unit_test(test_f32),           cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_bf16),          cmocka_unit_test(test_zero_blocks),
-        cmocka_unit_test(test_extremes),      cmocka_unit_test(test_batch_bitexact),
-        cmocka_unit_test(test_avx512_matmul), cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_q4_0),
+        cmocka_unit_test(test_q4_1),
+        cmocka_unit_test(test_q5_0),
+        cmocka_unit_test(test_q5_1),
+        cmocka_unit_test(test_q8_0),
+        cmocka_unit_test(test_q4_k),
+        cmocka_unit_test(test_q5_k),
+        cmocka_unit_test(test_q6_k),
+        cmocka_unit_test(test_f32),
+        cmocka_unit_test(test_f16),
+        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_zero_blocks),
+        cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_batch_bitexact),
+        cmocka_unit_test(test_avx512_matmul),
+        cmocka_unit_test(test_quantize_act),
+        cmocka_unit_test(test_quantize_act_simd_equals_scalar),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -98,11 +98,40 @@ static void test_sigmoid(void **state) {
     free(y);
 }
 
+/* The first maximum wins ties; the maximum in the scalar tail, at 0, or among -inf; short
+ * rows. */
+static void test_argmax(void **state) {
+    (void)state;
+    enum { N = 1003 };
+    float *x = malloc(N * sizeof *x);
+    assert_non_null(x);
+    for (int i = 0; i < N; i++) x[i] = -1000.0f + (float)((i * 7919) % 997);
+    int want = 0;
+    for (int i = 1; i < N; i++)
+        if (x[i] > x[want]) want = i;
+    assert_int_equal(mt_row_argmax(x, N), want);
+    x[500] = x[900] = 5000.0f;
+    assert_int_equal(mt_row_argmax(x, N), 500);
+    x[1001] = 6000.0f; /* past the last multiple of 8 */
+    assert_int_equal(mt_row_argmax(x, N), 1001);
+    x[0] = 7000.0f;
+    assert_int_equal(mt_row_argmax(x, N), 0);
+    for (int i = 0; i < 20; i++) x[i] = -INFINITY;
+    x[13] = -1e30f;
+    assert_int_equal(mt_row_argmax(x, 20), 13);
+    assert_int_equal(mt_row_argmax(x, 3), 0);
+    x[2] = 1.0f;
+    assert_int_equal(mt_row_argmax(x, 3), 2);
+    x[5] = NAN;
+    const int i = mt_row_argmax(x, 20);
+    assert_true(i >= 0 && i < 20);
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matches_expf),
-        cmocka_unit_test(test_sigmoid),
-        cmocka_unit_test(test_special_values_and_shift),
+        cmocka_unit_test(test_matches_expf), cmocka_unit_test(test_sigmoid),
+        cmocka_unit_test(test_argmax),       cmocka_unit_test(test_special_values_and_shift),
         cmocka_unit_test(test_sum_and_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
