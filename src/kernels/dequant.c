@@ -1,7 +1,10 @@
 #include "kernels/dequant.h"
 
 #include <float.h>
+#include <stdatomic.h>
 #include <string.h>
+
+#include "kernels/dequant_internal.h"
 
 /* Bit equality with the reference needs every product and sum rounded to float
  * exactly where numpy rounds it: float evaluation, and no fused multiply-add (C11
@@ -211,12 +214,27 @@ static block_fn block_decoder(mt_dtype t) {
     }
 }
 
-void mt_dequantize(mt_dtype t, const void *src, float *dst, int64_t n) {
-    const uint8_t *p = src;
+void mt_dq_block_scalar(mt_dtype t, const uint8_t *b, float *y) {
+    block_decoder(t)(b, y);
+}
+
+/* The widest path wanted (mt_dequant_set_simd); CPU support is detected on first use. */
+static atomic_int simd_wanted = 2;
+
+static int simd_cpu(void) {
+    return mt_dq_avx512_available() ? 2 : mt_dq_avx2_available() ? 1 : 0;
+}
+
+int mt_dequant_set_simd(int level) {
+    if (level < 0) level = 0;
+    if (level > 2) level = 2;
+    atomic_store_explicit(&simd_wanted, level, memory_order_relaxed);
+    int cpu = simd_cpu();
+    return level < cpu ? level : cpu;
+}
+
+static void dequantize_scalar(mt_dtype t, const uint8_t *p, float *dst, int64_t n) {
     switch (t) {
-    case MT_F32:
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        return;
     case MT_F16:
         for (int64_t i = 0; i < n; i++) dst[i] = mt_fp16_to_fp32(rd16(p + 2 * i));
         return;
@@ -231,6 +249,18 @@ void mt_dequantize(mt_dtype t, const void *src, float *dst, int64_t n) {
     int64_t be = mt_dtype_block_elems(t);
     size_t bb = mt_dtype_block_bytes(t);
     for (int64_t i = 0; i < n / be; i++) fn(p + (size_t)i * bb, dst + i * be);
+}
+
+void mt_dequantize(mt_dtype t, const void *src, float *dst, int64_t n) {
+    const uint8_t *p = src;
+    if (t == MT_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    int wanted = atomic_load_explicit(&simd_wanted, memory_order_relaxed);
+    if (wanted >= 2 && mt_dq_avx512_available() && mt_dq_run_avx512(t, p, dst, n)) return;
+    if (wanted >= 1 && mt_dq_avx2_available() && mt_dq_run_avx2(t, p, dst, n)) return;
+    dequantize_scalar(t, p, dst, n);
 }
 
 void mt_dequantize_row(const mt_tensor *t, int64_t row, float *dst) {

@@ -1,10 +1,12 @@
 /* Dequantisation of hand-made blocks with values worked out here from the GGML block
- * layouts, and the half/bfloat conversions including their edge cases. */
+ * layouts, the half/bfloat conversions including their edge cases, and the SIMD paths
+ * against the scalar reference bit for bit. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -268,6 +270,146 @@ static void test_q6_k(void **state) {
     }
 }
 
+/* ---- SIMD paths against the scalar reference ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+/* Scale halves: mostly any finite value, often the edge cases (zeros, subnormals, the
+ * extremes), sometimes inf or NaN (quiet and signalling, both signs). Blocks with a
+ * non-finite scale are decoded by the scalar code on every path, so they must match too. */
+static uint16_t random_scale(void) {
+    static const uint16_t edge[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x83ff, 0x0400,
+                                    0x7bff, 0xfbff, 0x3c00, 0xbc00, 0x2e66, 0x7c00, 0xfc00,
+                                    0x7c01, 0xfc01, 0x7e00, 0xfe00, 0x7dff, 0x7fff};
+    uint32_t r = rnd();
+    if (r % 4 == 0) return edge[(r >> 8) % (sizeof edge / sizeof edge[0])];
+    uint16_t h;
+    do h = (uint16_t)(rnd() >> 16);
+    while ((h & 0x7c00) == 0x7c00);
+    return h;
+}
+
+struct qtype {
+    mt_dtype t;
+    int scales[2]; /* byte offsets of the f16 scales in a block, -1 for none */
+};
+
+static const struct qtype qtypes[] = {
+    {MT_Q4_0, {0, -1}}, {MT_Q4_1, {0, 2}}, {MT_Q5_0, {0, -1}}, {MT_Q5_1, {0, 2}},
+    {MT_Q8_0, {0, -1}}, {MT_Q4_K, {0, 2}}, {MT_Q5_K, {0, 2}},  {MT_Q6_K, {208, -1}},
+};
+
+/* Decodes `bytes` at src with the given level and with the scalar code, into buffers
+ * shifted off alignment, and demands equal bits and nothing written past n. */
+static void check_level(int level, mt_dtype t, const uint8_t *src, int64_t n) {
+    float *ref = malloc(((size_t)n + 8) * sizeof *ref);
+    float *got = malloc(((size_t)n + 9) * sizeof *got);
+    assert_non_null(ref), assert_non_null(got);
+    memset(ref, 0xa5, ((size_t)n + 8) * sizeof *ref);
+    memset(got, 0xa5, ((size_t)n + 9) * sizeof *got);
+    mt_dequant_set_simd(0);
+    mt_dequantize(t, src, ref, n);
+    mt_dequant_set_simd(level);
+    mt_dequantize(t, src, got + 1, n);
+    mt_dequant_set_simd(2);
+    if (memcmp(ref, got + 1, (size_t)n * sizeof *ref) != 0) {
+        for (int64_t i = 0; i < n; i++)
+            if (bits(ref[i]) != bits(got[i + 1]))
+                fail_msg("%s level %d, n %lld: element %lld is %08x, scalar %08x", mt_dtype_name(t),
+                         level, (long long)n, (long long)i, bits(got[i + 1]), bits(ref[i]));
+    }
+    /* untouched: the guard before and the eight floats after */
+    assert_memory_equal(got, ref + n, sizeof *got);
+    assert_memory_equal(got + 1 + n, ref + n, 8 * sizeof *got);
+    free(ref), free(got);
+}
+
+static void check_all_levels(mt_dtype t, const uint8_t *src, int64_t n) {
+    for (int level = 1; level <= 2; level++) check_level(level, t, src, n);
+}
+
+static void test_simd_blocks_match_scalar(void **state) {
+    (void)state;
+    print_message("dequant SIMD level in effect: %d\n", mt_dequant_set_simd(2));
+    for (size_t k = 0; k < sizeof qtypes / sizeof qtypes[0]; k++) {
+        const struct qtype *q = &qtypes[k];
+        int64_t be = mt_dtype_block_elems(q->t);
+        size_t bb = mt_dtype_block_bytes(q->t);
+        for (int nb = 1; nb <= 40; nb += (nb < 6 ? 1 : 17)) {
+            for (int rep = 0; rep < 40; rep++) {
+                /* one spare byte in front so the blocks sit at an odd address */
+                uint8_t *buf = malloc(bb * (size_t)nb + 1), *src = buf + 1;
+                assert_non_null(buf);
+                for (size_t i = 0; i < bb * (size_t)nb; i++) src[i] = (uint8_t)rnd();
+                for (int b = 0; b < nb; b++)
+                    for (int s = 0; s < 2; s++)
+                        if (q->scales[s] >= 0)
+                            put16(src + bb * (size_t)b + q->scales[s], random_scale());
+                check_all_levels(q->t, src, be * nb);
+                free(buf);
+            }
+        }
+    }
+}
+
+/* Every half value through the vector F16 and BF16 paths, at several row lengths so
+ * the tails are covered too. */
+static void test_simd_half_rows_match_scalar(void **state) {
+    (void)state;
+    uint8_t *all = malloc(2 * 65536 + 1), *src = all + 1;
+    assert_non_null(all);
+    for (uint32_t h = 0; h < 65536; h++) put16(src + 2 * h, (uint16_t)h);
+    check_all_levels(MT_F16, src, 65536);
+    check_all_levels(MT_BF16, src, 65536);
+    for (int n = 1; n <= 40; n++) {
+        for (int i = 0; i < n; i++) put16(src + 2 * i, (uint16_t)(rnd() >> 16));
+        put16(src + 2 * (n - 1), 0x7c01); /* a signalling NaN in the last lane */
+        check_all_levels(MT_F16, src, n);
+        check_all_levels(MT_BF16, src, n);
+    }
+    free(all);
+}
+
+/* What a non-finite scale gives, as the scalar code (and numpy) defines it: the NaN
+ * propagates through the products, a signalling one quieted by the multiply, and
+ * inf·0 is the default NaN. The SIMD paths reach the same bits by handing the block to
+ * the scalar decoder. */
+static void test_nonfinite_scales(void **state) {
+    (void)state;
+    uint8_t b[34];
+    for (int i = 0; i < 32; i++) b[2 + i] = (uint8_t)(i - 16);
+    put16(b, 0x7c01); /* signalling NaN, payload 1 */
+    float y[32];
+    for (int level = 0; level <= 2; level++) {
+        mt_dequant_set_simd(level);
+        mt_dequantize(MT_Q8_0, b, y, 32);
+        for (int i = 0; i < 32; i++) assert_int_equal(bits(y[i]), 0x7fc02000u);
+    }
+    put16(b, 0xfc00); /* -inf: +-inf, and the default NaN where q = 0 */
+    for (int level = 0; level <= 2; level++) {
+        mt_dequant_set_simd(level);
+        mt_dequantize(MT_Q8_0, b, y, 32);
+        for (int i = 0; i < 32; i++) {
+            int q = i - 16;
+            uint32_t want = q == 0 ? 0xffc00000u : q < 0 ? 0x7f800000u : 0xff800000u;
+            assert_int_equal(bits(y[i]), want);
+        }
+    }
+    mt_dequant_set_simd(2);
+    /* two NaNs meeting in d·q + m: whatever the scalar code keeps, all paths keep */
+    uint8_t b1[20];
+    put16(b1, 0x7c01), put16(b1 + 2, 0xfe03);
+    for (int i = 0; i < 16; i++) b1[4 + i] = (uint8_t)rnd();
+    check_all_levels(MT_Q4_1, b1, 32);
+}
+
 static void test_dtype_table(void **state) {
     (void)state;
     assert_true(mt_dtype_supported(MT_Q4_K) && mt_dtype_supported(MT_BF16));
@@ -299,6 +441,9 @@ int main(void) {
         cmocka_unit_test(test_q4_k),
         cmocka_unit_test(test_q5_k),
         cmocka_unit_test(test_q6_k),
+        cmocka_unit_test(test_simd_blocks_match_scalar),
+        cmocka_unit_test(test_simd_half_rows_match_scalar),
+        cmocka_unit_test(test_nonfinite_scales),
         cmocka_unit_test(test_dtype_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
