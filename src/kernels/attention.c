@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernels/sgemm.h"
 #include "kernels/vexp.h"
@@ -43,18 +44,13 @@ static void weights(const mt_attn_shape *s, const float *q, const float *k, floa
         }
     for (int i = 0; i < s->n_q; i++) {
         float *row = p + (long)i * s->n_k;
-        const int lo = first_key(s, i), hi = s->n_k - s->n_q + i;
-        float mx = -INFINITY;
-        for (int j = lo; j <= hi; j++) {
-            if (s->cap > 0.0f) row[j] = s->cap * tanhf(row[j] / s->cap);
-            mx = row[j] > mx ? row[j] : mx;
-        }
-        float sum = 0.0f;
-        for (int j = 0; j < lo; j++) row[j] = 0.0f;
-        mt_exp_shift(row + lo, row + lo, hi - lo + 1, mx);
-        for (int j = lo; j <= hi; j++) sum += row[j];
-        for (int j = hi + 1; j < s->n_k; j++) row[j] = 0.0f;
-        const float inv = 1.0f / sum;
+        const int lo = first_key(s, i), hi = s->n_k - s->n_q + i, len = hi - lo + 1;
+        if (s->cap > 0.0f)
+            for (int j = lo; j <= hi; j++) row[j] = s->cap * tanhf(row[j] / s->cap);
+        const float mx = mt_row_max(row + lo, len);
+        memset(row, 0, (size_t)lo * sizeof *row);
+        const float inv = 1.0f / mt_exp_shift_store_sum(row + lo, row + lo, len, mx);
+        memset(row + hi + 1, 0, (size_t)(s->n_k - hi - 1) * sizeof *row);
         for (int j = lo; j <= hi; j++) row[j] *= inv;
     }
 }
@@ -97,22 +93,21 @@ void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, co
         for (int i = i0; i < i1; i++) {
             float *pr = p + (long)i * s->n_k, *dr = dp + (long)i * s->n_k;
             const int rlo = first_key(s, i), rhi = s->n_k - s->n_q + i;
-            float dot = 0.0f;
-            for (int j = rlo; j <= rhi; j++) dot += pr[j] * dr[j];
-            for (int j = 0; j < s->n_k; j++) {
-                if (j < rlo || j > rhi) {
-                    dr[j] = 0.0f;
-                    continue;
-                }
+            const float dot = mt_dot(pr + rlo, dr + rlo, rhi - rlo + 1);
+            memset(dr, 0, (size_t)rlo * sizeof *dr);
+            memset(dr + rhi + 1, 0, (size_t)(s->n_k - rhi - 1) * sizeof *dr);
+            if (s->cap <= 0.0f) {
+                for (int j = rlo; j <= rhi; j++) dr[j] = pr[j] * (dr[j] - dot) * s->scale;
+                continue;
+            }
+            for (int j = rlo; j <= rhi; j++) {
                 float g = pr[j] * (dr[j] - dot);
-                if (s->cap > 0.0f) {
-                    /* Recompute the capped logit: its tanh gives the cap's derivative. */
-                    const float *qi = q + (long)i * s->q_stride, *kj = k + (long)j * s->k_stride;
-                    float raw = 0.0f;
-                    for (int d = 0; d < s->hd; d++) raw += qi[d] * kj[d];
-                    const float th = tanhf(raw * s->scale / s->cap);
-                    g *= 1.0f - th * th;
-                }
+                /* Recompute the capped logit: its tanh gives the cap's derivative. */
+                const float *qi = q + (long)i * s->q_stride, *kj = k + (long)j * s->k_stride;
+                float raw = 0.0f;
+                for (int d = 0; d < s->hd; d++) raw += qi[d] * kj[d];
+                const float th = tanhf(raw * s->scale / s->cap);
+                g *= 1.0f - th * th;
                 dr[j] = g * s->scale;
             }
         }

@@ -1,12 +1,12 @@
 #include "kernels/ops.h"
 
 #include <math.h>
+#include <stddef.h>
 
 #include "kernels/vexp.h"
 
 void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double ss = mt_dot3_f64(x, x, NULL, n);
     const float r = 1.0f / sqrtf((float)(ss / n) + eps);
     if (w)
         for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
@@ -15,8 +15,7 @@ void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
 }
 
 void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double ss = mt_dot3_f64(x, x, NULL, n);
     const float r = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) y[i] += x[i] * r * w[i];
 }

@@ -9,10 +9,9 @@
 
 void mt_rmsnorm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
                          int n, float eps, int accumulate) {
-    double ss = 0.0, dot = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double ss = mt_dot3_f64(x, x, NULL, n);
     const float r = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) dot += (double)(w ? w[i] : 1.0f) * dy[i] * x[i];
+    const double dot = mt_dot3_f64(dy, x, w, n);
     /* d/dx of x·r: r·g − x·r³·(x·g)/n with g = w ∘ dy */
     const float k = (float)(dot * r * r * r / n);
     /* dw first: dx may alias dy. */

@@ -46,6 +46,56 @@ TGT static int exp_shift_avx2(float *y, const float *x, int n, float shift) {
     return i;
 }
 
+TGT static int exp_store_sum_avx2(float *y, const float *x, int n, float shift, float *sum) {
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+        _mm256_storeu_ps(y + i, v);
+        acc = _mm256_add_ps(acc, v);
+    }
+    float l[8];
+    _mm256_storeu_ps(l, acc);
+    *sum = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    return i;
+}
+
+TGT static int dot_avx2(const float *a, const float *b, int n, float *dot) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float l[8];
+    _mm256_storeu_ps(l, _mm256_add_ps(acc0, acc1));
+    *dot = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    return i;
+}
+
+/* Σ a·b·c (c may be NULL: Σ a·b) in double, four lanes at a time. */
+TGT static int dot3_f64_avx2(const float *a, const float *b, const float *c, int n, double *out) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = acc0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d lo = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)),
+                                   _mm256_cvtps_pd(_mm_loadu_ps(b + i)));
+        __m256d hi = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)),
+                                   _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4)));
+        if (c) {
+            lo = _mm256_mul_pd(lo, _mm256_cvtps_pd(_mm_loadu_ps(c + i)));
+            hi = _mm256_mul_pd(hi, _mm256_cvtps_pd(_mm_loadu_ps(c + i + 4)));
+        }
+        acc0 = _mm256_add_pd(acc0, lo);
+        acc1 = _mm256_add_pd(acc1, hi);
+    }
+    double l[4];
+    _mm256_storeu_pd(l, _mm256_add_pd(acc0, acc1));
+    *out = (l[0] + l[1]) + (l[2] + l[3]);
+    return i;
+}
+
 TGT static int exp_sum_avx2(const float *x, int n, float shift, double *sum) {
     const __m256 s = _mm256_set1_ps(shift);
     __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
@@ -91,6 +141,36 @@ void mt_exp_shift(float *y, const float *x, int n, float shift) {
     if (mt_qdot_avx2_available()) i = exp_shift_avx2(y, x, n, shift);
 #endif
     for (; i < n; i++) y[i] = expf(x[i] - shift);
+}
+
+float mt_exp_shift_store_sum(float *y, const float *x, int n, float shift) {
+    float sum = 0.0f;
+    int i = 0;
+#if HAVE_X86
+    if (mt_qdot_avx2_available()) i = exp_store_sum_avx2(y, x, n, shift, &sum);
+#endif
+    for (; i < n; i++) sum += y[i] = expf(x[i] - shift);
+    return sum;
+}
+
+float mt_dot(const float *a, const float *b, int n) {
+    float dot = 0.0f;
+    int i = 0;
+#if HAVE_X86
+    if (mt_qdot_avx2_available()) i = dot_avx2(a, b, n, &dot);
+#endif
+    for (; i < n; i++) dot += a[i] * b[i];
+    return dot;
+}
+
+double mt_dot3_f64(const float *a, const float *b, const float *c, int n) {
+    double sum = 0.0;
+    int i = 0;
+#if HAVE_X86
+    if (mt_qdot_avx2_available()) i = dot3_f64_avx2(a, b, c, n, &sum);
+#endif
+    for (; i < n; i++) sum += (double)a[i] * b[i] * (c ? c[i] : 1.0f);
+    return sum;
 }
 
 double mt_exp_shift_sum(const float *x, int n, float shift) {

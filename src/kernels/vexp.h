@@ -8,6 +8,14 @@
 
 /* y[i] = exp(x[i] - shift); y may be x. */
 void mt_exp_shift(float *y, const float *x, int n, float shift);
+/* y[i] = exp(x[i] - shift) and their sum in float (eight lanes, then the tail); y may
+ * be x. */
+float mt_exp_shift_store_sum(float *y, const float *x, int n, float shift);
+/* Sum of a[i]·b[i] in float: sixteen lanes with FMA, then the tail. */
+float mt_dot(const float *a, const float *b, int n);
+/* Sum of a[i]·b[i]·c[i] (c NULL: of a[i]·b[i]), products and sum in double: the norms'
+ * sums of squares and their backward dot products. */
+double mt_dot3_f64(const float *a, const float *b, const float *c, int n);
 /* Sum over i of exp(x[i] - shift), accumulated in double. */
 double mt_exp_shift_sum(const float *x, int n, float shift);
 /* y[i] = 1 / (1 + exp(-x[i])) (the logistic function); y may be x. */
