@@ -120,24 +120,31 @@ static mt_status attend_decode(const mt_model_config *c, int local, const mt_lay
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention") : MT_OK;
 }
 
-/* One task per (sequence, head); each walks its queries in blocks so the score scratch
- * stays bounded. Outputs of different tasks never overlap. */
+/* Queries per forward attention task; also bounds the score scratch. */
+enum { ATTN_TASK_QUERIES = 128 };
+
+/* Outputs of different tasks never overlap, so any thread may take any task. */
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
                         const float *kc, const float *vc) {
     const mt_model_config *c = &m->cfg;
     const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
-    const int local = mt_config_layer_is_local(c, l), group = c->n_head / c->n_head_kv;
+    const int local_layer = mt_config_layer_is_local(c, l), group = c->n_head / c->n_head_kv;
     mt_attn_seg *sg = NULL;
     const int n_seg = mt_attn_segments(lay, &sg);
     if (n_seg < 0) return mt_fail(MT_ERR_NOMEM, "out of memory in attention");
     int one_query = 1; /* a decoding step: every sequence brings one token */
     for (int i = 0; i < n_seg; i++) one_query &= sg[i].t1 - sg[i].t0 == 1;
     if (one_query) {
-        mt_status st = attend_decode(c, local, lay, sg, n_seg, a, kc, vc);
+        mt_status st = attend_decode(c, local_layer, lay, sg, n_seg, a, kc, vc);
         free(sg);
         return st;
     }
-    const int tasks = n_seg * c->n_head;
+    /* One task per (sequence, head, block of queries), the blocks of a sequence from its
+     * last (the most keys) to its first: nine heads of one training sequence as nine
+     * tasks left one of two threads idle for a ninth of the attention. */
+    int tasks = 0;
+    for (int i = 0; i < n_seg; i++)
+        tasks += c->n_head * ((sg[i].t1 - sg[i].t0 + ATTN_TASK_QUERIES - 1) / ATTN_TASK_QUERIES);
     int failed = 0;
 #pragma omp parallel num_threads(mt_kernels_threads())
     {
@@ -145,22 +152,26 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
         size_t cap = 0;
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < tasks; task++) {
-            const mt_attn_seg *s = &sg[task / c->n_head];
-            const int h = task % c->n_head;
-            for (int q0 = s->t0; q0 < s->t1 && !failed; q0 += MT_ATTN_QBLOCK) {
-                const int q1 = q0 + MT_ATTN_QBLOCK < s->t1 ? q0 + MT_ATTN_QBLOCK : s->t1;
-                mt_attn_shape sh;
-                mt_attn_block_shape(c, local, lay, s, q0, q1, &sh);
-                const size_t need = (size_t)sh.n_q * sh.n_k;
-                if (!mt_scratch_reserve(&p, &cap, need)) {
-#pragma omp atomic write
-                    failed = 1;
-                    break;
-                }
-                const size_t qo = (size_t)q0 * q_dim + (size_t)h * c->head_dim;
-                const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * c->head_dim;
-                mt_attn_forward(&sh, a->q + qo, kc + ko, vc + ko, a->att + qo, p);
+            int seg = 0, local = task, nb = 0;
+            for (;; seg++) {
+                nb = (sg[seg].t1 - sg[seg].t0 + ATTN_TASK_QUERIES - 1) / ATTN_TASK_QUERIES;
+                if (local < nb * c->n_head) break;
+                local -= nb * c->n_head;
             }
+            const mt_attn_seg *s = &sg[seg];
+            const int h = local % c->n_head, b = nb - 1 - local / c->n_head;
+            const int q0 = s->t0 + b * ATTN_TASK_QUERIES;
+            const int q1 = q0 + ATTN_TASK_QUERIES < s->t1 ? q0 + ATTN_TASK_QUERIES : s->t1;
+            mt_attn_shape sh;
+            mt_attn_block_shape(c, local_layer, lay, s, q0, q1, &sh);
+            if (failed || !mt_scratch_reserve(&p, &cap, (size_t)sh.n_q * sh.n_k)) {
+#pragma omp atomic write
+                failed = 1;
+                continue;
+            }
+            const size_t qo = (size_t)q0 * q_dim + (size_t)h * c->head_dim;
+            const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * c->head_dim;
+            mt_attn_forward(&sh, a->q + qo, kc + ko, vc + ko, a->att + qo, p);
         }
         free(p);
     }
