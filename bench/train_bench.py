@@ -326,6 +326,21 @@ def sgemm_peak(threads, work, quick):
     return res
 
 
+def own_gemm_rate(args):
+    """meteor's own GEMM (mt_sgemm) on one core for the gate/up projection's forward shape, and the
+    library sgemm beside it, through build/tools/sgemm_bench; None without the tool."""
+    exe = Path(args.meteor).parent / "tools" / "sgemm_bench"
+    if not exe.exists():
+        return None
+    out = subprocess.run([str(exe), "0.2", "0", "1", "512", "1536", "576"], capture_output=True,
+                         text=True, env=child_env(1)).stdout.splitlines()
+    f = out[-1].split() if out else []
+    try:
+        return {"blas_1core": float(f[-3]), "own_1core": float(f[-2])}
+    except (IndexError, ValueError):
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run (6; quick 3)")
@@ -375,6 +390,7 @@ def main():
     log("measuring sgemm peak ...")
     sg = sgemm_peak(args.threads, work, args.quick)
     peak = max(s["best_gflops"] for s in sg)
+    own = own_gemm_rate(args)
 
     runs = [run_meteor(args, data_path, work, "default", [])]
     if not args.quick:
@@ -446,11 +462,17 @@ def main():
           f" + attention {fl['attention'] / 1e6:.1f} M   (P = {fl['p_matmul'] / 1e6:.1f} M matmul weights)")
     print(f"meteor achieved {base['gflops']:.1f} GFLOP/s = {100 * base['gflops'] / peak:.1f}% of the "
           f"measured sgemm {peak:.1f} GFLOP/s")
+    if own and own["own_1core"] > 0:
+        top = own["own_1core"] * args.threads
+        print(f"  meteor's own AVX-512 GEMM, one core, 512x1536x576: {own['own_1core']:.1f} GFLOP/s "
+              f"(the BLAS sgemm: {own['blas_1core']:.1f}); x {args.threads} threads = {top:.1f} GFLOP/s,"
+              f" of which meteor achieved {100 * base['gflops'] / top:.1f}%")
     print(f"meteor summary line: {base['summary']}")
     print(f"total benchmark time {time.perf_counter() - t_start:.0f} s; work folder {work}"
           + ("" if args.keep else " (removed)"))
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "sgemm": sg, "flops_per_token": fl,
+        args.json.write_text(json.dumps({"runs": runs, "sgemm": sg, "own_gemm": own,
+                                         "flops_per_token": fl,
                                          "model": cfg, "data_note": data_note}, indent=1, default=str))
     if not args.keep:
         import shutil
