@@ -125,15 +125,10 @@ void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, co
  * head against keys [lo, n_k) into p (group rows of n), then softmax per row. */
 static void softmax_rows(const mt_attn_shape *s, int group, int n, float *p) {
     for (int g = 0; g < group; g++) {
-        float *row = p + (long)g * n, mx = -INFINITY;
-        for (int j = 0; j < n; j++) {
-            if (s->cap > 0.0f) row[j] = s->cap * tanhf(row[j] / s->cap);
-            mx = row[j] > mx ? row[j] : mx;
-        }
-        mt_exp_shift(row, row, n, mx);
-        float sum = 0.0f;
-        for (int j = 0; j < n; j++) sum += row[j];
-        const float inv = 1.0f / sum;
+        float *row = p + (long)g * n;
+        if (s->cap > 0.0f)
+            for (int j = 0; j < n; j++) row[j] = s->cap * tanhf(row[j] / s->cap);
+        const float inv = 1.0f / mt_exp_shift_store_sum(row, row, n, mt_row_max(row, n));
         for (int j = 0; j < n; j++) row[j] *= inv;
     }
 }
@@ -228,12 +223,78 @@ ATTN_TGT static void decode_group_avx2(const mt_attn_shape *s, int group, const 
     }
 }
 
+#define ATTN512_TGT __attribute__((target("avx512f,fma")))
+
+/* hd a multiple of 64, group <= 4. Scores: four keys at a time per query head, sixteen
+ * lanes per FMA. Values: a strip of 64 columns for every query head of the group in
+ * sixteen accumulators, so each cached V row is read once per strip for all of them
+ * (the AVX2 kernel reads it once per head and 8-column strip). */
+ATTN512_TGT static void decode_group_avx512(const mt_attn_shape *s, int group, const float *q,
+                                            const float *k, const float *v, float *out, float *p) {
+    const int hd = s->hd, lo = first_key(s, 0), n = s->n_k - lo;
+    const long ks = s->k_stride;
+    const float *k0 = k + (long)lo * ks, *v0 = v + (long)lo * ks;
+    for (int g = 0; g < group; g++) {
+        const float *qg = q + g * hd;
+        float *pg = p + (long)g * n;
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const float *a = k0 + j * ks;
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (int i = 0; i < hd; i += 16) {
+                const __m512 qv = _mm512_loadu_ps(qg + i);
+                c0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + i), c0);
+                c1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + ks + i), c1);
+                c2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + 2 * ks + i), c2);
+                c3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + 3 * ks + i), c3);
+            }
+            pg[j] = s->scale * _mm512_reduce_add_ps(c0);
+            pg[j + 1] = s->scale * _mm512_reduce_add_ps(c1);
+            pg[j + 2] = s->scale * _mm512_reduce_add_ps(c2);
+            pg[j + 3] = s->scale * _mm512_reduce_add_ps(c3);
+        }
+        for (; j < n; j++) {
+            __m512 c0 = _mm512_setzero_ps();
+            for (int i = 0; i < hd; i += 16)
+                c0 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + i), _mm512_loadu_ps(k0 + j * ks + i), c0);
+            pg[j] = s->scale * _mm512_reduce_add_ps(c0);
+        }
+    }
+    softmax_rows(s, group, n, p);
+    for (int c = 0; c < hd; c += 64) {
+        __m512 acc[4][4];
+        for (int g = 0; g < 4; g++)
+            for (int x = 0; x < 4; x++) acc[g][x] = _mm512_setzero_ps();
+        for (int j = 0; j < n; j++) {
+            const float *vr = v0 + j * ks + c;
+            const __m512 w0 = _mm512_loadu_ps(vr), w1 = _mm512_loadu_ps(vr + 16);
+            const __m512 w2 = _mm512_loadu_ps(vr + 32), w3 = _mm512_loadu_ps(vr + 48);
+            for (int g = 0; g < group; g++) {
+                const __m512 pj = _mm512_set1_ps(p[(long)g * n + j]);
+                acc[g][0] = _mm512_fmadd_ps(pj, w0, acc[g][0]);
+                acc[g][1] = _mm512_fmadd_ps(pj, w1, acc[g][1]);
+                acc[g][2] = _mm512_fmadd_ps(pj, w2, acc[g][2]);
+                acc[g][3] = _mm512_fmadd_ps(pj, w3, acc[g][3]);
+            }
+        }
+        for (int g = 0; g < group; g++)
+            for (int x = 0; x < 4; x++) _mm512_storeu_ps(out + g * hd + c + 16 * x, acc[g][x]);
+    }
+}
+
 #endif
 
 void mt_attn_decode_group(const mt_attn_shape *s, int group, const float *q, const float *k,
                           const float *v, float *out, float *p) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (s->hd % 8 == 0 && mt_qdot_avx2_available()) {
+    /* The quantised dot products' implementation choice (qdot.h) picks this kernel's too,
+     * so a test can run each. */
+    const mt_qdot_impl impl = mt_qdot_get_impl();
+    if (impl == MT_QDOT_AVX512 && s->hd % 64 == 0 && group <= 4) {
+        decode_group_avx512(s, group, q, k, v, out, p);
+        return;
+    }
+    if (impl != MT_QDOT_SCALAR && s->hd % 8 == 0 && mt_qdot_avx2_available()) {
         decode_group_avx2(s, group, q, k, v, out, p);
         return;
     }

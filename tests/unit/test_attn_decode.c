@@ -1,6 +1,7 @@
 /* Grouped decoding attention (one query per head, the query heads of a KV head together)
- * against the per-head BLAS path, with and without a sliding window and a softcap, for a
- * head size the AVX2 kernel takes (64) and one it leaves to the scalar loop (12). */
+ * against the per-head matrix-product path, with and without a sliding window and a
+ * softcap, for head sizes the AVX-512 and AVX2 kernels take (64, 256) and one they leave
+ * to the scalar loop (12); each implementation (scalar, AVX2, AVX-512) in turn. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "kernels/attention.h"
+#include "kernels/qdot.h"
 
 static float rnd(void) {
     return 2.0f * (float)rand() / (float)RAND_MAX - 1.0f;
@@ -43,16 +45,27 @@ static void check(int hd, int group, int n_k, int window, float cap) {
     free(k), free(v), free(q), free(want), free(got), free(p);
 }
 
-static void test_matches_per_head_path(void **state) {
-    (void)state;
+static void run_cases(void) {
     srand(3);
     check(64, 3, 1, 0, 0.0f);
     check(64, 3, 37, 0, 0.0f);
     check(64, 1, 515, 0, 0.0f);
     check(64, 4, 200, 16, 0.0f);
+    check(64, 6, 50, 0, 0.0f); /* a group too large for the AVX-512 kernel */
     check(256, 4, 33, 0, 30.0f);
+    check(128, 2, 7, 0, 0.0f);
     check(12, 2, 41, 0, 0.0f);
     check(12, 3, 9, 4, 20.0f);
+}
+
+static void test_matches_per_head_path(void **state) {
+    (void)state;
+    const mt_qdot_impl impls[] = {MT_QDOT_SCALAR, MT_QDOT_AVX2, MT_QDOT_AVX512};
+    for (int i = 0; i < 3; i++) {
+        if (mt_qdot_set_impl(impls[i]) != MT_OK) continue; /* not on this CPU */
+        run_cases();
+    }
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AUTO), MT_OK);
 }
 
 int main(void) {
