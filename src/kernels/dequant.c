@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "kernels/dequant_internal.h"
 
 /* Bit equality with the reference needs every product and sum rounded to float
@@ -222,7 +223,7 @@ void mt_dq_block_scalar(mt_dtype t, const uint8_t *b, float *y) {
 static atomic_int simd_wanted = 2;
 
 static int simd_cpu(void) {
-    return mt_dq_avx512_available() ? 2 : mt_dq_avx2_available() ? 1 : 0;
+    return mt_cpu_avx512() ? 2 : mt_cpu_avx2() ? 1 : 0;
 }
 
 int mt_dequant_set_simd(int level) {
@@ -258,8 +259,8 @@ void mt_dequantize(mt_dtype t, const void *src, float *dst, int64_t n) {
         return;
     }
     int wanted = atomic_load_explicit(&simd_wanted, memory_order_relaxed);
-    if (wanted >= 2 && mt_dq_avx512_available() && mt_dq_run_avx512(t, p, dst, n)) return;
-    if (wanted >= 1 && mt_dq_avx2_available() && mt_dq_run_avx2(t, p, dst, n)) return;
+    if (wanted >= 2 && mt_cpu_avx512() && mt_dq_run_avx512(t, p, dst, n)) return;
+    if (wanted >= 1 && mt_cpu_avx2() && mt_dq_run_avx2(t, p, dst, n)) return;
     dequantize_scalar(t, p, dst, n);
 }
 

@@ -12,10 +12,6 @@
  * through the sums follow the scalar code exactly. */
 void mt_dq_block_scalar(mt_dtype t, const uint8_t *b, float *y);
 
-/* CPU support, detected once: AVX2 + F16C, and AVX-512 F/BW/VL/DQ (+ F16C). */
-int mt_dq_avx2_available(void);
-int mt_dq_avx512_available(void);
-
 /* Decode n elements of type t (as mt_dequantize) with the given instruction set; return
  * 0 without writing anything when there is no kernel for t. */
 int mt_dq_run_avx2(mt_dtype t, const uint8_t *src, float *dst, int64_t n);

@@ -13,12 +13,10 @@
  * One 16-bit test per block keeps that exactness cheap. */
 #include "kernels/dequant_internal.h"
 
-#include <stdatomic.h>
 
 #include "kernels/dequant.h"
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,f16c")))
@@ -48,43 +46,6 @@ static int special_dm(const uint8_t *b) {
 
 static int special_q6_k(const uint8_t *b) {
     return special(b + 208);
-}
-
-static int detect_avx2(void) {
-    /* F16C is CPUID leaf 1 ECX bit 29 (clang's __builtin_cpu_supports cannot name it);
-     * the compiler runtime's "avx2" already includes the OS saving YMM state. */
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29))) return 0;
-    return __builtin_cpu_supports("avx2");
-}
-
-static int detect_avx512(void) {
-    /* "avx512f" and friends are reported only when the OS saves ZMM and mask state. */
-    return detect_avx2() && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq");
-}
-
-/* Cached because mt_dequantize asks on every call, from many threads at once; they all
- * store the same answer. */
-int mt_dq_avx2_available(void) {
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        v = detect_avx2();
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
-}
-
-int mt_dq_avx512_available(void) {
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        v = detect_avx512();
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
 }
 
 /* ---------------------------------------------------------------- AVX2 */
@@ -580,14 +541,6 @@ int mt_dq_run_avx512(mt_dtype t, const uint8_t *src, float *dst, int64_t n) {
 }
 
 #else /* not x86-64: the scalar code does everything */
-
-int mt_dq_avx2_available(void) {
-    return 0;
-}
-
-int mt_dq_avx512_available(void) {
-    return 0;
-}
 
 int mt_dq_run_avx2(mt_dtype t, const uint8_t *src, float *dst, int64_t n) {
     (void)t, (void)src, (void)dst, (void)n;

@@ -1,8 +1,6 @@
 #include <stdatomic.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
+#include "kernels/cpu.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
 
@@ -10,52 +8,14 @@
  * that first use may come from several kernel threads at once (all store the same). */
 static atomic_int current = -1;
 
-static int detect_avx2(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    /* The compiler runtime fills the CPU model in a constructor (and checks that the OS
-     * saves YMM state); no __builtin_cpu_init, which would race when kernel threads get
-     * here together. F16C from CPUID leaf 1 (ECX bit 29): clang cannot name it. */
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29))) return 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 int mt_qdot_avx2_available(void) {
-    /* Cached: the row kernels of vexp.c and attention.c ask on every call. Threads that
-     * get here together all store the same answer. */
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        v = detect_avx2();
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
+    return mt_cpu_avx2();
 }
 
-static int detect_avx512(void) {
-#if defined(__x86_64__)
-    /* __builtin_cpu_supports reports AVX-512 only when the OS also saves the ZMM and
-     * mask registers (XCR0), so a kernel without that support falls back cleanly. The
-     * AVX2 kernels still serve float rows, hence that check too. */
-    return mt_qdot_avx2_available() && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-#else
-    return 0;
-#endif
-}
-
+/* The AVX2 kernels still serve float rows under the AVX-512 choice: mt_cpu_avx512
+ * includes AVX2. */
 int mt_qdot_avx512_available(void) {
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        v = detect_avx512();
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
+    return mt_cpu_avx512_vnni();
 }
 
 const char *mt_qdot_impl_name(mt_qdot_impl impl) {

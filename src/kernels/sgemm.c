@@ -5,21 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu.h"
 #include "kernels/sgemm_internal.h"
 
 int mt_sgemm_avx512_available(void) {
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-#if defined(__x86_64__)
-        /* The compiler runtime also checks that the OS saves the ZMM state. */
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-#else
-        v = 0;
-#endif
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
+    return mt_cpu_avx512();
 }
 
 static atomic_int current = -1;
