@@ -251,34 +251,49 @@ static void norm_backward(float *dx, float *dw, const float *x, const float *w, 
                             dim, eps, accumulate);
 }
 
+/* The head runs only on rows that carry a loss term (or whose log-prob is asked for):
+ * prompt tokens of SFT data have coefficient 0, and their logits, the largest matrix
+ * product of the step, would only be multiplied by zero. Their rows of dx are zero. */
 static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_t *targets,
                                const float *coef, mt_grads *g, float *dx, float *logprobs) {
     const int V = m->cfg.n_vocab, d = m->cfg.n_embd;
     const float cap = m->cfg.final_softcap;
     float *gout = m->cfg.tied_embeddings ? g->tok_embd : g->output;
     const int chunk = head_chunk_rows(m);
+    float *h = mt_calloc((size_t)chunk * d, sizeof *h);
     float *xn = mt_calloc((size_t)chunk * d, sizeof *xn);
     float *dxn = mt_calloc((size_t)chunk * d, sizeof *dxn);
+    float *dxc = mt_calloc((size_t)chunk * d, sizeof *dxc);
     float *lg = mt_calloc((size_t)chunk * V, sizeof *lg);
-    mt_status s = (!xn || !lg || !dxn) ? MT_ERR_NOMEM : MT_OK;
+    int *rows = mt_calloc((size_t)t->n + 1, sizeof *rows);
+    mt_status s = (!h || !xn || !lg || !dxn || !dxc || !rows) ? MT_ERR_NOMEM : MT_OK;
     const float *hfinal = t->x + (size_t)m->cfg.n_layer * t->n * d;
-    for (int r0 = 0; !s && r0 < t->n; r0 += chunk) {
-        const int nr = r0 + chunk <= t->n ? chunk : t->n - r0;
-        if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
+    int n_rows = 0;
+    if (!s) {
+        memset(dx, 0, (size_t)t->n * d * sizeof *dx);
+        if (logprobs) memset(logprobs, 0, (size_t)t->n * sizeof *logprobs);
+        for (int i = 0; i < t->n; i++)
+            if (targets[i] >= 0 && targets[i] < V && (coef[i] != 0.0f || logprobs))
+                rows[n_rows++] = i;
+    }
+    for (int r0 = 0; !s && r0 < n_rows; r0 += chunk) {
+        const int nr = r0 + chunk <= n_rows ? chunk : n_rows - r0;
+        const int *rr = rows + r0;
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
         for (int i = 0; i < nr; i++) {
-            const int32_t tg = targets[r0 + i];
-            const float c = coef[r0 + i];
+            memcpy(h + (size_t)i * d, hfinal + (size_t)rr[i] * d, (size_t)d * sizeof *h);
+            mt_rmsnorm(xn + (size_t)i * d, h + (size_t)i * d, m->output_norm, d, m->cfg.norm_eps);
+        }
+        if ((s = mt_matmul(&m->output, xn, nr, lg))) break;
+#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
+        for (int i = 0; i < nr; i++) {
+            const int32_t tg = targets[rr[i]];
+            const float c = coef[rr[i]];
             float *row = lg + (size_t)i * V;
-            if (logprobs) logprobs[r0 + i] = 0.0f;
-            if (tg < 0 || tg >= V || (c == 0.0f && !logprobs)) {
-                memset(row, 0, (size_t)V * sizeof *row);
-                continue;
-            }
             if (cap > 0.0f) mt_softcap(row, cap, V);
             const float lse = mt_logsumexp(row, V);
             /* The same arithmetic as mt_head_logprobs, so either path gives equal values. */
-            if (logprobs) logprobs[r0 + i] = row[tg] - lse;
+            if (logprobs) logprobs[rr[i]] = row[tg] - lse;
             if (c == 0.0f) {
                 memset(row, 0, (size_t)V * sizeof *row);
                 continue;
@@ -296,12 +311,16 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
         }
         if ((s = mt_matmul_dx(&m->output, lg, nr, dxn, 0))) break;
         if (gout) mt_gemm(1, 0, V, d, nr, 1.0f, lg, V, xn, d, 1.0f, gout, d);
-        norm_backward(dx + (size_t)r0 * d, g->output_norm, hfinal + (size_t)r0 * d, m->output_norm,
-                      dxn, nr, d, m->cfg.norm_eps, 0);
+        norm_backward(dxc, g->output_norm, h, m->output_norm, dxn, nr, d, m->cfg.norm_eps, 0);
+        for (int i = 0; i < nr; i++)
+            memcpy(dx + (size_t)rr[i] * d, dxc + (size_t)i * d, (size_t)d * sizeof *dx);
     }
+    free(h);
     free(xn);
     free(dxn);
+    free(dxc);
     free(lg);
+    free(rows);
     return s;
 }
 
