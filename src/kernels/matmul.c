@@ -181,6 +181,20 @@ mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
 void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc) {
     const int nt = mt_kernels_threads();
+    if (m < 16 * nt && n >= 64 * nt) {
+        /* Few rows (LoRA's A-factor gradient has rank rows): split the columns instead,
+         * in multiples of 32, so no thread is left with a sliver of rows. */
+        const int per = ((n + nt - 1) / nt + 31) / 32 * 32;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int t = 0; t < nt; t++) {
+            const int j0 = t * per;
+            if (j0 >= n) continue;
+            const int nc = j0 + per <= n ? per : n - j0;
+            mt_sgemm(trans_a, trans_b, m, nc, k, alpha, a, lda,
+                     trans_b ? b + (size_t)j0 * ldb : b + j0, ldb, beta, c + j0, ldc);
+        }
+        return;
+    }
     const int per = (m + nt - 1) / nt;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < nt; t++) {

@@ -88,6 +88,11 @@ static const gemm_case cases[] = {
     {1, 1, 25, 3, 7, 1, 1.0f, -0.5f},
     {0, 0, 24, 9, 513, 0, 2.0f, 0.0f},
     {0, 0, 23, 16, 1, 4, 1.0f, 1.0f},
+    /* a few rows (LoRA's A-factor gradient): one packed edge strip */
+    {1, 0, 8, 576, 300, 0, 1.0f, 1.0f},
+    {0, 1, 3, 40, 9, 2, 0.5f, 0.0f},
+    {1, 1, 16, 17, 260, 1, 1.0f, -1.0f},
+    {0, 0, 1, 100, 5, 0, 2.0f, 0.0f},
 };
 
 static void run_cases(void) {
