@@ -9,7 +9,7 @@ typedef enum {
     MT_ERR_FORMAT,      /* corrupt or malformed input */
     MT_ERR_UNSUPPORTED, /* well-formed input we do not handle (arch, dtype) */
     MT_ERR_NOMEM,
-    MT_ERR_ARG,     /* bad flag or argument */
+    MT_ERR_ARG,      /* bad flag or argument */
     MT_ERR_INTERNAL, /* a bug: invariant broken */
     MT_ERR_REMOTE,   /* a remote service refused us for good (401, not an OpenAI endpoint) */
     MT_ERR_BUDGET    /* a cost or request budget was reached: stopped cleanly, resumable */

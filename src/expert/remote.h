@@ -21,7 +21,7 @@ typedef struct {
     int concurrency;     /* requests in flight (>= 1) */
     double timeout_s;    /* whole request */
     double connect_timeout_s;
-    int max_retries;     /* retries per request after the first attempt */
+    int max_retries; /* retries per request after the first attempt */
     double backoff_base_s, backoff_max_s;
     mt_json_mode json_mode;
     double cost_per_1k_prompt, cost_per_1k_completion;

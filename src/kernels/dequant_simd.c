@@ -13,7 +13,6 @@
  * One 16-bit test per block keeps that exactness cheap. */
 #include "kernels/dequant_internal.h"
 
-
 #include "kernels/dequant.h"
 
 #if defined(__x86_64__)

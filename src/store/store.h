@@ -29,8 +29,8 @@ mt_status mt_store_meta_set(mt_store *s, const char *key, const char *value);
 
 /* ---- questions ---- */
 typedef struct {
-    char *id;        /* stable: a hash of the normalised title and content */
-    int64_t seq;     /* import order */
+    char *id;    /* stable: a hash of the normalised title and content */
+    int64_t seq; /* import order */
     char *title;
     char *content;
     char *reference; /* reference answer or NULL */
@@ -51,9 +51,9 @@ typedef enum { MT_ITEM_PENDING = 0, MT_ITEM_DONE, MT_ITEM_FAILED } mt_item_state
 
 typedef struct {
     mt_item_state state;
-    int attempts;   /* times the item failed */
-    char *output;   /* malloc'ed, NULL when none */
-    char *error;    /* last error, NULL when none */
+    int attempts; /* times the item failed */
+    char *output; /* malloc'ed, NULL when none */
+    char *error;  /* last error, NULL when none */
 } mt_item;
 
 /* An item never written reads as PENDING with no output. */
@@ -69,7 +69,8 @@ void mt_item_free(mt_item *it);
 typedef struct {
     int64_t done, failed;
 } mt_item_counts;
-mt_status mt_store_item_counts(mt_store *s, const char *phase, const char *stage, mt_item_counts *out);
+mt_status mt_store_item_counts(mt_store *s, const char *phase, const char *stage,
+                               mt_item_counts *out);
 
 /* ---- expert request cache ---- */
 typedef struct {
@@ -91,8 +92,8 @@ mt_status mt_store_attempt_log(mt_store *s, const char *hash, const char *phase,
                                int http_status, const char *error, double seconds);
 
 typedef struct {
-    int64_t requests;    /* distinct requests answered (cached rows) */
-    int64_t attempts;    /* HTTP attempts logged */
+    int64_t requests; /* distinct requests answered (cached rows) */
+    int64_t attempts; /* HTTP attempts logged */
     int64_t failed_attempts;
     int64_t prompt_tokens, completion_tokens;
     double cost;
