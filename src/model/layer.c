@@ -55,6 +55,25 @@ int mt_scratch_reserve(float **p, size_t *cap, size_t need) {
     return *p != NULL;
 }
 
+mt_status mt_run_tasks(int tasks, mt_task_fn fn, const void *ctx, const char *what) {
+    int failed = 0;
+#pragma omp parallel num_threads(mt_kernels_threads())
+    {
+        mt_scratch sc = {0};
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < tasks; task++) {
+            int skip;
+#pragma omp atomic read
+            skip = failed;
+            if (skip || fn(ctx, task, &sc) == 0) continue;
+#pragma omp atomic write
+            failed = 1;
+        }
+        free(sc.p);
+    }
+    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in %s", what) : MT_OK;
+}
+
 /* A new run begins where the first key row changes or the rows stop being consecutive. */
 static int seg_starts(const mt_layout *lay, int t) {
     return t == 0 || lay->first[t] != lay->first[t - 1] ||
@@ -89,94 +108,91 @@ void mt_attn_block_shape(const mt_model_config *c, int local, const mt_layout *l
                            .window = local ? c->sliding_window : 0};
 }
 
+/* What the attention tasks of one layer read and write. */
+typedef struct {
+    const mt_model_config *c;
+    const mt_layout *lay;
+    const mt_attn_seg *sg;
+    int local, q_dim, kv_dim, group;
+    mt_layer_acts *a;
+    const float *kc, *vc;
+} attn_job;
+
 /* Decoding: one task per (sequence, KV head), covering the query heads that share it. */
-static mt_status attend_decode(const mt_model_config *c, int local, const mt_layout *lay,
-                               const mt_attn_seg *sg, int n_seg, mt_layer_acts *a, const float *kc,
-                               const float *vc) {
-    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
-    const int group = c->n_head / c->n_head_kv, tasks = n_seg * c->n_head_kv;
-    int failed = 0;
-#pragma omp parallel num_threads(mt_kernels_threads())
-    {
-        float *p = NULL;
-        size_t cap = 0;
-#pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < tasks; task++) {
-            const mt_attn_seg *s = &sg[task / c->n_head_kv];
-            const int kvh = task % c->n_head_kv;
-            mt_attn_shape sh;
-            mt_attn_block_shape(c, local, lay, s, s->t0, s->t1, &sh);
-            if (failed || !mt_scratch_reserve(&p, &cap, (size_t)group * sh.n_k)) {
-#pragma omp atomic write
-                failed = 1;
-                continue;
-            }
-            const size_t qo = (size_t)s->t0 * q_dim + (size_t)kvh * group * c->head_dim;
-            const size_t ko = (size_t)s->first * kv_dim + (size_t)kvh * c->head_dim;
-            mt_attn_decode_group(&sh, group, a->q + qo, kc + ko, vc + ko, a->att + qo, p);
-        }
-        free(p);
-    }
-    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention") : MT_OK;
+static int decode_task(const void *ctx, int task, mt_scratch *sc) {
+    const attn_job *j = ctx;
+    const mt_model_config *c = j->c;
+    const mt_attn_seg *s = &j->sg[task / c->n_head_kv];
+    const int kvh = task % c->n_head_kv;
+    mt_attn_shape sh;
+    mt_attn_block_shape(c, j->local, j->lay, s, s->t0, s->t1, &sh);
+    if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)j->group * sh.n_k)) return -1;
+    const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
+    const size_t ko = (size_t)s->first * j->kv_dim + (size_t)kvh * c->head_dim;
+    mt_attn_decode_group(&sh, j->group, j->a->q + qo, j->kc + ko, j->vc + ko, j->a->att + qo,
+                         sc->p);
+    return 0;
 }
 
 /* Queries per forward attention task; also bounds the score scratch. */
 enum { ATTN_TASK_QUERIES = 128 };
 
-/* Outputs of different tasks never overlap, so any thread may take any task. */
+/* Prompts: one task per (sequence, head, block of queries), the blocks of a sequence from
+ * its last (the most keys) to its first: nine heads of one training sequence as nine
+ * tasks left one of two threads idle for a ninth of the attention. Outputs of different
+ * tasks never overlap, so any thread may take any task. */
+static int prompt_task(const void *ctx, int task, mt_scratch *sc) {
+    const attn_job *j = ctx;
+    const mt_model_config *c = j->c;
+    int seg = 0, local = task, nb = 0;
+    for (;; seg++) {
+        nb = (j->sg[seg].t1 - j->sg[seg].t0 + ATTN_TASK_QUERIES - 1) / ATTN_TASK_QUERIES;
+        if (local < nb * c->n_head) break;
+        local -= nb * c->n_head;
+    }
+    const mt_attn_seg *s = &j->sg[seg];
+    const int h = local % c->n_head, b = nb - 1 - local / c->n_head;
+    const int q0 = s->t0 + b * ATTN_TASK_QUERIES;
+    const int q1 = q0 + ATTN_TASK_QUERIES < s->t1 ? q0 + ATTN_TASK_QUERIES : s->t1;
+    mt_attn_shape sh;
+    mt_attn_block_shape(c, j->local, j->lay, s, q0, q1, &sh);
+    if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)sh.n_q * sh.n_k)) return -1;
+    const size_t qo = (size_t)q0 * j->q_dim + (size_t)h * c->head_dim;
+    const size_t ko = (size_t)s->first * j->kv_dim + (size_t)(h / j->group) * c->head_dim;
+    mt_attn_forward(&sh, j->a->q + qo, j->kc + ko, j->vc + ko, j->a->att + qo, sc->p);
+    return 0;
+}
+
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
                         const float *kc, const float *vc) {
     const mt_model_config *c = &m->cfg;
-    const int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
-    const int local_layer = mt_config_layer_is_local(c, l), group = c->n_head / c->n_head_kv;
     mt_attn_seg *sg = NULL;
     const int n_seg = mt_attn_segments(lay, &sg);
     if (n_seg < 0) return mt_fail(MT_ERR_NOMEM, "out of memory in attention");
+    const attn_job job = {.c = c,
+                          .lay = lay,
+                          .sg = sg,
+                          .local = mt_config_layer_is_local(c, l),
+                          .q_dim = c->n_head * c->head_dim,
+                          .kv_dim = c->n_head_kv * c->head_dim,
+                          .group = c->n_head / c->n_head_kv,
+                          .a = a,
+                          .kc = kc,
+                          .vc = vc};
     int one_query = 1; /* a decoding step: every sequence brings one token */
     for (int i = 0; i < n_seg; i++) one_query &= sg[i].t1 - sg[i].t0 == 1;
+    mt_status st;
     if (one_query) {
-        mt_status st = attend_decode(c, local_layer, lay, sg, n_seg, a, kc, vc);
-        free(sg);
-        return st;
-    }
-    /* One task per (sequence, head, block of queries), the blocks of a sequence from its
-     * last (the most keys) to its first: nine heads of one training sequence as nine
-     * tasks left one of two threads idle for a ninth of the attention. */
-    int tasks = 0;
-    for (int i = 0; i < n_seg; i++)
-        tasks += c->n_head * ((sg[i].t1 - sg[i].t0 + ATTN_TASK_QUERIES - 1) / ATTN_TASK_QUERIES);
-    int failed = 0;
-#pragma omp parallel num_threads(mt_kernels_threads())
-    {
-        float *p = NULL;
-        size_t cap = 0;
-#pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < tasks; task++) {
-            int seg = 0, local = task, nb = 0;
-            for (;; seg++) {
-                nb = (sg[seg].t1 - sg[seg].t0 + ATTN_TASK_QUERIES - 1) / ATTN_TASK_QUERIES;
-                if (local < nb * c->n_head) break;
-                local -= nb * c->n_head;
-            }
-            const mt_attn_seg *s = &sg[seg];
-            const int h = local % c->n_head, b = nb - 1 - local / c->n_head;
-            const int q0 = s->t0 + b * ATTN_TASK_QUERIES;
-            const int q1 = q0 + ATTN_TASK_QUERIES < s->t1 ? q0 + ATTN_TASK_QUERIES : s->t1;
-            mt_attn_shape sh;
-            mt_attn_block_shape(c, local_layer, lay, s, q0, q1, &sh);
-            if (failed || !mt_scratch_reserve(&p, &cap, (size_t)sh.n_q * sh.n_k)) {
-#pragma omp atomic write
-                failed = 1;
-                continue;
-            }
-            const size_t qo = (size_t)q0 * q_dim + (size_t)h * c->head_dim;
-            const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * c->head_dim;
-            mt_attn_forward(&sh, a->q + qo, kc + ko, vc + ko, a->att + qo, p);
-        }
-        free(p);
+        st = mt_run_tasks(n_seg * c->n_head_kv, decode_task, &job, "attention");
+    } else {
+        int tasks = 0;
+        for (int i = 0; i < n_seg; i++)
+            tasks +=
+                c->n_head * ((sg[i].t1 - sg[i].t0 + ATTN_TASK_QUERIES - 1) / ATTN_TASK_QUERIES);
+        st = mt_run_tasks(tasks, prompt_task, &job, "attention");
     }
     free(sg);
-    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention") : MT_OK;
+    return st;
 }
 
 static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,

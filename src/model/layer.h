@@ -35,6 +35,17 @@ typedef struct {
  * Returns 0 when memory runs out; *p is then NULL and *cap 0. */
 int mt_scratch_reserve(float **p, size_t *cap, size_t need);
 
+/* Runs fn(ctx, task, scratch) for task = 0 .. tasks-1 over the kernel threads, dynamically
+ * scheduled, each thread with a float scratch of its own that fn grows with
+ * mt_scratch_reserve. fn returns 0, or -1 when memory runs out; then the remaining tasks
+ * are skipped and MT_ERR_NOMEM ("out of memory in <what>") comes back. */
+typedef struct {
+    float *p;
+    size_t cap;
+} mt_scratch;
+typedef int (*mt_task_fn)(const void *ctx, int task, mt_scratch *scratch);
+mt_status mt_run_tasks(int tasks, mt_task_fn fn, const void *ctx, const char *what);
+
 /* Splits a layout into its sequences; *out is malloc'ed, returns the count (-1: no memory). */
 int mt_attn_segments(const mt_layout *lay, mt_attn_seg **out);
 /* Shape of the attention of queries [q0, q1) of segment sg in a block (local: sliding). */

@@ -369,11 +369,42 @@ static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const 
 /* dq/dk/dv from datt. One task per (sequence, head); each head adds its key/value
  * gradients into a buffer of its own, summed into the shared KV heads afterwards, so no
  * two threads ever write the same memory. */
+typedef struct {
+    const mt_model_config *c;
+    const mt_tape *t;
+    const mt_layer_acts *a;
+    grad_ws *w;
+    const mt_attn_seg *sg;
+    float *dkh, *dvh;
+    size_t per_head;
+    int local, q_dim, kv_dim, group;
+} attn_back_job;
+
+static int attn_back_task(const void *ctx, int task, mt_scratch *sc) {
+    const attn_back_job *j = ctx;
+    const mt_model_config *c = j->c;
+    const int hd = c->head_dim;
+    const mt_attn_seg *s = &j->sg[task / c->n_head];
+    const int h = task % c->n_head;
+    for (int q0 = s->t0; q0 < s->t1; q0 += MT_ATTN_QBLOCK) {
+        const int q1 = q0 + MT_ATTN_QBLOCK < s->t1 ? q0 + MT_ATTN_QBLOCK : s->t1;
+        mt_attn_shape sh;
+        mt_attn_block_shape(c, j->local, &j->t->lay, s, q0, q1, &sh);
+        if (!mt_scratch_reserve(&sc->p, &sc->cap, 2 * (size_t)sh.n_q * sh.n_k)) return -1;
+        const size_t qo = (size_t)q0 * j->q_dim + (size_t)h * hd;
+        const size_t ko = (size_t)s->first * j->kv_dim + (size_t)(h / j->group) * hd;
+        const size_t ho = (size_t)h * j->per_head + (size_t)s->first * hd;
+        mt_attn_backward(&sh, j->a->q + qo, j->a->k + ko, j->a->v + ko, j->w->datt + qo,
+                         j->w->dq + qo, j->dkh + ho, j->dvh + ho, hd, sc->p,
+                         sc->p + (size_t)sh.n_q * sh.n_k);
+    }
+    return 0;
+}
+
 static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape *t,
                                          const mt_layer_acts *a, grad_ws *w) {
     const mt_model_config *c = &m->cfg;
-    const int hd = c->head_dim, q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd;
-    const int group = c->n_head / c->n_head_kv, local = mt_config_layer_is_local(c, l);
+    const int hd = c->head_dim, kv_dim = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
     const size_t per_head = (size_t)t->n * hd;
     float *dkh = mt_calloc(2 * (size_t)c->n_head * per_head, sizeof *dkh);
     mt_attn_seg *sg = NULL;
@@ -383,37 +414,22 @@ static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape
         return mt_fail(MT_ERR_NOMEM, "out of memory in attention backward");
     }
     float *dvh = dkh + (size_t)c->n_head * per_head;
-    const int tasks = n_seg * c->n_head;
-    int failed = 0;
-#pragma omp parallel num_threads(mt_kernels_threads())
-    {
-        float *p = NULL;
-        size_t cap = 0;
-#pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < tasks; task++) {
-            const mt_attn_seg *s = &sg[task / c->n_head];
-            const int h = task % c->n_head;
-            for (int q0 = s->t0; q0 < s->t1 && !failed; q0 += MT_ATTN_QBLOCK) {
-                const int q1 = q0 + MT_ATTN_QBLOCK < s->t1 ? q0 + MT_ATTN_QBLOCK : s->t1;
-                mt_attn_shape sh;
-                mt_attn_block_shape(c, local, &t->lay, s, q0, q1, &sh);
-                const size_t need = 2 * (size_t)sh.n_q * sh.n_k;
-                if (!mt_scratch_reserve(&p, &cap, need)) {
-#pragma omp atomic write
-                    failed = 1;
-                    break;
-                }
-                const size_t qo = (size_t)q0 * q_dim + (size_t)h * hd;
-                const size_t ko = (size_t)s->first * kv_dim + (size_t)(h / group) * hd;
-                const size_t ho = (size_t)h * per_head + (size_t)s->first * hd;
-                mt_attn_backward(&sh, a->q + qo, a->k + ko, a->v + ko, w->datt + qo, w->dq + qo,
-                                 dkh + ho, dvh + ho, hd, p, p + (size_t)sh.n_q * sh.n_k);
-            }
-        }
-        free(p);
-    }
+    const attn_back_job job = {.c = c,
+                               .t = t,
+                               .a = a,
+                               .w = w,
+                               .sg = sg,
+                               .dkh = dkh,
+                               .dvh = dvh,
+                               .per_head = per_head,
+                               .local = mt_config_layer_is_local(c, l),
+                               .q_dim = c->n_head * hd,
+                               .kv_dim = kv_dim,
+                               .group = group};
+    const mt_status st =
+        mt_run_tasks(n_seg * c->n_head, attn_back_task, &job, "attention backward");
     free(sg);
-    if (!failed) {
+    if (!st) {
         memset(w->dk, 0, (size_t)t->n * kv_dim * sizeof(float));
         memset(w->dv, 0, (size_t)t->n * kv_dim * sizeof(float));
         for (int h = 0; h < c->n_head; h++)
@@ -425,7 +441,7 @@ static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape
             }
     }
     free(dkh);
-    return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in attention backward") : MT_OK;
+    return st;
 }
 
 /* Undo RoPE, then QK-norm, on the gradient of n_heads heads per token. */
