@@ -137,9 +137,9 @@ static int simd_on(void) {
 }
 
 /* sums[j] = sum of q[8j .. 8j+7]: exact integers whichever way they are added. */
-static void sums8(const int8_t *q, int n, int *sums) {
+static void sums8(int simd, const int8_t *q, int n, int *sums) {
 #if HAVE_X86
-    if (simd_on()) {
+    if (simd) {
         sums8_avx2(q, n, sums);
         return;
     }
@@ -151,9 +151,9 @@ static void sums8(const int8_t *q, int n, int *sums) {
     }
 }
 
-static float quantize_any(const float *x, int n, int8_t *q) {
+static float quantize_any(int simd, const float *x, int n, int8_t *q) {
 #if HAVE_X86
-    if (simd_on()) return quantize_block_avx2(x, n, q);
+    if (simd) return quantize_block_avx2(x, n, q);
 #endif
     return quantize_block(x, n, q);
 }
@@ -167,21 +167,23 @@ mt_status mt_quantize_act(mt_dtype t, const float *x, int64_t n, void *out) {
     if (n <= 0 || n % bs)
         return mt_fail(MT_ERR_ARG, "activation length %lld is not a positive multiple of %lld",
                        (long long)n, (long long)bs);
+    /* Asked once per call, not per block: the choice is an atomic load behind a call. */
+    const int simd = simd_on();
     if (is_k_type(t)) {
         mt_act256 *b = out;
         for (int64_t i = 0; i < n / MT_QK_K; i++, x += MT_QK_K) {
-            b[i].d = quantize_any(x, MT_QK_K, b[i].qs);
+            b[i].d = quantize_any(simd, x, MT_QK_K, b[i].qs);
             int s8[MT_QK_K / 8];
-            sums8(b[i].qs, MT_QK_K, s8);
+            sums8(simd, b[i].qs, MT_QK_K, s8);
             for (int g = 0; g < MT_QK_K / 16; g++)
                 b[i].bsums[g] = (int16_t)(s8[2 * g] + s8[2 * g + 1]);
         }
     } else {
         mt_act32 *b = out;
         for (int64_t i = 0; i < n / MT_QK; i++, x += MT_QK) {
-            b[i].d = quantize_any(x, MT_QK, b[i].qs);
+            b[i].d = quantize_any(simd, x, MT_QK, b[i].qs);
             int s8[MT_QK / 8];
-            sums8(b[i].qs, MT_QK, s8);
+            sums8(simd, b[i].qs, MT_QK, s8);
             b[i].s = b[i].d * (float)(s8[0] + s8[1] + s8[2] + s8[3]);
         }
     }
