@@ -90,43 +90,86 @@ static int is_block_quant(mt_dtype t) {
 }
 
 /* Decoding a few tokens: weight rows are dotted in their stored form with activations
- * quantised once per token (or taken as f32 for float rows), never expanded to f32. */
-static mt_status matmul_qdot(const mt_tensor *w, const float *x, int n, float *y) {
-    const int64_t cols = w->ne[0], rows = w->ne[1];
-    const size_t ab = mt_act_bytes(w->type, cols);
-    void *xq = NULL;
-    if (ab && !(xq = malloc(ab * (size_t)n)))
-        return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
+ * quantised once per token (or taken as f32 for float rows), never expanded to f32.
+ * Several weights that read the same input (q/k/v, gate/up) go through together: one
+ * quantisation per activation layout and one parallel pass over all their rows, which
+ * in 16-slot decoding saved a parallel region and a quantisation per extra weight. */
+static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, int n,
+                             float *const *y) {
+    const int64_t cols = w[0]->ne[0];
+    /* act[i]: the first weight whose activation layout weight i shares */
+    int act[MT_MATMUL_MAX_WEIGHTS], own[MT_MATMUL_MAX_WEIGHTS], n_own = 0;
+    size_t ab[MT_MATMUL_MAX_WEIGHTS], off[MT_MATMUL_MAX_WEIGHTS + 1];
+    int64_t rows_before[MT_MATMUL_MAX_WEIGHTS + 1];
+    off[0] = 0;
+    rows_before[0] = 0;
+    for (int i = 0; i < nw; i++) {
+        act[i] = i;
+        for (int j = 0; j < i; j++)
+            if (act[j] == j && mt_act_same(w[j]->type, w[i]->type)) {
+                act[i] = j;
+                break;
+            }
+        ab[i] = mt_act_bytes(w[i]->type, cols);
+        if (act[i] == i && ab[i]) own[n_own++] = i;
+        off[i + 1] = off[i] + (act[i] == i ? ab[i] * (size_t)n : 0);
+        rows_before[i + 1] = rows_before[i] + w[i]->ne[1];
+    }
+    char *xq = NULL;
+    if (off[nw] && !(xq = malloc(off[nw]))) return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
+    const int64_t total = rows_before[nw];
     /* Up to 16 tokens (decoding): one range of rows per thread, in multiples of 16, as
      * the AVX-512 kernels rearrange the tokens' activations once per call and fewer,
      * larger calls cost less. More tokens (a prompt) go through in groups of 16 over
      * blocks of 256 rows, which stay in L2 while every group passes over them. */
     const int nt = mt_kernels_threads();
-    const int64_t block =
-        n <= MT_QDOT_MAX_TOKENS ? ((rows + nt - 1) / nt + 15) / 16 * 16 : PROMPT_ROW_BLOCK;
-    const int64_t n_blocks = (rows + block - 1) / block;
+    const int decode = n <= MT_QDOT_MAX_TOKENS;
+    const int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
+    int64_t n_blocks = 0, first_block[MT_MATMUL_MAX_WEIGHTS + 1];
+    for (int i = 0; i < nw; i++) {
+        first_block[i] = n_blocks;
+        n_blocks += (w[i]->ne[1] + PROMPT_ROW_BLOCK - 1) / PROMPT_ROW_BLOCK;
+    }
+    first_block[nw] = n_blocks;
     int failed = 0;
     /* The tokens' activations are quantised inside the parallel region, split over the
      * threads: done serially before it, 16 tokens of batched decoding left the other
      * thread waiting a sixth of the time. */
 #pragma omp parallel num_threads(nt)
     {
-        if (ab) {
 #pragma omp for schedule(static)
-            for (int t = 0; t < n; t++)
-                if (mt_quantize_act(w->type, x + (size_t)t * cols, cols, (char *)xq + ab * t)) {
+        for (int k = 0; k < n_own * n; k++) {
+            const int i = own[k / n], t = k % n;
+            if (mt_quantize_act(w[i]->type, x + (size_t)t * cols, cols,
+                                xq + off[i] + ab[i] * (size_t)t)) {
 #pragma omp atomic write
-                    failed = 1;
-                }
+                failed = i + 1;
+            }
         }
-        if (!failed) {
+        if (!failed && decode) {
+            /* Range p of the weights' rows laid end to end; a team smaller than asked
+             * for (a nested region) takes the ranges of the missing threads too. */
+            for (int p = omp_get_thread_num(); p < nt; p += omp_get_num_threads()) {
+                const int64_t g0 = p * per, g1 = g0 + per < total ? g0 + per : total;
+                for (int i = 0; i < nw; i++) {
+                    const int64_t lo = rows_before[i], hi = rows_before[i + 1];
+                    const int64_t r0 = (g0 > lo ? g0 : lo) - lo, r1 = (g1 < hi ? g1 : hi) - lo;
+                    if (r0 < r1)
+                        mt_matmul_q(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1);
+                }
+            }
+        } else if (!failed) {
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < n_blocks; b++) {
-                const int64_t r1 = (b + 1) * block < rows ? (b + 1) * block : rows;
+                int i = 0;
+                while (b >= first_block[i + 1]) i++;
+                const int64_t rows = w[i]->ne[1], r0 = (b - first_block[i]) * PROMPT_ROW_BLOCK;
+                const int64_t r1 = r0 + PROMPT_ROW_BLOCK < rows ? r0 + PROMPT_ROW_BLOCK : rows;
+                const char *xa = xq ? xq + off[act[i]] : NULL;
                 for (int t0 = 0; t0 < n; t0 += MT_QDOT_MAX_TOKENS) {
                     const int nn = n - t0 < MT_QDOT_MAX_TOKENS ? n - t0 : MT_QDOT_MAX_TOKENS;
-                    mt_matmul_q(w, nn, (const char *)xq + ab * t0, x + (size_t)t0 * cols,
-                                y + (size_t)t0 * rows, b * block, r1);
+                    mt_matmul_q(w[i], nn, xa ? xa + ab[i] * t0 : NULL, x + (size_t)t0 * cols,
+                                y[i] + (size_t)t0 * rows, r0, r1);
                 }
             }
         }
@@ -135,7 +178,7 @@ static mt_status matmul_qdot(const mt_tensor *w, const float *x, int n, float *y
     return failed ? mt_fail(MT_ERR_ARG,
                             "matmul: activations of %lld values cannot be quantised "
                             "for %s rows",
-                            (long long)cols, mt_dtype_name((int)w->type))
+                            (long long)cols, mt_dtype_name((int)w[failed - 1]->type))
                   : MT_OK;
 }
 
@@ -151,16 +194,31 @@ int mt_kernels_precise(void) {
     return precise_mode;
 }
 
-mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
-    const int64_t cols = w->ne[0], rows = w->ne[1];
-    if (n <= MT_QDOT_MAX_TOKENS && mt_qdot_supported(w->type) && w->type != MT_F32 &&
-        !(precise_mode && is_block_quant(w->type)))
-        return matmul_qdot(w, x, n, y);
+/* Whether mt_matmul takes the quantised-activation path for these weights and tokens. */
+static int takes_qdot(const mt_tensor *w, int n) {
+    if (!mt_qdot_supported(w->type) || w->type == MT_F32) return 0;
+    if (n <= MT_QDOT_MAX_TOKENS && !(precise_mode && is_block_quant(w->type))) return 1;
     /* Prompts outside precise mode take the 8-bit path too (as llama.cpp does): with
      * AVX-512 VNNI it costs about a third of dequantising to f32 for the GEMM. */
-    if (!precise_mode && is_block_quant(w->type) && mt_qdot_supported(w->type) &&
-        mt_qdot_get_impl() == MT_QDOT_AVX512)
-        return matmul_qdot(w, x, n, y);
+    return !precise_mode && is_block_quant(w->type) && mt_qdot_get_impl() == MT_QDOT_AVX512;
+}
+
+mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int n,
+                          float *const *y) {
+    int together = nw >= 1 && nw <= MT_MATMUL_MAX_WEIGHTS;
+    for (int i = 0; together && i < nw; i++)
+        together = takes_qdot(w[i], n) && w[i]->ne[0] == w[0]->ne[0];
+    if (together) return matmul_qdot(nw, w, x, n, y);
+    for (int i = 0; i < nw; i++) {
+        const mt_status s = mt_matmul(w[i], x, n, y[i]);
+        if (s) return s;
+    }
+    return MT_OK;
+}
+
+mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
+    const int64_t cols = w->ne[0], rows = w->ne[1];
+    if (takes_qdot(w, n)) return matmul_qdot(1, &w, x, n, &y);
     if (w->type == MT_F32 && n > 1) {
         /* One big sgemm split by rows across our threads. */
         const int nt = mt_kernels_threads();

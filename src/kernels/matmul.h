@@ -22,6 +22,13 @@ int mt_kernels_precise(void);
 /* w: [cols x rows] (ne[0] = cols). x: n rows of cols floats. y: n rows of `rows` floats. */
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y);
 
+/* y[i] = x·w[i]ᵀ for up to MT_MATMUL_MAX_WEIGHTS weights that read the same x (q/k/v,
+ * gate/up), each result as mt_matmul gives it. In decoding they share one activation
+ * quantisation per layout and one parallel pass over all their rows. */
+#define MT_MATMUL_MAX_WEIGHTS 4
+mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int n,
+                          float *const *y);
+
 /* f32 GEMM, C = alpha·op(A)·op(B) + beta·C (row-major; trans_* select transposes),
  * split over the kernel threads by rows of C. */
 void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,

@@ -47,6 +47,23 @@ static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n,
     return mt_linear_forward(lin, x, a->lora_x[r], n, y, a->lora_h[r]);
 }
 
+/* Several projections of one input (q/k/v, gate/up) in one pass. */
+static mt_status linears(const mt_layer *L, int nr, const mt_lin_role *r, const float *x, int n,
+                         float *const *y, const mt_layer_acts *a) {
+    const mt_linear *lin[MT_MATMUL_MAX_WEIGHTS];
+    const float *xl[MT_MATMUL_MAX_WEIGHTS];
+    float *h[MT_MATMUL_MAX_WEIGHTS];
+    for (int i = 0; i < nr; i++) {
+        lin[i] = &L->lin[r[i]];
+        xl[i] = a->lora_x[r[i]];
+        h[i] = a->lora_h[r[i]];
+        if (xl[i])
+            mt_dropout(a->lora_x[r[i]], x, (long)n * mt_linear_in(lin[i]), lin[i]->dropout,
+                       mt_layer_drop_key(a, r[i]));
+    }
+    return mt_linear_forward_multi(nr, lin, x, xl, n, y, h);
+}
+
 int mt_scratch_reserve(float **p, size_t *cap, size_t need) {
     if (need <= *cap) return 1;
     free(*p);
@@ -204,9 +221,8 @@ static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay,
     float *q0 = a->q0 ? a->q0 : a->q, *k0 = a->k0 ? a->k0 : a->k;
     mt_status s;
     norm_rows(a->xn1, x_in, L->attn_norm, n, c->n_embd, c->norm_eps);
-    if ((s = linear(L, MT_LIN_Q, a->xn1, n, q0, a))) return s;
-    if ((s = linear(L, MT_LIN_K, a->xn1, n, k0, a))) return s;
-    if ((s = linear(L, MT_LIN_V, a->xn1, n, a->v, a))) return s;
+    const mt_lin_role qkv[3] = {MT_LIN_Q, MT_LIN_K, MT_LIN_V};
+    if ((s = linears(L, 3, qkv, a->xn1, n, (float *const[]){q0, k0, a->v}, a))) return s;
     add_bias(q0, L->bq, n, q_dim);
     add_bias(k0, L->bk, n, kv_dim);
     add_bias(a->v, L->bv, n, kv_dim);
@@ -228,8 +244,8 @@ static mt_status mlp_block(const mt_model *m, int l, int n, mt_layer_acts *a) {
     const mt_layer *L = &m->layers[l];
     mt_status s;
     norm_rows(a->xn2, a->x_mid, L->ffn_norm, n, c->n_embd, c->norm_eps);
-    if ((s = linear(L, MT_LIN_GATE, a->xn2, n, a->gate, a))) return s;
-    if ((s = linear(L, MT_LIN_UP, a->xn2, n, a->up, a))) return s;
+    const mt_lin_role gate_up[2] = {MT_LIN_GATE, MT_LIN_UP};
+    if ((s = linears(L, 2, gate_up, a->xn2, n, (float *const[]){a->gate, a->up}, a))) return s;
     const size_t ff = (size_t)c->n_ff;
     if (a->act != a->gate) memcpy(a->act, a->gate, (size_t)n * ff * sizeof(float));
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (n > 1)

@@ -6,18 +6,34 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
-mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_lora, int n,
-                            float *y, float *h) {
-    mt_status s = mt_matmul(&l->w, x, n, y);
-    if (s || !l->a) return s;
+/* y += scale·(x_lora·Aᵀ)·Bᵀ; h (when not NULL) receives x_lora·Aᵀ. */
+static mt_status lora_branch(const mt_linear *l, const float *x, const float *x_lora, int n,
+                             float *y, float *h) {
+    if (!l->a) return MT_OK;
     const int in = mt_linear_in(l), out = mt_linear_out(l), r = l->rank;
     float *hh = h ? h : mt_calloc((size_t)n * r, sizeof *hh);
     if (!hh) return MT_ERR_NOMEM;
-    /* h = x·Aᵀ, then y += scale·h·Bᵀ */
     mt_gemm(0, 1, n, r, in, 1.0f, x_lora ? x_lora : x, in, l->a, in, 0.0f, hh, r);
     mt_gemm(0, 1, n, out, r, l->scale, hh, r, l->b, r, 1.0f, y, out);
     if (!h) free(hh);
     return MT_OK;
+}
+
+mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_lora, int n,
+                            float *y, float *h) {
+    mt_status s = mt_matmul(&l->w, x, n, y);
+    return s ? s : lora_branch(l, x, x_lora, n, y, h);
+}
+
+mt_status mt_linear_forward_multi(int nl, const mt_linear *const *l, const float *x,
+                                  const float *const *x_lora, int n, float *const *y,
+                                  float *const *h) {
+    if (nl > MT_MATMUL_MAX_WEIGHTS) return mt_fail(MT_ERR_ARG, "too many linears in one pass");
+    const mt_tensor *w[MT_MATMUL_MAX_WEIGHTS] = {0};
+    for (int i = 0; i < nl; i++) w[i] = &l[i]->w;
+    mt_status s = mt_matmul_multi(nl, w, x, n, y);
+    for (int i = 0; !s && i < nl; i++) s = lora_branch(l[i], x, x_lora[i], n, y[i], h[i]);
+    return s;
 }
 
 mt_status mt_linear_backward(const mt_linear *l, const float *x, const float *x_lora,

@@ -31,6 +31,13 @@ static inline int mt_linear_out(const mt_linear *l) {
 mt_status mt_linear_forward(const mt_linear *l, const float *x, const float *x_lora, int n,
                             float *y, float *h);
 
+/* The same for nl (up to MT_MATMUL_MAX_WEIGHTS) linears that read one input x (q/k/v,
+ * gate/up): x_lora[i], y[i], h[i] per linear. Their base products share one pass
+ * (mt_matmul_multi); results equal nl calls of mt_linear_forward. */
+mt_status mt_linear_forward_multi(int nl, const mt_linear *const *l, const float *x,
+                                  const float *const *x_lora, int n, float *const *y,
+                                  float *const *h);
+
 /* Backward given dy [n x out]:
  *   dx (= or +=, per accumulate) dy·W + scale·(dy·B)·A
  *   gw += dyᵀ·x [out x in]            (when gw; full fine-tuning)
