@@ -26,6 +26,7 @@ typedef struct {
     float *logits; /* n_slots x vocab */
     int32_t *tokens;
     int *slot_ids, *pos;
+    int *admitted; /* slots filled by the current admission */
     mt_batch_done_fn done;
     void *user;
     mt_batch_stats *stats;
@@ -45,26 +46,54 @@ static mt_status finish(batch *b, slot *s) {
     return st;
 }
 
-/* Prefills item i into slot s and samples its first token. */
-static mt_status admit(batch *b, slot *s, int i) {
-    const mt_batch_item *it = &b->items[i];
-    mt_status st = mt_seq_init(&s->q, b->m, b->tok, b->p, it->prompt, it->n_prompt, b->n_ctx,
-                               it->own_seed ? it->seed : (uint64_t)i);
-    if (st) return mt_fail_prefix(st, "batch item");
-    s->item = i;
-    const int sid = (int)(s - b->slots);
-    int *slots = mt_calloc((size_t)it->n_prompt, sizeof *slots),
-        *pos = mt_calloc((size_t)it->n_prompt, sizeof *pos);
-    st = (!slots || !pos) ? MT_ERR_NOMEM : MT_OK;
-    for (int t = 0; !st && t < it->n_prompt; t++) slots[t] = sid, pos[t] = t;
+/* Most prompt tokens prefilled in one forward pass: bounds the pass's activations (about
+ * 33 KiB per token for SmolLM2-135M) while 16 short prompts still go through together,
+ * which passes over the weights once instead of 16 times. */
+enum { PREFILL_TOKENS = 2048 };
+
+/* Prefills waiting items into free slots, as many as one pass of PREFILL_TOKENS takes (at
+ * least one), and samples each one's first token. */
+static mt_status admit_waiting(batch *b, int n_items, int *next_item) {
+    int n_new = 0, n_tok = 0;
+    mt_status st = MT_OK;
+    for (int k = 0; k < b->n_slots && *next_item < n_items; k++) {
+        slot *s = &b->slots[k];
+        if (s->item >= 0) continue;
+        const int i = *next_item;
+        const mt_batch_item *it = &b->items[i];
+        if (it->n_prompt <= 0) return mt_fail(MT_ERR_ARG, "batch item %d has an empty prompt", i);
+        if (n_new && n_tok + it->n_prompt > PREFILL_TOKENS) break;
+        st = mt_seq_init(&s->q, b->m, b->tok, b->p, it->prompt, it->n_prompt, b->n_ctx,
+                         it->own_seed ? it->seed : (uint64_t)i);
+        if (st) return mt_fail_prefix(st, "batch item");
+        s->item = i;
+        (*next_item)++;
+        b->admitted[n_new++] = k;
+        n_tok += it->n_prompt;
+    }
+    if (!n_new) return MT_OK;
+    int32_t *toks = mt_calloc((size_t)n_tok, sizeof *toks);
+    int *slots = mt_calloc((size_t)n_tok, sizeof *slots),
+        *pos = mt_calloc((size_t)n_tok, sizeof *pos);
+    st = (!toks || !slots || !pos) ? MT_ERR_NOMEM : MT_OK;
+    for (int j = 0, t = 0; !st && j < n_new; j++) {
+        const mt_batch_item *it = &b->items[b->slots[b->admitted[j]].item];
+        memcpy(toks + t, it->prompt, (size_t)it->n_prompt * sizeof *toks);
+        for (int u = 0; u < it->n_prompt; u++, t++) slots[t] = b->admitted[j], pos[t] = u;
+    }
     if (!st)
-        st = mt_forward_slots(b->m, &b->kv, it->prompt, slots, pos, it->n_prompt, b->logits, 0);
+        st = mt_forward_slots(b->m, &b->kv, toks, slots, pos, n_tok, b->logits, MT_LOGITS_RUN_LAST);
+    free(toks);
     free(slots);
     free(pos);
-    b->stats->n_prompts++;
-    if (!st && !s->q.done) st = mt_seq_step(&s->q, b->logits, &s->next);
-    s->pos = it->n_prompt;
-    if (!st && s->q.done) st = finish(b, s);
+    b->stats->n_prompts += n_new;
+    for (int j = 0; !st && j < n_new; j++) {
+        slot *s = &b->slots[b->admitted[j]];
+        s->pos = b->items[s->item].n_prompt;
+        if (!s->q.done)
+            st = mt_seq_step(&s->q, b->logits + (size_t)j * b->m->cfg.n_vocab, &s->next);
+        if (!st && s->q.done) st = finish(b, s);
+    }
     return st;
 }
 
@@ -79,7 +108,8 @@ static mt_status decode_step(batch *b) {
         b->pos[n++] = s->pos;
     }
     if (!n) return MT_OK;
-    mt_status st = mt_forward_slots(b->m, &b->kv, b->tokens, b->slot_ids, b->pos, n, b->logits, 1);
+    mt_status st =
+        mt_forward_slots(b->m, &b->kv, b->tokens, b->slot_ids, b->pos, n, b->logits, MT_LOGITS_ALL);
     for (int j = 0; !st && j < n; j++) {
         slot *s = &b->slots[b->slot_ids[j]];
         s->pos++;
@@ -122,14 +152,14 @@ mt_status mt_generate_batch(const mt_model *m, const mt_tokenizer *tok, const mt
     b.tokens = mt_calloc((size_t)n_slots, sizeof *b.tokens);
     b.slot_ids = mt_calloc((size_t)n_slots, sizeof *b.slot_ids);
     b.pos = mt_calloc((size_t)n_slots, sizeof *b.pos);
-    if (!b.slots || !b.logits || !b.tokens || !b.slot_ids || !b.pos) st = MT_ERR_NOMEM;
+    b.admitted = mt_calloc((size_t)n_slots, sizeof *b.admitted);
+    if (!b.slots || !b.logits || !b.tokens || !b.slot_ids || !b.pos || !b.admitted)
+        st = MT_ERR_NOMEM;
     for (int k = 0; b.slots && k < n_slots; k++) b.slots[k].item = -1;
     const double t0 = mt_now_seconds();
     int next_item = 0;
     for (;;) {
-        for (int k = 0; !st && k < n_slots && next_item < n_items; k++)
-            if (b.slots[k].item < 0) st = admit(&b, &b.slots[k], next_item++);
-        if (st) break;
+        if ((st = admit_waiting(&b, n_items, &next_item))) break;
         int active = 0;
         for (int k = 0; k < n_slots; k++) active += b.slots[k].item >= 0;
         if (!active && next_item >= n_items) break;
@@ -143,6 +173,7 @@ mt_status mt_generate_batch(const mt_model *m, const mt_tokenizer *tok, const mt
     free(b.tokens);
     free(b.slot_ids);
     free(b.pos);
+    free(b.admitted);
     mt_kv_cache_free(&b.kv);
     return st;
 }

@@ -126,8 +126,18 @@ mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *to
         if ((st = mt_layer_forward(m, l, &lay, &s.a, s.x, s.x, kv->k + l * per_layer,
                                    kv->v + l * per_layer)))
             goto done;
-    const int first = all_logits ? 0 : n - 1;
-    st = mt_output_logits(m, s.x + (size_t)first * m->cfg.n_embd, n - first, s.a.xn1, logits);
+    const size_t d = (size_t)m->cfg.n_embd;
+    if (all_logits == MT_LOGITS_RUN_LAST) {
+        /* the runs' last rows, moved to the front in order (row k <= t, so in place) */
+        int k = 0;
+        for (int t = 0; t < n; t++)
+            if (t == n - 1 || slot[t + 1] != slot[t])
+                memmove(s.x + (size_t)k++ * d, s.x + (size_t)t * d, d * sizeof *s.x);
+        st = mt_output_logits(m, s.x, k, s.a.xn1, logits);
+    } else {
+        const int first = all_logits == MT_LOGITS_ALL ? 0 : n - 1;
+        st = mt_output_logits(m, s.x + (size_t)first * d, n - first, s.a.xn1, logits);
+    }
 done:
     scratch_free(&s);
     return st;

@@ -31,9 +31,16 @@ void mt_kv_cache_truncate(mt_kv_cache *kv, int pos);
 mt_status mt_forward(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens, int n,
                      float *logits, int all_logits);
 
+/* Which tokens' logits a forward pass writes (its all_logits argument). */
+enum {
+    MT_LOGITS_LAST = 0,    /* the last token's */
+    MT_LOGITS_ALL = 1,     /* every token's, n x n_vocab */
+    MT_LOGITS_RUN_LAST = 2 /* the last token of each run of one slot's tokens, in order */
+};
+
 /* Feeds n tokens to any slots: token i goes to slot[i] at position pos[i] (tokens of one
  * slot must be consecutive with increasing positions, and each slot's earlier positions
- * filled). Writes logits of every token (n x n_vocab) when all_logits, else the last's. */
+ * filled). all_logits is one of MT_LOGITS_*. */
 mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens,
                            const int *slot, const int *pos, int n, float *logits, int all_logits);
 

@@ -40,3 +40,22 @@ def test_batch_bad_lines(run_meteor, smollm_gguf, tmp_path):
     bad.write_text('{"prompt": "ok"}\nnot json\n')
     p = run_meteor("generate", "-m", smollm_gguf, "--batch", bad, check=False)
     assert p.returncode != 0 and "bad.jsonl:2" in p.stderr
+
+
+def test_batch_long_prompts_split_admission(run_meteor, smollm_gguf, tmp_path, repo_root):
+    """Prompts whose prefill cannot share one pass (about 700 tokens each against a budget
+    of 2048 per pass) are admitted in several passes, and still match generating alone."""
+    faq = [json.loads(l) for l in (repo_root / "data" / "python_faq.jsonl").read_text().splitlines()
+           if l.strip()]
+    text = " ".join(r["reference_answer"] for r in faq)
+    prompts = [text[i * 400:i * 400 + 2600] for i in range(5)]
+    batch = tmp_path / "long.jsonl"
+    batch.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    out = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--greedy", "-n", 4,
+                     "--slots", 4, timeout=1200).stdout.splitlines()
+    got = [json.loads(l) for l in out]
+    assert all(600 < g["prompt_tokens"] < 1000 for g in got), [g["prompt_tokens"] for g in got]
+    for i, p in enumerate(prompts):
+        single = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", p, "--greedy", "-n", 4,
+                                       "--json", timeout=600).stdout)
+        assert got[i]["tokens"] == single["tokens"], i
