@@ -13,13 +13,24 @@
  * call (all rows share them) into a small stack buffer, the weights once per group of
  * each row, in registers, and used for up to 16 tokens.
  *
- * vpdpbusd multiplies unsigned bytes with signed ones: activations a (-127..127) enter
- * as a + 128 (1..255) and the weights signed (-128..127, offsets such as Q4_0's -8
- * applied first); sum w (a + 128) = sum w a + 128 sum w, so the per-row, per-lane
- * constant -128 sum w starts every token's integer sum and the result is exact. Per-
- * block or per-sub-block mins (Q4_1, Q5_1, Q4_K, Q5_K) are applied in float through
- * the activation sums, like the other kernels do. No integer step can overflow: a lane
- * sums 16 products of at most 255 * 128.
+ * Q4_0, Q4_1 and Q8_0 go further: their full units are wide, 16 blocks over eight
+ * vectors, a lane gathering a whole 32-value block, so the float work per token is
+ * once per 512 values and the min term of Q4_1 uses all 16 lanes. That cuts the work
+ * on the two pipes that run vpdpbusd, mul and FMA (the limit here) by a fifth, and the
+ * activation records per value (re-read for every row, and past L1 they are bound by
+ * L2 bandwidth) by a sixth. Tails of fewer than 16 blocks use the narrower units.
+ *
+ * vpdpbusd multiplies unsigned bytes with signed ones. Codes without an offset (Q4_1,
+ * Q5_1, Q4_K, Q5_K, 0..31) are the unsigned operand and the activations a (-127..127)
+ * the signed one. Elsewhere the weights of narrow units enter signed (-128..127,
+ * offsets such as Q4_0's -8 applied first) and the activations as a + 128 (1..255):
+ * sum w (a + 128) = sum w a + 128 sum w, so the per-row, per-lane constant -128 sum w
+ * starts every token's integer sum. Wide units keep Q4_0's codes (0..15) and make Q8_0's
+ * unsigned (+128): sum (w + o) a = sum w a + o sum a, so their sum starts at the per-
+ * token, per-lane constant -o sum a kept in the activation record. Either way the
+ * integer result is exact. Per-block or per-sub-block mins (Q4_1, Q5_1, Q4_K, Q5_K) are
+ * applied in float through the activation sums, like the other kernels do. No integer
+ * step can overflow: a lane sums at most 32 products of at most 255 * 128.
  *
  * The float work for one token is the same whatever the batch: groups in order, the
  * same operations per group, the same horizontal-sum tree per chunk of CH groups (the
@@ -30,6 +41,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <stddef.h>
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
@@ -42,11 +54,14 @@
  * (4 weight vectors, scales, mins, offset) fill most of the 32 zmm registers. */
 #define MAXT 16
 /* Groups (of 256 values) whose activations are rearranged at once: 16 tokens of 8
- * groups (plus up to 3 tail units) take 66 KiB of stack, mostly L1-resident. */
+ * groups (plus up to 3 tail units) take up to 66 KiB of stack, mostly L1-resident. */
 #define CH 8
-/* Bytes per rearranged (unit, token): the 256 shifted activations, then the float
- * activation scale and the scaled activation sum (for formats with mins) per lane. */
+/* Bytes per rearranged (unit, token): the 256 activations, then the float activation
+ * scale and the scaled activation sum (for formats with mins) per lane. */
 #define REC 384
+/* The same for a wide unit: 512 activations, 16 scales, then 16 scaled sums (formats
+ * with mins) or the integer sums' starts (formats with an offset). */
+#define RECW 640
 /* Rows ahead whose weights are prefetched (measured best at 4 on Zen 5). */
 #define PF_ROWS 4
 
@@ -58,6 +73,38 @@ INL int is_k(int f) {
 
 INL int has_min(int f) {
     return f == Q4_1 || f == Q5_1 || f == Q4_K || f == Q5_K;
+}
+
+/* Weight codes without an offset (the formats with mins) are unsigned, so they can be
+ * vpdpbusd's unsigned operand and the activations its signed one, unshifted. */
+INL int uw(int f) {
+    return has_min(f);
+}
+
+/* Formats whose full units are wide (16 blocks, one per lane); see decode_wide. */
+INL int wide(int f) {
+    return f == Q4_0 || f == Q4_1 || f == Q8_0;
+}
+
+/* Record bytes and offset of the scales in a record of a unit of V vectors. */
+INL size_t rsize(int V) {
+    return V == 8 ? RECW : REC;
+}
+
+INL size_t rscale(int V) {
+    return V == 8 ? 512 : 256;
+}
+
+/* Whether a unit takes the weights as vpdpbusd's unsigned operand, the activations
+ * unshifted as the signed one: codes without offset, and wide units, whose offset
+ * (Q4_0's 8, Q8_0's 128 added to make the codes unsigned) the activation record undoes. */
+INL int wun(int f, int V) {
+    return uw(f) || V == 8;
+}
+
+/* What wide units of f add to their codes to make them unsigned. */
+INL int woff(int f) {
+    return f == Q4_0 ? 8 : f == Q8_0 ? 128 : 0;
 }
 
 /* Bytes of one block of the format. */
@@ -92,7 +139,8 @@ INL size_t bgroup(int f) {
 /* A unit of V vectors (V = 4, 2 or 1) covers 64 V values: a group of 256 (eight 32-value
  * blocks or one K-quant block), or at the end of a row of 32-value blocks a tail of 4
  * or 2 blocks, which would waste half or three quarters of a full group. Lane l then
- * sums 4 V values, all from one 16-value run, so from one block or sub-block. */
+ * sums 4 V values, all from one 16-value run, so from one block or sub-block. A wide
+ * unit (V = 8, two groups) has lane l sum the 32 values of block sigma(l). */
 
 /* Per lane, the block (32 values; a K-quant sub-block) its values come from. V = 4:
  * after transpose4 lane l holds run sigma(l) = 4 (l % 4) + l / 4, of block sigma / 2.
@@ -184,10 +232,11 @@ INL void hsum_many(int T, const __m512 *a, float *out) {
 /* ---- Weights: one unit of one row, decoded into registers -------------------------- */
 
 typedef struct {
-    __m512i w[4]; /* signed weights, unit layout */
+    __m512i w[8]; /* weights, unit layout */
     __m512 s;     /* weight scale per lane */
     __m512 mn;    /* -min (or +min for Q4_1/Q5_1) per lane, formats with mins */
-    __m512i init; /* -128 * (sum of the lane's weights): undoes the +128 on a */
+    __m512i init; /* -128 * (sum of the lane's weights): undoes the +128 on a (narrow
+                     units of formats with offsets) */
 } wunit;
 
 /* The f16 at p + j * stride for the 2V blocks of a unit, as floats in lane order; with
@@ -267,11 +316,69 @@ INL __m512i natural_q6k(const uint8_t *p, int v) {
     return _mm512_or_si512(lo, hi);
 }
 
+/* The 16 blocks stride bytes apart of a wide unit, vectors j and 4 + j: 128-bit lane m
+ * holds the first (vector j) and second (4 + j) 16-value run of block 4j + m. */
+INL void natural_wide(int f, const uint8_t *p, size_t stride, __m512i x[8]) {
+    UNROLL
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *b = p + 4 * (size_t)j * stride;
+        if (f == Q8_0) {
+            const __m512i y0 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const void *)(b + 2))),
+                _mm256_loadu_si256((const void *)(b + stride + 2)), 1);
+            const __m512i y1 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const void *)(b + 2 * stride + 2))),
+                _mm256_loadu_si256((const void *)(b + 3 * stride + 2)), 1);
+            x[j] = _mm512_shuffle_i64x2(y0, y1, _MM_SHUFFLE(2, 0, 2, 0));
+            x[4 + j] = _mm512_shuffle_i64x2(y0, y1, _MM_SHUFFLE(3, 1, 3, 1));
+        } else { /* low nibbles are a block's first 16 values, high ones the rest */
+            const int qs = f == Q4_0 ? 2 : 4;
+            __m512i y = _mm512_castsi128_si512(_mm_loadu_si128((const void *)(b + qs)));
+            y = _mm512_inserti32x4(y, _mm_loadu_si128((const void *)(b + stride + qs)), 1);
+            y = _mm512_inserti32x4(y, _mm_loadu_si128((const void *)(b + 2 * stride + qs)), 2);
+            y = _mm512_inserti32x4(y, _mm_loadu_si128((const void *)(b + 3 * stride + qs)), 3);
+            x[j] = _mm512_and_si512(y, bytes(0x0f));
+            x[4 + j] = _mm512_and_si512(_mm512_srli_epi16(y, 4), bytes(0x0f));
+        }
+    }
+    transpose(4, x);
+    transpose(4, x + 4);
+}
+
+/* The f16 at the start of each block of a wide unit (and the one after it, for the
+ * formats with mins, into *mn), lane l taking block sigma(l). */
+INL __m512 wide_halves(int f, const uint8_t *p, size_t stride, __m512 *mn) {
+    __m128i q[4];
+    UNROLL
+    for (int k = 0; k < 4; k++) { /* lanes 4k..4k+3: blocks k, 4 + k, 8 + k, 12 + k */
+        const uint8_t *b = p + (size_t)k * stride;
+        q[k] = _mm_cvtsi32_si128((int)mt_rd32(b));
+        q[k] = _mm_insert_epi32(q[k], (int)mt_rd32(b + 4 * stride), 1);
+        q[k] = _mm_insert_epi32(q[k], (int)mt_rd32(b + 8 * stride), 2);
+        q[k] = _mm_insert_epi32(q[k], (int)mt_rd32(b + 12 * stride), 3);
+    }
+    const __m512i all = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1)),
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1), 1);
+    if (has_min(f)) *mn = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(all, 16)));
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(all));
+}
+
 /* stride: bytes between the unit's blocks (32-value formats); 0 repeats the first, for
  * a last lone block whose partner lanes then meet zero activations. */
 INL wunit decode(int f, int V, const uint8_t *p, size_t stride) {
     wunit u;
-    __m512i x[4];
+    __m512i x[8];
+    if (V == 8) {
+        natural_wide(f, p, stride, x);
+        UNROLL
+        for (int k = 0; k < 8; k++)
+            u.w[k] = f == Q8_0 ? _mm512_xor_si512(x[k], bytes((char)0x80)) : x[k];
+        u.init = _mm512_setzero_si512();
+        u.mn = _mm512_setzero_ps();
+        u.s = wide_halves(f, p, stride, &u.mn);
+        return u;
+    }
     UNROLL
     for (int v = 0; v < V; v++) {
         if (f == Q4_K || f == Q5_K)
@@ -290,7 +397,7 @@ INL wunit decode(int f, int V, const uint8_t *p, size_t stride) {
     UNROLL
     for (int k = 0; k < V; k++) {
         u.w[k] = x[k];
-        sum = _mm512_dpbusd_epi32(sum, bytes(1), x[k]);
+        if (!uw(f)) sum = _mm512_dpbusd_epi32(sum, bytes(1), x[k]);
     }
     u.init = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
     u.mn = _mm512_setzero_ps();
@@ -320,7 +427,25 @@ INL wunit decode(int f, int V, const uint8_t *p, size_t stride) {
 
 /* a: the token's activations for the unit (2V mt_act32, or one mt_act256). */
 INL void rearrange(int f, int V, const uint8_t *a, uint8_t *rec) {
-    __m512i x[4];
+    __m512i x[8];
+    if (V == 8) { /* as natural_wide for Q8_0; lane l takes block sigma(l)'s d and s */
+        natural_wide(Q8_0, a + offsetof(mt_act32, qs) - 2, sizeof(mt_act32), x);
+        const __m512i at = _mm512_mullo_epi32(idx_run(), _mm512_set1_epi32(sizeof(mt_act32)));
+        _mm512_store_ps(rec + 512, _mm512_i32gather_ps(at, a + offsetof(mt_act32, d), 1));
+        if (has_min(f))
+            _mm512_store_ps(rec + 576, _mm512_i32gather_ps(at, a + offsetof(mt_act32, s), 1));
+        __m512i sum = _mm512_setzero_si512();
+        UNROLL
+        for (int k = 0; k < 8; k++) {
+            _mm512_store_si512((void *)(rec + 64 * k), x[k]);
+            sum = _mm512_dpbusd_epi32(sum, bytes(1), x[k]);
+        }
+        /* sum (w + off) a - off sum a: the integer sum starts at the second term */
+        if (woff(f))
+            _mm512_store_si512((void *)(rec + 576),
+                               _mm512_mullo_epi32(sum, _mm512_set1_epi32(-woff(f))));
+        return;
+    }
     if (is_k(f)) {
         const mt_act256 *b = (const mt_act256 *)(const void *)a;
         UNROLL
@@ -354,37 +479,47 @@ INL void rearrange(int f, int V, const uint8_t *a, uint8_t *rec) {
     transpose(V, x);
     UNROLL
     for (int k = 0; k < V; k++)
-        _mm512_store_si512((void *)(rec + 64 * k), _mm512_xor_si512(x[k], bytes((char)0x80)));
+        _mm512_store_si512((void *)(rec + 64 * k),
+                           uw(f) ? x[k] : _mm512_xor_si512(x[k], bytes((char)0x80)));
 }
 
 /* ---- One row, T tokens, the units of one chunk ------------------------------------ */
 
-/* One unit for T tokens: rec holds their records REC bytes apart. */
+/* One unit for T tokens: rec holds their records rsize(V) bytes apart. */
 INL void step(int f, int T, int V, const uint8_t *w, size_t stride, const uint8_t *rec,
               __m512 *acc) {
     const wunit u = decode(f, V, w, stride);
     UNROLL
     for (int t = 0; t < T; t++) {
-        const uint8_t *r = rec + t * REC;
-        __m512i i = u.init;
+        const uint8_t *r = rec + t * rsize(V);
+        __m512i i = V == 8 && woff(f) ? _mm512_load_si512((const void *)(r + 576))
+                    : wun(f, V)       ? _mm512_setzero_si512()
+                                      : u.init;
         UNROLL
-        for (int k = 0; k < V; k++)
-            i = _mm512_dpbusd_epi32(i, _mm512_load_si512((const void *)(r + 64 * k)), u.w[k]);
-        const __m512 scale = _mm512_mul_ps(u.s, _mm512_load_ps(r + 256));
+        for (int k = 0; k < V; k++) {
+            const __m512i a = _mm512_load_si512((const void *)(r + 64 * k));
+            i = wun(f, V) ? _mm512_dpbusd_epi32(i, u.w[k], a) : _mm512_dpbusd_epi32(i, a, u.w[k]);
+        }
+        /* first: it needs no integer sum, so it runs while vpdpbusd's chain is busy */
+        if (has_min(f)) acc[t] = _mm512_fmadd_ps(u.mn, _mm512_load_ps(r + rscale(V) + 64), acc[t]);
+        const __m512 scale = _mm512_mul_ps(u.s, _mm512_load_ps(r + rscale(V)));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), scale, acc[t]);
-        if (has_min(f)) acc[t] = _mm512_fmadd_ps(u.mn, _mm512_load_ps(r + 320), acc[t]);
     }
 }
 
-/* w: the chunk's first unit of the row; ng full groups, then the tail units in tails
- * (bit 2: 4 blocks, bit 1: 2 blocks, bit 0: 1 block); rec: the tokens' records,
- * gstride bytes per unit. */
-INL void tile(int f, int T, int64_t ng, int tails, const uint8_t *w, const uint8_t *rec,
-              size_t gstride, float *y, int64_t ys, int first) {
+/* w: the chunk's first unit of the row; nw wide units, ng full groups, then the tail
+ * units in tails (bit 2: 4 blocks, bit 1: 2 blocks, bit 0: 1 block); recw, rec: the
+ * tokens' records of the wide and of the other units, wstride and gstride bytes per
+ * unit. */
+INL void tile(int f, int T, int64_t nw, int64_t ng, int tails, const uint8_t *w,
+              const uint8_t *recw, const uint8_t *rec, size_t wstride, size_t gstride, float *y,
+              int64_t ys, int first) {
     const size_t bb = bblock(f);
     __m512 acc[MAXT];
     UNROLL
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < nw; g++, w += 2 * bgroup(f), recw += wstride)
+        step(f, T, 8, w, bb, recw, acc);
     for (int64_t g = 0; g < ng; g++, w += bgroup(f), rec += gstride) step(f, T, 4, w, bb, rec, acc);
     if (!is_k(f) && tails) {
         if (tails & 4) step(f, T, 2, w, bb, rec, acc), w += 4 * bb, rec += gstride;
@@ -415,14 +550,19 @@ INL void rows(int f, int64_t n, const uint8_t *w, size_t rb, int64_t nrows, int 
     _Alignas(64) uint8_t buf[(CH + 3) * MAXT * REC];
     for (int t0 = 0; t0 < nt; t0 += MAXT) {
         const int tn = nt - t0 < MAXT ? nt - t0 : MAXT;
-        const size_t gs = (size_t)tn * REC;
+        const size_t gs = (size_t)tn * REC, ws = (size_t)tn * RECW;
         for (int64_t c = 0; c < nchunk; c++) {
             const int64_t c0 = c * CH, cg = nfull - c0 < CH ? nfull - c0 : CH;
             const int ct = c == nchunk - 1 ? tails : 0; /* the last chunk takes the tail */
+            /* pairs of groups as wide units, then a lone group */
+            const int64_t cw = wide(f) ? cg / 2 : 0, c4 = cg - 2 * cw;
+            uint8_t *const buf4 = buf + (size_t)cw * ws; /* the records of the rest */
             for (int t = 0; t < tn; t++) {
                 const uint8_t *a = xq + (size_t)(t0 + t) * xs + (size_t)c0 * ag;
-                uint8_t *rec = buf + (size_t)t * REC;
-                for (int64_t g = 0; g < cg; g++, a += ag, rec += gs) rearrange(f, 4, a, rec);
+                uint8_t *rec = buf + (size_t)t * RECW;
+                for (int64_t g = 0; g < cw; g++, a += 2 * ag, rec += ws) rearrange(f, 8, a, rec);
+                rec = buf4 + (size_t)t * REC;
+                for (int64_t g = 0; g < c4; g++, a += ag, rec += gs) rearrange(f, 4, a, rec);
                 if (ct & 4) rearrange(f, 2, a, rec), a += 4 * sizeof(mt_act32), rec += gs;
                 if (ct & 2) rearrange(f, 1, a, rec), a += 2 * sizeof(mt_act32), rec += gs;
                 if (ct & 1) { /* a lone last block: its partner is all zeros */
@@ -447,23 +587,23 @@ INL void rows(int f, int64_t n, const uint8_t *w, size_t rb, int64_t nrows, int 
                 const int first = c == 0;
                 for (int tt = 0; tt < tn;) {
                     const int left = tn - tt;
-                    const uint8_t *rec = buf + (size_t)tt * REC;
+                    const uint8_t *rw = buf + (size_t)tt * RECW, *rec = buf4 + (size_t)tt * REC;
                     float *yt = yr + (size_t)tt * (size_t)ys;
                     /* passes of 16, 8, 4, 2, 1 tokens: constant sizes, so they unroll */
                     if (left >= 16) {
-                        tile(f, 16, cg, ct, wr, rec, gs, yt, ys, first);
+                        tile(f, 16, cw, c4, ct, wr, rw, rec, ws, gs, yt, ys, first);
                         tt += 16;
                     } else if (left >= 8) {
-                        tile(f, 8, cg, ct, wr, rec, gs, yt, ys, first);
+                        tile(f, 8, cw, c4, ct, wr, rw, rec, ws, gs, yt, ys, first);
                         tt += 8;
                     } else if (left >= 4) {
-                        tile(f, 4, cg, ct, wr, rec, gs, yt, ys, first);
+                        tile(f, 4, cw, c4, ct, wr, rw, rec, ws, gs, yt, ys, first);
                         tt += 4;
                     } else if (left >= 2) {
-                        tile(f, 2, cg, ct, wr, rec, gs, yt, ys, first);
+                        tile(f, 2, cw, c4, ct, wr, rw, rec, ws, gs, yt, ys, first);
                         tt += 2;
                     } else {
-                        tile(f, 1, cg, ct, wr, rec, gs, yt, ys, first);
+                        tile(f, 1, cw, c4, ct, wr, rw, rec, ws, gs, yt, ys, first);
                         tt += 1;
                     }
                 }

@@ -273,8 +273,10 @@ static void check_type(mt_dtype t, const int64_t *sizes, int n_sizes, int reps) 
 
 /* Every tail the AVX-512 kernels split off a row of 32-value blocks (1..7 blocks past
  * the last group of 8: 32, 64, 96 ... 224, 608, 640), rows of one or two chunks of 8
- * groups (2048, 4096), and two chunks plus a tail (2272). */
-static const int64_t SIZES32[] = {32, 64, 96, 128, 160, 192, 224, 576, 608, 640, 2048, 2272, 4096};
+ * groups (2048, 4096), two chunks plus a tail (2272), and an odd number of groups, the
+ * last one not in a wide unit of two (768, and 1312 with a tail). */
+static const int64_t SIZES32[] = {32,  64,  96,  128,  160,  192,  224, 576,
+                                  608, 640, 768, 1312, 2048, 2272, 4096};
 static const int64_t SIZESK[] = {256, 512, 1536, 4096};
 static const int64_t SIZESF[] = {1, 7, 8, 31, 32, 33, 100, 576, 2048, 4099};
 
