@@ -139,6 +139,13 @@ mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, con
         fprintf(stderr, "[%d prompts, %d tokens generated in %.2f s: %.2f tok/s with %d slots]\n",
                 bs.n_prompts, bs.n_generated, bs.seconds, bs.n_generated / (bs.seconds + 1e-9),
                 n_slots);
+    if (!st && stats)
+        fprintf(stderr,
+                "[prefill: %ld prompt tokens in %.2f s (%.2f tok/s); decoding: %ld steps, %ld "
+                "tokens in %.2f s (%.2f tok/s)]\n",
+                bs.n_prompt_tokens, bs.prefill_seconds,
+                bs.n_prompt_tokens / (bs.prefill_seconds + 1e-9), bs.n_steps, bs.n_step_tokens,
+                bs.decode_seconds, bs.n_step_tokens / (bs.decode_seconds + 1e-9));
     for (int i = 0; i < jb.n; i++) {
         free(jb.items[i].ids);
         cJSON_Delete(jb.items[i].id);

@@ -87,6 +87,7 @@ static mt_status admit_waiting(batch *b, int n_items, int *next_item) {
     free(slots);
     free(pos);
     b->stats->n_prompts += n_new;
+    b->stats->n_prompt_tokens += n_tok;
     for (int j = 0; !st && j < n_new; j++) {
         slot *s = &b->slots[b->admitted[j]];
         s->pos = b->items[s->item].n_prompt;
@@ -108,6 +109,8 @@ static mt_status decode_step(batch *b) {
         b->pos[n++] = s->pos;
     }
     if (!n) return MT_OK;
+    b->stats->n_steps++;
+    b->stats->n_step_tokens += n;
     mt_status st =
         mt_forward_slots(b->m, &b->kv, b->tokens, b->slot_ids, b->pos, n, b->logits, MT_LOGITS_ALL);
     for (int j = 0; !st && j < n; j++) {
@@ -158,12 +161,17 @@ mt_status mt_generate_batch(const mt_model *m, const mt_tokenizer *tok, const mt
     for (int k = 0; b.slots && k < n_slots; k++) b.slots[k].item = -1;
     const double t0 = mt_now_seconds();
     int next_item = 0;
-    for (;;) {
-        if ((st = admit_waiting(&b, n_items, &next_item))) break;
+    while (!st) {
+        const double t_admit = mt_now_seconds();
+        st = admit_waiting(&b, n_items, &next_item);
+        const double t_step = mt_now_seconds();
+        stats->prefill_seconds += t_step - t_admit;
+        if (st) break;
         int active = 0;
         for (int k = 0; k < n_slots; k++) active += b.slots[k].item >= 0;
         if (!active && next_item >= n_items) break;
-        if ((st = decode_step(&b))) break;
+        st = decode_step(&b);
+        stats->decode_seconds += mt_now_seconds() - t_step;
     }
     stats->seconds = mt_now_seconds() - t0;
     for (int k = 0; b.slots && k < n_slots; k++)

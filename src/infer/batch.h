@@ -22,6 +22,12 @@ typedef struct {
     int n_prompts;
     int n_generated;
     double seconds;
+    /* the two phases of `seconds`: prefilling admitted prompts (and sampling their first
+     * tokens), and decoding steps (one token for each active sequence per step) */
+    long n_prompt_tokens;
+    double prefill_seconds;
+    long n_steps, n_step_tokens;
+    double decode_seconds;
 } mt_batch_stats;
 
 /* Generates for every item with the same parameters (p->on_text is ignored). Item i samples
