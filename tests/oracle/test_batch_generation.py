@@ -1,6 +1,7 @@
 """Batched generation (continuous batching over KV slots) gives every sequence the same
 greedy tokens as generating it alone, with fewer slots than prompts so slots are reused."""
 import json
+import re
 
 import pytest
 
@@ -51,10 +52,18 @@ def test_batch_long_prompts_split_admission(run_meteor, smollm_gguf, tmp_path, r
     prompts = [text[i * 400:i * 400 + 2600] for i in range(5)]
     batch = tmp_path / "long.jsonl"
     batch.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    out = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--greedy", "-n", 4,
-                     "--slots", 4, timeout=1200).stdout.splitlines()
-    got = [json.loads(l) for l in out]
+    proc = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--greedy", "-n", 4,
+                      "--slots", 4, "--stats", timeout=1200)
+    got = [json.loads(l) for l in proc.stdout.splitlines()]
     assert all(600 < g["prompt_tokens"] < 1000 for g in got), [g["prompt_tokens"] for g in got]
+    # --stats splits the run into its phases: every prompt token prefilled once, and each
+    # sequence's tokens after its first one decoded in steps
+    ph = re.search(r"prefill: (\d+) prompt tokens in .*decoding: (\d+) steps, (\d+) tokens",
+                   proc.stderr)
+    assert ph, proc.stderr
+    assert int(ph[1]) == sum(g["prompt_tokens"] for g in got)
+    assert int(ph[3]) == sum(len(g["tokens"]) - 1 for g in got)
+    assert int(ph[2]) >= 3  # 4 tokens each: 3 steps at least
     for i, p in enumerate(prompts):
         single = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", p, "--greedy", "-n", 4,
                                        "--json", timeout=600).stdout)
