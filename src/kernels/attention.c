@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/dequant.h"
 #include "kernels/sgemm.h"
 #include "kernels/vexp.h"
 
@@ -133,31 +134,52 @@ static void softmax_rows(const mt_attn_shape *s, int group, int n, float *p) {
     }
 }
 
-static void decode_group_scalar(const mt_attn_shape *s, int group, const float *q, const float *k,
-                                const float *v, float *out, float *p) {
+/* The decoding kernels read a cache of floats or of IEEE halves (f16); each is written
+ * once over `const void *` rows and instantiated per element type by a constant f16
+ * flag, so the f32 instances do exactly the arithmetic they did before halves existed. */
+#define ATTN_INLINE static inline __attribute__((always_inline))
+
+/* Element i of a cache row base, as a float. */
+ATTN_INLINE float elem(const void *base, int f16, long i) {
+    return f16 ? mt_fp16_to_fp32(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+ATTN_INLINE void decode_group_scalar_t(const mt_attn_shape *s, int group, const float *q,
+                                       const void *k, const void *v, float *out, float *p,
+                                       int f16) {
     const int hd = s->hd, lo = first_key(s, 0), n = s->n_k - lo;
+    const long ks = s->k_stride;
     for (int j = 0; j < n; j++) {
-        const float *kj = k + (long)(lo + j) * s->k_stride;
+        const long kj = (lo + j) * ks;
         for (int g = 0; g < group; g++) {
             float r = 0.0f;
-            for (int i = 0; i < hd; i++) r += q[g * hd + i] * kj[i];
+            for (int i = 0; i < hd; i++) r += q[g * hd + i] * elem(k, f16, kj + i);
             p[(long)g * n + j] = s->scale * r;
         }
     }
     softmax_rows(s, group, n, p);
     for (int i = 0; i < group * hd; i++) out[i] = 0.0f;
     for (int j = 0; j < n; j++) {
-        const float *vj = v + (long)(lo + j) * s->k_stride;
+        const long vj = (lo + j) * ks;
         for (int g = 0; g < group; g++)
-            for (int i = 0; i < hd; i++) out[g * hd + i] += p[(long)g * n + j] * vj[i];
+            for (int i = 0; i < hd; i++)
+                out[g * hd + i] += p[(long)g * n + j] * elem(v, f16, vj + i);
     }
+}
+
+static void decode_group_scalar(const mt_attn_shape *s, int group, const float *q, const void *k,
+                                const void *v, float *out, float *p, int f16) {
+    if (f16)
+        decode_group_scalar_t(s, group, q, k, v, out, p, 1);
+    else
+        decode_group_scalar_t(s, group, q, k, v, out, p, 0);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
 #include "kernels/qdot.h"
-#define ATTN_TGT __attribute__((target("avx2,fma")))
+#define ATTN_TGT __attribute__((target("avx2,fma,f16c")))
 
 ATTN_TGT static inline float hsum8(__m256 v) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -166,26 +188,32 @@ ATTN_TGT static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(h);
 }
 
+/* Eight elements of a cache row from element i, as floats. */
+ATTN_TGT ATTN_INLINE __m256 load8(const void *base, int f16, long i) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)))
+               : _mm256_loadu_ps((const float *)base + i);
+}
+
 /* hd a multiple of 8. Four keys at a time in both loops, so four independent FMA chains
  * hide the FMA latency (one chain per dot product or column strip was 3x slower). */
-ATTN_TGT static void decode_group_avx2(const mt_attn_shape *s, int group, const float *q,
-                                       const float *k, const float *v, float *out, float *p) {
+ATTN_TGT ATTN_INLINE void decode_group_avx2_t(const mt_attn_shape *s, int group, const float *q,
+                                              const void *k, const void *v, float *out, float *p,
+                                              int f16) {
     const int hd = s->hd, lo = first_key(s, 0), n = s->n_k - lo;
-    const long ks = s->k_stride;
-    const float *k0 = k + (long)lo * ks, *v0 = v + (long)lo * ks;
+    const long ks = s->k_stride, r0 = (long)lo * ks;
     for (int g = 0; g < group; g++) {
         const float *qg = q + g * hd;
         float *pg = p + (long)g * n;
         int j = 0;
         for (; j + 4 <= n; j += 4) {
-            const float *a = k0 + j * ks;
+            const long a = r0 + j * ks;
             __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
             for (int i = 0; i < hd; i += 8) {
                 const __m256 qv = _mm256_loadu_ps(qg + i);
-                c0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(a + i), c0);
-                c1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(a + ks + i), c1);
-                c2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(a + 2 * ks + i), c2);
-                c3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(a + 3 * ks + i), c3);
+                c0 = _mm256_fmadd_ps(qv, load8(k, f16, a + i), c0);
+                c1 = _mm256_fmadd_ps(qv, load8(k, f16, a + ks + i), c1);
+                c2 = _mm256_fmadd_ps(qv, load8(k, f16, a + 2 * ks + i), c2);
+                c3 = _mm256_fmadd_ps(qv, load8(k, f16, a + 3 * ks + i), c3);
             }
             pg[j] = s->scale * hsum8(c0);
             pg[j + 1] = s->scale * hsum8(c1);
@@ -195,7 +223,7 @@ ATTN_TGT static void decode_group_avx2(const mt_attn_shape *s, int group, const 
         for (; j < n; j++) {
             __m256 c0 = _mm256_setzero_ps();
             for (int i = 0; i < hd; i += 8)
-                c0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), _mm256_loadu_ps(k0 + j * ks + i), c0);
+                c0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + i), load8(k, f16, r0 + j * ks + i), c0);
             pg[j] = s->scale * hsum8(c0);
         }
     }
@@ -203,72 +231,124 @@ ATTN_TGT static void decode_group_avx2(const mt_attn_shape *s, int group, const 
     for (int g = 0; g < group; g++) {
         const float *pg = p + (long)g * n;
         for (int c = 0; c < hd; c += 8) {
-            const float *vc = v0 + c;
+            const long vc = r0 + c;
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             int j = 0;
             for (; j + 4 <= n; j += 4) {
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j]), _mm256_loadu_ps(vc + j * ks), a0);
-                a1 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j + 1]), _mm256_loadu_ps(vc + (j + 1) * ks),
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j]), load8(v, f16, vc + j * ks), a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j + 1]), load8(v, f16, vc + (j + 1) * ks),
                                      a1);
-                a2 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j + 2]), _mm256_loadu_ps(vc + (j + 2) * ks),
+                a2 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j + 2]), load8(v, f16, vc + (j + 2) * ks),
                                      a2);
-                a3 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j + 3]), _mm256_loadu_ps(vc + (j + 3) * ks),
+                a3 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j + 3]), load8(v, f16, vc + (j + 3) * ks),
                                      a3);
             }
             for (; j < n; j++)
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j]), _mm256_loadu_ps(vc + j * ks), a0);
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(pg[j]), load8(v, f16, vc + j * ks), a0);
             _mm256_storeu_ps(out + g * hd + c,
                              _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
         }
     }
 }
 
+ATTN_TGT static void decode_group_avx2(const mt_attn_shape *s, int group, const float *q,
+                                       const void *k, const void *v, float *out, float *p,
+                                       int f16) {
+    if (f16)
+        decode_group_avx2_t(s, group, q, k, v, out, p, 1);
+    else
+        decode_group_avx2_t(s, group, q, k, v, out, p, 0);
+}
+
 #define ATTN512_TGT __attribute__((target("avx512f,fma")))
 
-/* hd a multiple of 64, group <= 4. Scores: four keys at a time per query head, sixteen
- * lanes per FMA. Values: a strip of 64 columns for every query head of the group in
- * sixteen accumulators, so each cached V row is read once per strip for all of them
- * (the AVX2 kernel reads it once per head and 8-column strip). */
-ATTN512_TGT static void decode_group_avx512(const mt_attn_shape *s, int group, const float *q,
-                                            const float *k, const float *v, float *out, float *p) {
+/* Sixteen elements of a cache row from element i, as floats. */
+ATTN512_TGT ATTN_INLINE __m512 load16(const void *base, int f16, long i) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i)))
+               : _mm512_loadu_ps((const float *)base + i);
+}
+
+/* Keys ahead of the score loop whose K and V rows it asks the caches for: each task
+ * reads its head's slice of every row (hd of kv_dim elements), a stride the hardware
+ * prefetchers followed too slowly. V rows come in with them and stay cached for the value
+ * loop after the softmax. */
+enum { PREFETCH_KEYS = 8 };
+
+/* Prefetches the K and V slices of four rows from element a on. */
+ATTN512_TGT ATTN_INLINE void prefetch_rows(const void *k, const void *v, int f16, long a, long ks,
+                                           int hd) {
+    const int es = f16 ? 2 : 4;
+    for (int r = 0; r < 4; r++)
+        for (int b = 0; b < hd * es; b += 64) {
+            _mm_prefetch((const char *)k + (a + r * ks) * es + b, _MM_HINT_T0);
+            _mm_prefetch((const char *)v + (a + r * ks) * es + b, _MM_HINT_T0);
+        }
+}
+
+/* hd a multiple of 64, group <= 4. Scores: four keys at a time, each 16-lane piece of
+ * them loaded (and widened) once for every query head of the group. Values: a strip of
+ * 64 columns for every query head in sixteen accumulators, so each cached V row is read
+ * once per strip for all of them (the AVX2 kernel reads it once per head and 8-column
+ * strip). Each accumulator sees the same FMAs in the same order as one head alone. The
+ * loops over heads and pieces are unrolled so the accumulator arrays live in registers:
+ * -O2 kept them on the stack, and each FMA waited for the store of the one before. */
+ATTN512_TGT ATTN_INLINE void decode_group_avx512_t(const mt_attn_shape *s, int group,
+                                                   const float *q, const void *k, const void *v,
+                                                   float *out, float *p, int f16) {
     const int hd = s->hd, lo = first_key(s, 0), n = s->n_k - lo;
-    const long ks = s->k_stride;
-    const float *k0 = k + (long)lo * ks, *v0 = v + (long)lo * ks;
-    for (int g = 0; g < group; g++) {
-        const float *qg = q + g * hd;
-        float *pg = p + (long)g * n;
-        int j = 0;
-        for (; j + 4 <= n; j += 4) {
-            const float *a = k0 + j * ks;
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-            for (int i = 0; i < hd; i += 16) {
-                const __m512 qv = _mm512_loadu_ps(qg + i);
-                c0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + i), c0);
-                c1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + ks + i), c1);
-                c2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + 2 * ks + i), c2);
-                c3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(a + 3 * ks + i), c3);
+    const long ks = s->k_stride, r0 = (long)lo * ks;
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const long a = r0 + j * ks;
+        if (j + PREFETCH_KEYS + 4 <= n) prefetch_rows(k, v, f16, a + PREFETCH_KEYS * ks, ks, hd);
+        __m512 c[4][4];
+#pragma GCC unroll 4
+        for (int g = 0; g < group; g++)
+#pragma GCC unroll 4
+            for (int x = 0; x < 4; x++) c[g][x] = _mm512_setzero_ps();
+        for (int i = 0; i < hd; i += 16) {
+            const __m512 k0 = load16(k, f16, a + i), k1 = load16(k, f16, a + ks + i);
+            const __m512 k2 = load16(k, f16, a + 2 * ks + i), k3 = load16(k, f16, a + 3 * ks + i);
+#pragma GCC unroll 4
+            for (int g = 0; g < group; g++) {
+                const __m512 qv = _mm512_loadu_ps(q + g * hd + i);
+                c[g][0] = _mm512_fmadd_ps(qv, k0, c[g][0]);
+                c[g][1] = _mm512_fmadd_ps(qv, k1, c[g][1]);
+                c[g][2] = _mm512_fmadd_ps(qv, k2, c[g][2]);
+                c[g][3] = _mm512_fmadd_ps(qv, k3, c[g][3]);
             }
-            pg[j] = s->scale * _mm512_reduce_add_ps(c0);
-            pg[j + 1] = s->scale * _mm512_reduce_add_ps(c1);
-            pg[j + 2] = s->scale * _mm512_reduce_add_ps(c2);
-            pg[j + 3] = s->scale * _mm512_reduce_add_ps(c3);
         }
-        for (; j < n; j++) {
-            __m512 c0 = _mm512_setzero_ps();
-            for (int i = 0; i < hd; i += 16)
-                c0 = _mm512_fmadd_ps(_mm512_loadu_ps(qg + i), _mm512_loadu_ps(k0 + j * ks + i), c0);
-            pg[j] = s->scale * _mm512_reduce_add_ps(c0);
+#pragma GCC unroll 4
+        for (int g = 0; g < group; g++)
+#pragma GCC unroll 4
+            for (int x = 0; x < 4; x++)
+                p[(long)g * n + j + x] = s->scale * _mm512_reduce_add_ps(c[g][x]);
+    }
+    for (; j < n; j++) {
+        __m512 c[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < group; g++) c[g] = _mm512_setzero_ps();
+        for (int i = 0; i < hd; i += 16) {
+            const __m512 kv = load16(k, f16, r0 + j * ks + i);
+#pragma GCC unroll 4
+            for (int g = 0; g < group; g++)
+                c[g] = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * hd + i), kv, c[g]);
         }
+#pragma GCC unroll 4
+        for (int g = 0; g < group; g++) p[(long)g * n + j] = s->scale * _mm512_reduce_add_ps(c[g]);
     }
     softmax_rows(s, group, n, p);
     for (int c = 0; c < hd; c += 64) {
         __m512 acc[4][4];
-        for (int g = 0; g < 4; g++)
+#pragma GCC unroll 4
+        for (int g = 0; g < group; g++)
+#pragma GCC unroll 4
             for (int x = 0; x < 4; x++) acc[g][x] = _mm512_setzero_ps();
         for (int j = 0; j < n; j++) {
-            const float *vr = v0 + j * ks + c;
-            const __m512 w0 = _mm512_loadu_ps(vr), w1 = _mm512_loadu_ps(vr + 16);
-            const __m512 w2 = _mm512_loadu_ps(vr + 32), w3 = _mm512_loadu_ps(vr + 48);
+            const long vr = r0 + j * ks + c;
+            const __m512 w0 = load16(v, f16, vr), w1 = load16(v, f16, vr + 16);
+            const __m512 w2 = load16(v, f16, vr + 32), w3 = load16(v, f16, vr + 48);
+#pragma GCC unroll 4
             for (int g = 0; g < group; g++) {
                 const __m512 pj = _mm512_set1_ps(p[(long)g * n + j]);
                 acc[g][0] = _mm512_fmadd_ps(pj, w0, acc[g][0]);
@@ -277,27 +357,62 @@ ATTN512_TGT static void decode_group_avx512(const mt_attn_shape *s, int group, c
                 acc[g][3] = _mm512_fmadd_ps(pj, w3, acc[g][3]);
             }
         }
+#pragma GCC unroll 4
         for (int g = 0; g < group; g++)
+#pragma GCC unroll 4
             for (int x = 0; x < 4; x++) _mm512_storeu_ps(out + g * hd + c + 16 * x, acc[g][x]);
+    }
+}
+
+/* One instance per group size and element type, so the unrolled loops have constant
+ * bounds. */
+#define AVX512_INSTANCE(G, F16)                                                                    \
+    case 2 * (G) + (F16):                                                                          \
+        decode_group_avx512_t(s, G, q, k, v, out, p, F16);                                         \
+        return;
+
+ATTN512_TGT static void decode_group_avx512(const mt_attn_shape *s, int group, const float *q,
+                                            const void *k, const void *v, float *out, float *p,
+                                            int f16) {
+    switch (2 * group + f16) {
+        AVX512_INSTANCE(1, 0)
+        AVX512_INSTANCE(1, 1)
+        AVX512_INSTANCE(2, 0)
+        AVX512_INSTANCE(2, 1)
+        AVX512_INSTANCE(3, 0)
+        AVX512_INSTANCE(3, 1)
+        AVX512_INSTANCE(4, 0)
+        AVX512_INSTANCE(4, 1)
     }
 }
 
 #endif
 
-void mt_attn_decode_group(const mt_attn_shape *s, int group, const float *q, const float *k,
-                          const float *v, float *out, float *p) {
+/* Picks the kernel for a cache of floats or (f16) halves. */
+static void decode_group(const mt_attn_shape *s, int group, const float *q, const void *k,
+                         const void *v, float *out, float *p, int f16) {
 #if defined(__x86_64__) || defined(__i386__)
     /* The quantised dot products' implementation choice (qdot.h) picks this kernel's too,
      * so a test can run each. */
     const mt_qdot_impl impl = mt_qdot_get_impl();
     if (impl == MT_QDOT_AVX512 && s->hd % 64 == 0 && group <= 4) {
-        decode_group_avx512(s, group, q, k, v, out, p);
+        decode_group_avx512(s, group, q, k, v, out, p, f16);
         return;
     }
     if (impl != MT_QDOT_SCALAR && s->hd % 8 == 0 && mt_qdot_avx2_available()) {
-        decode_group_avx2(s, group, q, k, v, out, p);
+        decode_group_avx2(s, group, q, k, v, out, p, f16);
         return;
     }
 #endif
-    decode_group_scalar(s, group, q, k, v, out, p);
+    decode_group_scalar(s, group, q, k, v, out, p, f16);
+}
+
+void mt_attn_decode_group(const mt_attn_shape *s, int group, const float *q, const float *k,
+                          const float *v, float *out, float *p) {
+    decode_group(s, group, q, k, v, out, p, 0);
+}
+
+void mt_attn_decode_group_f16(const mt_attn_shape *s, int group, const float *q, const uint16_t *k,
+                              const uint16_t *v, float *out, float *p) {
+    decode_group(s, group, q, k, v, out, p, 1);
 }

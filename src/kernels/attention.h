@@ -4,11 +4,13 @@
 #ifndef MT_KERNELS_ATTENTION_H
 #define MT_KERNELS_ATTENTION_H
 
+#include <stdint.h>
+
 typedef struct {
     int n_q;                          /* queries */
     int n_k;                          /* keys (= off + n_q) */
     int hd;                           /* head dimension */
-    int q_stride, k_stride, o_stride; /* floats between consecutive rows */
+    int q_stride, k_stride, o_stride; /* elements between consecutive rows */
     float scale;
     float cap;  /* logit softcap, 0 = none */
     int window; /* sliding window in positions, 0 = none */
@@ -23,6 +25,10 @@ void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, con
  * group x n_k floats. */
 void mt_attn_decode_group(const mt_attn_shape *s, int group, const float *q, const float *k,
                           const float *v, float *out, float *p);
+/* The same over a cache of IEEE halves (rows of k_stride halves), converted in registers:
+ * half the bytes of a float cache to read, which bounds decoding. */
+void mt_attn_decode_group_f16(const mt_attn_shape *s, int group, const float *q, const uint16_t *k,
+                              const uint16_t *v, float *out, float *p);
 
 /* Given dout, writes dq (overwrites) and adds to dk, dv (rows of dk_stride floats). p and
  * dp: scratch of n_q x n_k; the weights are recomputed. */

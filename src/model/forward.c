@@ -4,7 +4,18 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "kernels/matmul.h"
 #include "model/layer.h"
+
+static size_t elem_size(const mt_kv_cache *kv) {
+    return kv->f16 ? sizeof(uint16_t) : sizeof(float);
+}
+
+/* Layer l's rows, from element offset off on. */
+static mt_kv_rows layer_rows(const mt_kv_cache *kv, int l, size_t off) {
+    const size_t at = ((size_t)l * kv->n_slots * kv->n_ctx * kv->kv_dim + off) * elem_size(kv);
+    return (mt_kv_rows){.k = (char *)kv->k + at, .v = (char *)kv->v + at, .f16 = kv->f16};
+}
 
 mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int n_slots,
                                  int n_ctx) {
@@ -16,9 +27,10 @@ mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int 
     kv->n_slots = n_slots;
     kv->n_layer = c->n_layer;
     kv->kv_dim = c->n_head_kv * c->head_dim;
+    kv->f16 = !mt_kernels_precise();
     const size_t n = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_ctx * (size_t)kv->kv_dim;
-    kv->k = mt_calloc(n, sizeof *kv->k);
-    kv->v = kv->k ? mt_calloc(n, sizeof *kv->v) : NULL;
+    kv->k = mt_calloc(n, elem_size(kv));
+    kv->v = kv->k ? mt_calloc(n, elem_size(kv)) : NULL;
     if (!kv->v) {
         mt_kv_cache_free(kv);
         return MT_ERR_NOMEM;
@@ -32,13 +44,12 @@ mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx)
 
 void mt_kv_cache_copy(mt_kv_cache *kv, int src, int dst, int from, int to) {
     if (src == dst || to <= from) return;
-    const size_t per_layer = (size_t)kv->n_slots * kv->n_ctx * kv->kv_dim;
-    const size_t bytes = (size_t)(to - from) * kv->kv_dim * sizeof(float);
+    const size_t bytes = (size_t)(to - from) * kv->kv_dim * elem_size(kv);
     for (int l = 0; l < kv->n_layer; l++) {
-        const size_t so = l * per_layer + ((size_t)src * kv->n_ctx + from) * kv->kv_dim;
-        const size_t d0 = l * per_layer + ((size_t)dst * kv->n_ctx + from) * kv->kv_dim;
-        memcpy(kv->k + d0, kv->k + so, bytes);
-        memcpy(kv->v + d0, kv->v + so, bytes);
+        const mt_kv_rows s = layer_rows(kv, l, ((size_t)src * kv->n_ctx + from) * kv->kv_dim);
+        const mt_kv_rows d = layer_rows(kv, l, ((size_t)dst * kv->n_ctx + from) * kv->kv_dim);
+        memcpy(d.k, s.k, bytes);
+        memcpy(d.v, s.v, bytes);
     }
 }
 
@@ -120,12 +131,11 @@ mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *to
         s.row[t] = s.first[t] + pos[t];
     }
     const mt_layout lay = {.n = n, .pos = s.pos, .first = s.first, .row = s.row};
-    const size_t per_layer = (size_t)kv->n_slots * kv->n_ctx * kv->kv_dim;
     if ((st = mt_embed_tokens(m, tokens, n, s.x))) goto done;
-    for (int l = 0; l < m->cfg.n_layer; l++)
-        if ((st = mt_layer_forward(m, l, &lay, &s.a, s.x, s.x, kv->k + l * per_layer,
-                                   kv->v + l * per_layer)))
-            goto done;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const mt_kv_rows rows = layer_rows(kv, l, 0);
+        if ((st = mt_layer_forward(m, l, &lay, &s.a, s.x, s.x, &rows))) goto done;
+    }
     const size_t d = (size_t)m->cfg.n_embd;
     if (all_logits == MT_LOGITS_RUN_LAST) {
         /* the runs' last rows, moved to the front in order (row k <= t, so in place) */

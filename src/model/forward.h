@@ -7,17 +7,22 @@
 #include "model/model.h"
 
 /* Keys and values of every layer for n_slots independent sequences of up to n_ctx
- * positions each. Slot s, position p lives at row s * n_ctx + p. */
+ * positions each. Slot s, position p lives at row s * n_ctx + p. Elements are floats in
+ * precise mode (mt_kernels_precise() when the cache is made), else IEEE halves, as
+ * llama.cpp keeps them: decoding attention reads every cached row each step and is bound
+ * by memory bandwidth, and halves are half the bytes. */
 typedef struct {
     int n_ctx; /* positions per slot */
     int n_slots;
     int n_layer;
     int kv_dim;
     int n_past; /* positions filled in slot 0 (the single-sequence API) */
-    float *k;   /* [n_layer][n_slots * n_ctx][kv_dim] */
-    float *v;
+    int f16;    /* elements are uint16_t halves, else floats */
+    void *k;    /* [n_layer][n_slots * n_ctx][kv_dim] */
+    void *v;
 } mt_kv_cache;
 
+/* Both take the element type from the current precise mode. */
 mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx);
 mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int n_slots, int n_ctx);
 /* Copies positions [from, to) of slot src into slot dst, in every layer. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/attention.h"
+#include "kernels/half.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
@@ -132,7 +133,7 @@ typedef struct {
     const mt_attn_seg *sg;
     int local, q_dim, kv_dim, group;
     mt_layer_acts *a;
-    const float *kc, *vc;
+    mt_kv_rows kv;
 } attn_job;
 
 /* Decoding: one task per (sequence, KV head), covering the query heads that share it. */
@@ -146,9 +147,32 @@ static int decode_task(const void *ctx, int task, mt_scratch *sc) {
     if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)j->group * sh.n_k)) return -1;
     const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
     const size_t ko = (size_t)s->first * j->kv_dim + (size_t)kvh * c->head_dim;
-    mt_attn_decode_group(&sh, j->group, j->a->q + qo, j->kc + ko, j->vc + ko, j->a->att + qo,
-                         sc->p);
+    const float *q = j->a->q + qo;
+    if (j->kv.f16)
+        mt_attn_decode_group_f16(&sh, j->group, q, (const uint16_t *)j->kv.k + ko,
+                                 (const uint16_t *)j->kv.v + ko, j->a->att + qo, sc->p);
+    else
+        mt_attn_decode_group(&sh, j->group, q, (const float *)j->kv.k + ko,
+                             (const float *)j->kv.v + ko, j->a->att + qo, sc->p);
     return 0;
+}
+
+/* The GEMMs of prompt attention take floats: the f16 key/value rows the queries of sh
+ * can see go to kf/vf (rows of hd floats), and sh then describes those: keys before the
+ * first query's sliding window are dropped, which moves no query's window relative to
+ * its keys. A task converts at most n_k rows and multiplies them with up to
+ * ATTN_TASK_QUERIES queries, so the conversion is small next to the products. */
+static void widen_keys(mt_attn_shape *sh, const uint16_t *k, const uint16_t *v, float *kf,
+                       float *vf) {
+    const int pos0 = sh->n_k - sh->n_q, first = sh->window > 0 ? pos0 - sh->window + 1 : 0;
+    const int lo = first > 0 ? first : 0;
+    const size_t hd = (size_t)sh->hd, ks = (size_t)sh->k_stride;
+    for (int r = lo; r < sh->n_k; r++) {
+        mt_f16_to_f32_row(kf + (size_t)(r - lo) * hd, k + (size_t)r * ks, sh->hd);
+        mt_f16_to_f32_row(vf + (size_t)(r - lo) * hd, v + (size_t)r * ks, sh->hd);
+    }
+    sh->n_k -= lo;
+    sh->k_stride = sh->hd;
 }
 
 /* Queries per forward attention task; also bounds the score scratch. */
@@ -173,15 +197,22 @@ static int prompt_task(const void *ctx, int task, mt_scratch *sc) {
     const int q1 = q0 + ATTN_TASK_QUERIES < s->t1 ? q0 + ATTN_TASK_QUERIES : s->t1;
     mt_attn_shape sh;
     mt_attn_block_shape(c, j->local, j->lay, s, q0, q1, &sh);
-    if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)sh.n_q * sh.n_k)) return -1;
+    const size_t n_p = (size_t)sh.n_q * sh.n_k, n_kv = j->kv.f16 ? (size_t)sh.n_k * sh.hd : 0;
+    if (!mt_scratch_reserve(&sc->p, &sc->cap, n_p + 2 * n_kv)) return -1;
     const size_t qo = (size_t)q0 * j->q_dim + (size_t)h * c->head_dim;
     const size_t ko = (size_t)s->first * j->kv_dim + (size_t)(h / j->group) * c->head_dim;
-    mt_attn_forward(&sh, j->a->q + qo, j->kc + ko, j->vc + ko, j->a->att + qo, sc->p);
+    const float *k = (const float *)j->kv.k + ko, *v = (const float *)j->kv.v + ko;
+    if (j->kv.f16) {
+        float *kf = sc->p + n_p, *vf = kf + n_kv;
+        widen_keys(&sh, (const uint16_t *)j->kv.k + ko, (const uint16_t *)j->kv.v + ko, kf, vf);
+        k = kf, v = vf;
+    }
+    mt_attn_forward(&sh, j->a->q + qo, k, v, j->a->att + qo, sc->p);
     return 0;
 }
 
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
-                        const float *kc, const float *vc) {
+                        const mt_kv_rows *kv) {
     const mt_model_config *c = &m->cfg;
     mt_attn_seg *sg = NULL;
     const int n_seg = mt_attn_segments(lay, &sg);
@@ -194,8 +225,7 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
                           .kv_dim = c->n_head_kv * c->head_dim,
                           .group = c->n_head / c->n_head_kv,
                           .a = a,
-                          .kc = kc,
-                          .vc = vc};
+                          .kv = *kv};
     int one_query = 1; /* a decoding step: every sequence brings one token */
     for (int i = 0; i < n_seg; i++) one_query &= sg[i].t1 - sg[i].t0 == 1;
     mt_status st;
@@ -212,8 +242,23 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
     return st;
 }
 
+/* Stores the n tokens' keys and values at their rows of the cache. */
+static void store_kv(const mt_layout *lay, const mt_layer_acts *a, int kv_dim,
+                     const mt_kv_rows *kv) {
+    for (int t = 0; t < lay->n; t++) {
+        const size_t row = (size_t)mt_layout_row(lay, t) * kv_dim, src = (size_t)t * kv_dim;
+        if (kv->f16) {
+            mt_f32_to_f16_row((uint16_t *)kv->k + row, a->k + src, kv_dim);
+            mt_f32_to_f16_row((uint16_t *)kv->v + row, a->v + src, kv_dim);
+        } else {
+            memcpy((float *)kv->k + row, a->k + src, (size_t)kv_dim * sizeof(float));
+            memcpy((float *)kv->v + row, a->v + src, (size_t)kv_dim * sizeof(float));
+        }
+    }
+}
+
 static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
-                                 const float *x_in, float *kc, float *vc) {
+                                 const float *x_in, const mt_kv_rows *kv) {
     const mt_model_config *c = &m->cfg;
     const mt_layer *L = &m->layers[l];
     const int n = lay->n, q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
@@ -228,14 +273,10 @@ static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay,
     add_bias(a->v, L->bv, n, kv_dim);
     position_heads(c, lay, a->q, q0, L->q_norm, c->n_head, local);
     position_heads(c, lay, a->k, k0, L->k_norm, c->n_head_kv, local);
-    if (kc) {
-        for (int t = 0; t < n; t++) {
-            const size_t row = (size_t)mt_layout_row(lay, t) * kv_dim;
-            memcpy(kc + row, a->k + (size_t)t * kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(vc + row, a->v + (size_t)t * kv_dim, (size_t)kv_dim * sizeof(float));
-        }
-    }
-    if ((s = attend(m, l, lay, a, kc ? kc : a->k, vc ? vc : a->v))) return s;
+    /* Training attends to the acts' own rows. */
+    const mt_kv_rows own = {.k = a->k, .v = a->v, .f16 = 0};
+    if (kv) store_kv(lay, a, kv_dim, kv);
+    if ((s = attend(m, l, lay, a, kv ? kv : &own))) return s;
     return linear(L, MT_LIN_O, a->att, n, a->o, a);
 }
 
@@ -276,9 +317,9 @@ static void residual(const mt_model *m, const float *post_norm, const float *bas
 }
 
 mt_status mt_layer_forward(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
-                           const float *x_in, float *x_out, float *kc, float *vc) {
+                           const float *x_in, float *x_out, const mt_kv_rows *kv) {
     const mt_layer *L = &m->layers[l];
-    mt_status s = attention_block(m, l, lay, a, x_in, kc, vc);
+    mt_status s = attention_block(m, l, lay, a, x_in, kv);
     if (s) return s;
     residual(m, L->post_attn_norm, x_in, a->o, a->x_mid, lay->n);
     if ((s = mlp_block(m, l, lay->n, a))) return s;

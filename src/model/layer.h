@@ -75,11 +75,18 @@ static inline uint64_t mt_layer_drop_key(const mt_layer_acts *a, mt_lin_role r) 
     return a->drop_key * 31u + (uint64_t)r + 1u;
 }
 
-/* Runs block l: x_out = block(x_in). kc/vc are the key/value rows the layout indexes
- * (the KV cache for inference, the acts' own k/v for training: then pass NULL and the
- * acts' k/v are used). x_out may alias x_in and x_mid. */
+/* Key/value rows of one layer of a KV cache: floats, or IEEE halves (uint16_t) when f16
+ * (outside precise mode: decoding attention is bound by reading them). */
+typedef struct {
+    void *k, *v;
+    int f16;
+} mt_kv_rows;
+
+/* Runs block l: x_out = block(x_in). kv holds the key/value rows the layout indexes (the
+ * KV cache for inference; training passes NULL and the acts' own k/v are used). x_out
+ * may alias x_in and x_mid. */
 mt_status mt_layer_forward(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
-                           const float *x_in, float *x_out, float *kc, float *vc);
+                           const float *x_in, float *x_out, const mt_kv_rows *kv);
 
 /* Final norm + output projection for `count` rows of x (softcapped when configured). */
 mt_status mt_output_logits(const mt_model *m, const float *x, int count, float *xn, float *logits);

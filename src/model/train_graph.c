@@ -159,7 +159,7 @@ mt_status mt_train_forward(const mt_model *m, const int32_t *tokens, const int *
         }
         a->drop_key = mt_mix_key(dropout_seed, (uint64_t)l);
         if ((s = mt_layer_forward(m, l, &t->lay, a, t->x + l * stride, t->x + (l + 1) * stride,
-                                  NULL, NULL)))
+                                  NULL)))
             goto fail;
     }
     *out = t;
@@ -522,7 +522,7 @@ mt_status mt_train_backward_lp(const mt_model *m, mt_tape *t, const int32_t *tar
         mt_layer_acts *a = &t->acts[l];
         if (t->ckpt && t->ckpt[l] &&
             (s = mt_layer_forward(m, l, &t->lay, a, t->x + l * stride, t->x + (l + 1) * stride,
-                                  NULL, NULL)))
+                                  NULL)))
             goto done;
         mt_layer_grads *lg = g->layers ? &g->layers[l] : &none;
         if ((s = mlp_backward(m, l, t, a, lg, &w))) goto done;
