@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/progress.h"
 #include "infer/batch.h"
 #include "io/file_util.h"
 
@@ -20,6 +21,9 @@ typedef struct {
     int n;
     char **out; /* result lines, printed in input order */
     int next_print;
+    mt_progress bar;
+    int finished;
+    long tokens;
 } job;
 
 /* Renders one input line to tokens. */
@@ -121,11 +125,16 @@ static mt_status on_done(void *user, int index, const mt_gen_result *r) {
         jb->out[jb->next_print++] = NULL;
     }
     fflush(stdout);
+    jb->tokens += r->n_tokens;
+    char status[64];
+    snprintf(status, sizeof status, "%.1f tok/s",
+             (double)jb->tokens / (mt_now_seconds() - jb->bar.t0 + 1e-9));
+    mt_progress_update(&jb->bar, ++jb->finished, status);
     return MT_OK;
 }
 
 mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, const char *path,
-                                int chat, const char *system, int n_slots, int stats) {
+                                int chat, const char *system, int n_slots, int stats, int quiet) {
     job jb = {0};
     mt_batch_item *items = NULL;
     mt_status st = read_prompts(s, path, chat, system, &jb);
@@ -134,7 +143,12 @@ mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, con
     for (int i = 0; !st && i < jb.n; i++)
         items[i] = (mt_batch_item){.prompt = jb.items[i].ids, .n_prompt = (int)jb.items[i].n};
     mt_batch_stats bs;
-    if (!st) st = mt_generate_batch(s->model, s->tok, items, jb.n, p, n_slots, on_done, &jb, &bs);
+    if (!st) {
+        mt_progress_start(&jb.bar, "generate", jb.n, 0);
+        jb.bar.quiet = quiet;
+        st = mt_generate_batch(s->model, s->tok, items, jb.n, p, n_slots, on_done, &jb, &bs);
+        mt_progress_finish(&jb.bar, NULL);
+    }
     if (!st && stats)
         fprintf(stderr, "[%d prompts, %d tokens generated in %.2f s: %.2f tok/s with %d slots]\n",
                 bs.n_prompts, bs.n_generated, bs.seconds, bs.n_generated / (bs.seconds + 1e-9),

@@ -7,8 +7,9 @@
 #include "infer/session.h"
 
 /* Lines: {"prompt": "..."} or {"messages": [{"role": ..., "content": ...}, ...]}, with an
- * optional "id" echoed back. chat: wrap plain prompts in the chat template. */
+ * optional "id" echoed back. chat: wrap plain prompts in the chat template. A progress bar
+ * (finished prompts, tokens/s, ETA) goes to stderr unless quiet. */
 mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, const char *path,
-                                int chat, const char *system, int n_slots, int stats);
+                                int chat, const char *system, int n_slots, int stats, int quiet);
 
 #endif

@@ -74,7 +74,7 @@ static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_
 }
 
 static int run_batch(const mt_gen_opts *o, mt_gen_params *p, const char *path, int chat, int slots,
-                     int has_prompt) {
+                     int quiet, int has_prompt) {
     if (has_prompt) {
         mt_fail(MT_ERR_ARG, "--batch reads its prompts from the file; drop -p/-f");
         return mt_report_error();
@@ -92,7 +92,7 @@ static int run_batch(const mt_gen_opts *o, mt_gen_params *p, const char *path, i
     int32_t stops[8];
     p->stop_tokens = stops;
     p->n_stop_tokens = mt_session_stop_tokens(&s, stops, 8);
-    mt_status st = mt_cli_generate_batch(&s, p, path, chat, o->system, slots, o->stats);
+    mt_status st = mt_cli_generate_batch(&s, p, path, chat, o->system, slots, o->stats, quiet);
     mt_session_close(&s);
     return st ? mt_report_error() : 0;
 }
@@ -113,10 +113,10 @@ int mt_cmd_generate(int argc, char **argv) {
     mt_gen_opts_defaults(&o);
     const char *prompt = NULL, *file = NULL;
     const char *batch = NULL;
-    int chat = 0, json = 0, slots = 16;
+    int chat = 0, json = 0, slots = 16, quiet = 0;
     mt_beam_opts beam;
     mt_beam_opts_defaults(&beam);
-    mt_opt opts[MT_GEN_OPT_COUNT + 6 + MT_BEAM_OPT_COUNT];
+    mt_opt opts[MT_GEN_OPT_COUNT + 7 + MT_BEAM_OPT_COUNT];
     mt_gen_opts_table(&o, opts);
     opts[MT_GEN_OPT_COUNT] = (mt_opt){"--prompt", "-p", MT_OPT_STR, &prompt, "TEXT", "the prompt"};
     opts[MT_GEN_OPT_COUNT + 1] =
@@ -131,8 +131,10 @@ int mt_cmd_generate(int argc, char **argv) {
                  &batch,    "FILE", "JSONL prompts in, JSONL results out (batched)"};
     opts[MT_GEN_OPT_COUNT + 5] = (mt_opt){
         "--slots", NULL, MT_OPT_INT, &slots, "N", "sequences decoded together with --batch (16)"};
-    mt_beam_opts_table(&beam, opts + MT_GEN_OPT_COUNT + 6);
-    const int n_opts = MT_GEN_OPT_COUNT + 6 + MT_BEAM_OPT_COUNT;
+    opts[MT_GEN_OPT_COUNT + 6] =
+        (mt_opt){"--quiet", "-q", MT_OPT_FLAG, &quiet, NULL, "no progress bar with --batch"};
+    mt_beam_opts_table(&beam, opts + MT_GEN_OPT_COUNT + 7);
+    const int n_opts = MT_GEN_OPT_COUNT + 7 + MT_BEAM_OPT_COUNT;
     int help = 0;
     if (mt_parse_opts(opts, n_opts, argc, argv, &help)) return mt_report_error();
     if (help) {
@@ -147,7 +149,7 @@ int mt_cmd_generate(int argc, char **argv) {
         mt_fail(MT_ERR_ARG, "--beams does not combine with --batch");
         return mt_report_error();
     }
-    if (batch) return run_batch(&o, &checked, batch, chat, slots, prompt || file);
+    if (batch) return run_batch(&o, &checked, batch, chat, slots, quiet, prompt || file);
     char *text = NULL;
     if (read_prompt(prompt, file, &text)) return mt_report_error();
     mt_session s;

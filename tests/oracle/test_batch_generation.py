@@ -68,3 +68,16 @@ def test_batch_long_prompts_split_admission(run_meteor, smollm_gguf, tmp_path, r
         single = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", p, "--greedy", "-n", 4,
                                        "--json", timeout=600).stdout)
         assert got[i]["tokens"] == single["tokens"], i
+
+
+def test_batch_progress_and_quiet(run_meteor, smollm_gguf, tmp_path):
+    """A --batch job shows a progress bar (finished prompts out of all) on stderr, and
+    --quiet removes it; stdout holds only the JSON results either way."""
+    batch = tmp_path / "two.jsonl"
+    batch.write_text('{"prompt": "One"}\n{"prompt": "Two"}\n')
+    loud = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--greedy", "-n", 2)
+    assert "generate [" in loud.stderr and "2/2" in loud.stderr, loud.stderr
+    quiet = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--greedy", "-n", 2, "-q")
+    assert "generate [" not in quiet.stderr, quiet.stderr
+    assert loud.stdout == quiet.stdout
+    assert [json.loads(l)["index"] for l in loud.stdout.splitlines()] == [0, 1]
