@@ -50,16 +50,28 @@ void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const flo
 
 void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
                                const float *dact, int n) {
-    const float k = 0.7978845608028654f;
-    for (int i = 0; i < n; i++) {
-        const float g = gate[i];
-        const float u = k * (g + 0.044715f * g * g * g);
-        const float th = tanhf(u);
-        const float gelu = 0.5f * g * (1.0f + th);
-        const float dgelu = 0.5f * (1.0f + th) +
-                            0.5f * g * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * g * g);
-        dup[i] = dact[i] * gelu;
-        dgate[i] = dact[i] * up[i] * dgelu;
+    /* As in the forward pass, 0.5 (1 + tanh u) = sigmoid(2u) = s, and 1 - tanh^2 u =
+     * 4 s (1 - s): the vectorised sigmoid instead of tanhf, whose expm1f was 5% of
+     * training Gemma 3. */
+    enum { CHUNK = 256 };
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    float sg[CHUNK];
+    for (int i0 = 0; i0 < n; i0 += CHUNK) {
+        const int len = n - i0 < CHUNK ? n - i0 : CHUNK;
+        for (int j = 0; j < len; j++) {
+            const float g = gate[i0 + j];
+            sg[j] = 2.0f * k * (g + 0.044715f * g * g * g);
+        }
+        mt_sigmoid(sg, sg, len);
+        for (int j = 0; j < len; j++) {
+            const int i = i0 + j;
+            const float g = gate[i], sj = sg[j];
+            const float gelu = g * sj;
+            const float dgelu =
+                sj + 2.0f * g * sj * (1.0f - sj) * k * (1.0f + 3.0f * 0.044715f * g * g);
+            dup[i] = dact[i] * gelu;
+            dgate[i] = dact[i] * up[i] * dgelu;
+        }
     }
 }
 

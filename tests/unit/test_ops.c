@@ -1,4 +1,5 @@
-/* Forward-pass kernels against values worked out by hand. */
+/* Forward-pass kernels against values worked out by hand, and the gates' backward
+ * passes against a double-precision derivative. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/ops_backward.h"
 
 static void test_rmsnorm(void **state) {
     (void)state;
@@ -133,6 +135,37 @@ static void test_matmul_f32_and_rows(void **state) {
     assert_float_equal(y[4 * 3 + 2], 5 * 8 + 6 * 9, 1e-4);
 }
 
+/* The gated activations' backward passes against the derivative of the same function in
+ * double precision (tanh form for GELU), over values well past both tails and more than
+ * one chunk of the vectorised sigmoid. */
+static void test_gate_backward(void **state) {
+    (void)state;
+    enum { N = 600 };
+    float g[N], up[N], da[N], dg[N], du[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = -9.0f + 18.0f * (float)i / (N - 1);
+        up[i] = 0.5f + 0.001f * (float)i;
+        da[i] = 1.0f - 0.002f * (float)i;
+    }
+    const double k = 0.7978845608028654;
+    mt_gelu_tanh_mul_backward(dg, du, g, up, da, N);
+    for (int i = 0; i < N; i++) {
+        const double x = g[i], u = k * (x + 0.044715 * x * x * x), th = tanh(u);
+        const double gelu = 0.5 * x * (1.0 + th);
+        const double d =
+            0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * k * (1.0 + 3.0 * 0.044715 * x * x);
+        assert_float_equal(du[i], da[i] * gelu, 1e-5 * (1.0 + fabs(da[i] * gelu)));
+        assert_float_equal(dg[i], da[i] * up[i] * d, 1e-5 * (1.0 + fabs(da[i] * up[i] * d)));
+    }
+    mt_silu_mul_backward(dg, du, g, up, da, N);
+    for (int i = 0; i < N; i++) {
+        const double x = g[i], sg = 1.0 / (1.0 + exp(-x));
+        const double d = sg * (1.0 + x * (1.0 - sg));
+        assert_float_equal(du[i], da[i] * x * sg, 1e-5 * (1.0 + fabs(da[i] * x * sg)));
+        assert_float_equal(dg[i], da[i] * up[i] * d, 1e-5 * (1.0 + fabs(da[i] * up[i] * d)));
+    }
+}
+
 int main(void) {
     mt_kernels_set_threads(2);
     const struct CMUnitTest tests[] = {
@@ -142,6 +175,7 @@ int main(void) {
         cmocka_unit_test(test_rope_linear_scaling),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_gate_backward),
         cmocka_unit_test(test_attend_window),
         cmocka_unit_test(test_attend_causal_block),
         cmocka_unit_test(test_matmul_f32_and_rows),
