@@ -27,6 +27,9 @@ void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox);
 /* x[i] = act(gate[i]) * up[i], in place in gate. */
 void mt_silu_mul(float *gate, const float *up, int n);
 void mt_gelu_tanh_mul(float *gate, const float *up, int n);
+/* s[i] = 0.5 (1 + tanh u(g[i])) = sigmoid(2 u), u = sqrt(2/pi) (g + 0.044715 g^3): the
+ * factor GELU-tanh multiplies g by, shared by the forward and backward passes. */
+void mt_gelu_tanh_factor(float *s, const float *g, int n);
 
 /* Inverted dropout with a counter-based mask: element i is kept when a hash of (key, i)
  * clears p, so the backward pass regenerates the same mask from the key alone.
