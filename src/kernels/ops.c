@@ -61,13 +61,19 @@ void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox) 
  * elementwise cost of training. */
 enum { GATE_CHUNK = 256 };
 
-void mt_silu_mul(float *gate, const float *up, int n) {
+/* gate[i] *= factor(gate)[i] * up[i], the factor computed a chunk at a time. */
+static void gate_mul(float *gate, const float *up, int n,
+                     void (*factor)(float *s, const float *g, int n)) {
     float sg[GATE_CHUNK];
     for (int i0 = 0; i0 < n; i0 += GATE_CHUNK) {
         const int len = n - i0 < GATE_CHUNK ? n - i0 : GATE_CHUNK;
-        mt_sigmoid(sg, gate + i0, len);
+        factor(sg, gate + i0, len);
         for (int i = 0; i < len; i++) gate[i0 + i] = gate[i0 + i] * sg[i] * up[i0 + i];
     }
+}
+
+void mt_silu_mul(float *gate, const float *up, int n) {
+    gate_mul(gate, up, n, mt_sigmoid);
 }
 
 /* Through the vectorised sigmoid, not tanhf, whose expm1f was an eighth of Gemma's
@@ -79,12 +85,7 @@ void mt_gelu_tanh_factor(float *s, const float *g, int n) {
 }
 
 void mt_gelu_tanh_mul(float *gate, const float *up, int n) {
-    float sg[GATE_CHUNK];
-    for (int i0 = 0; i0 < n; i0 += GATE_CHUNK) {
-        const int len = n - i0 < GATE_CHUNK ? n - i0 : GATE_CHUNK;
-        mt_gelu_tanh_factor(sg, gate + i0, len);
-        for (int i = 0; i < len; i++) gate[i0 + i] = gate[i0 + i] * sg[i] * up[i0 + i];
-    }
+    gate_mul(gate, up, n, mt_gelu_tanh_factor);
 }
 
 uint64_t mt_mix_key(uint64_t a, uint64_t b) {
