@@ -408,7 +408,7 @@ static mt_status decode_step(search *s, int t) {
         toks[i] = s->tok_next[(size_t)i * s->L + t];
         pos[i] = s->n_prompt + t;
     }
-    mt_status st = mt_forward_slots(s->m, &s->kv, toks, slot, pos, nn, s->logits, 1);
+    mt_status st = mt_forward_slots(s->m, &s->kv, toks, slot, pos, nn, s->logits, MT_LOGITS_ALL);
     if (st) return st;
     for (int i = 0; i < nn; i++) {
         s->slot_tok[(size_t)slot[i] * s->L + t] = toks[i];
@@ -448,7 +448,7 @@ mt_status mt_beam_search(const mt_model *m, const mt_tokenizer *tok, const int32
     out->n_prompt = n_prompt;
     const double t0 = mt_now_seconds();
     /* The prompt goes through once, into slot 0; it is the one running beam of step 0. */
-    if ((st = mt_forward(m, &s.kv, prompt, n_prompt, s.logits, 0))) goto done;
+    if ((st = mt_forward(m, &s.kv, prompt, n_prompt, s.logits, MT_LOGITS_LAST))) goto done;
     const double t1 = mt_now_seconds();
     out->prefill_seconds = t1 - t0;
     s.nr = 1;

@@ -59,12 +59,12 @@ mt_status mt_generate(const mt_model *m, const mt_tokenizer *tok, const int32_t 
         return logits ? s : MT_ERR_NOMEM;
     }
     const double t0 = mt_now_seconds();
-    s = mt_forward(m, &kv, prompt, n_prompt, logits, 0);
+    s = mt_forward(m, &kv, prompt, n_prompt, logits, MT_LOGITS_LAST);
     const double t1 = mt_now_seconds();
     while (!s && !q.done) {
         int32_t next;
         if ((s = mt_seq_step(&q, logits, &next)) || q.done) break;
-        s = mt_forward(m, &kv, &next, 1, logits, 0);
+        s = mt_forward(m, &kv, &next, 1, logits, MT_LOGITS_LAST);
     }
     if (!s) s = mt_seq_result(&q, out);
     out->prefill_seconds = t1 - t0;

@@ -39,16 +39,8 @@ static void position_heads(const mt_model_config *c, const mt_layout *lay, float
     }
 }
 
-static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n, float *y,
-                        const mt_layer_acts *a) {
-    const mt_linear *lin = &L->lin[r];
-    if (a->lora_x[r])
-        mt_dropout(a->lora_x[r], x, (long)n * mt_linear_in(lin), lin->dropout,
-                   mt_layer_drop_key(a, r));
-    return mt_linear_forward(lin, x, a->lora_x[r], n, y, a->lora_h[r]);
-}
-
-/* Several projections of one input (q/k/v, gate/up) in one pass. */
+/* Several projections of one input (q/k/v, gate/up) in one pass; the LoRA branch's
+ * input is the dropped-out copy when training with dropout. */
 static mt_status linears(const mt_layer *L, int nr, const mt_lin_role *r, const float *x, int n,
                          float *const *y, const mt_layer_acts *a) {
     const mt_linear *lin[MT_MATMUL_MAX_WEIGHTS];
@@ -63,6 +55,11 @@ static mt_status linears(const mt_layer *L, int nr, const mt_lin_role *r, const 
                        mt_layer_drop_key(a, r[i]));
     }
     return mt_linear_forward_multi(nr, lin, x, xl, n, y, h);
+}
+
+static mt_status linear(const mt_layer *L, mt_lin_role r, const float *x, int n, float *y,
+                        const mt_layer_acts *a) {
+    return linears(L, 1, &r, x, n, &y, a);
 }
 
 int mt_scratch_reserve(float **p, size_t *cap, size_t need) {

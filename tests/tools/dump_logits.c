@@ -45,9 +45,9 @@ int main(int argc, char **argv) {
     float *logits = calloc((size_t)n * V, sizeof *logits);
     mt_kv_cache kv;
     if (mt_kv_cache_init(&kv, &m->cfg, n)) return fail();
-    if (mt_forward(m, &kv, ids, split, logits, 1)) return fail();
+    if (mt_forward(m, &kv, ids, split, logits, MT_LOGITS_ALL)) return fail();
     for (int t = split; t < n; t++)
-        if (mt_forward(m, &kv, ids + t, 1, logits + (size_t)t * V, 0)) return fail();
+        if (mt_forward(m, &kv, ids + t, 1, logits + (size_t)t * V, MT_LOGITS_LAST)) return fail();
     FILE *f = fopen(argv[3], "wb");
     if (!f || fwrite(logits, sizeof *logits, (size_t)n * V, f) != (size_t)n * V) {
         fprintf(stderr, "dump_logits: cannot write %s\n", argv[3]);

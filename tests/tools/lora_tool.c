@@ -50,7 +50,7 @@ static int write_logits(const mt_model *m, const char *ids_text, const char *pat
     float *logits = calloc((size_t)n * V, sizeof *logits);
     mt_kv_cache kv;
     if (mt_kv_cache_init(&kv, &m->cfg, n)) return fail();
-    if (mt_forward(m, &kv, ids, n, logits, 1)) return fail();
+    if (mt_forward(m, &kv, ids, n, logits, MT_LOGITS_ALL)) return fail();
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(logits, sizeof *logits, (size_t)n * V, f) != (size_t)n * V) {
         fprintf(stderr, "lora_tool: cannot write %s\n", path);
