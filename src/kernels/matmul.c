@@ -84,6 +84,15 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul") : MT_OK;
 }
 
+/* Rows [g0, g0 + len) of weights laid end to end, clipped to the weight whose rows are
+ * [lo, hi) there, as its own rows [*r0, *r1); 0 when they do not meet. */
+static int clip_range(int64_t g0, int64_t len, int64_t lo, int64_t hi, int64_t *r0, int64_t *r1) {
+    const int64_t g1 = g0 + len;
+    *r0 = (g0 > lo ? g0 : lo) - lo;
+    *r1 = (g1 < hi ? g1 : hi) - lo;
+    return *r0 < *r1;
+}
+
 /* Quantised rows of the 32- and 256-element block formats, as opposed to float rows. */
 static int is_block_quant(mt_dtype t) {
     return t != MT_F32 && t != MT_F16 && t != MT_BF16;
@@ -125,12 +134,13 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
     const int nt = mt_kernels_threads();
     const int decode = n <= MT_QDOT_MAX_TOKENS;
     const int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
-    int64_t n_blocks = 0, first_block[MT_MATMUL_MAX_WEIGHTS + 1];
-    for (int i = 0; i < nw; i++) {
-        first_block[i] = n_blocks;
-        n_blocks += (w[i]->ne[1] + PROMPT_ROW_BLOCK - 1) / PROMPT_ROW_BLOCK;
-    }
-    first_block[nw] = n_blocks;
+    /* A prompt: the rows laid end to end in blocks of at most PROMPT_ROW_BLOCK, as many
+     * per thread. Blocks per weight (576 rows as 256 + 256 + 64) had left one thread
+     * twice the rows of the other on o and down. */
+    const int64_t per_thread =
+        (total + (int64_t)nt * PROMPT_ROW_BLOCK - 1) / ((int64_t)nt * PROMPT_ROW_BLOCK);
+    const int64_t n_blocks = per_thread * nt;
+    const int64_t block = ((total + n_blocks - 1) / n_blocks + 15) / 16 * 16;
     int failed = 0;
     /* The tokens' activations are quantised inside the parallel region, split over the
      * threads: done serially before it, 16 tokens of batched decoding left the other
@@ -149,29 +159,27 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
         if (!failed && decode) {
             /* Range p of the weights' rows laid end to end; a team smaller than asked
              * for (a nested region) takes the ranges of the missing threads too. */
-            for (int p = omp_get_thread_num(); p < nt; p += omp_get_num_threads()) {
-                const int64_t g0 = p * per, g1 = g0 + per < total ? g0 + per : total;
+            for (int p = omp_get_thread_num(); p < nt; p += omp_get_num_threads())
                 for (int i = 0; i < nw; i++) {
-                    const int64_t lo = rows_before[i], hi = rows_before[i + 1];
-                    const int64_t r0 = (g0 > lo ? g0 : lo) - lo, r1 = (g1 < hi ? g1 : hi) - lo;
-                    if (r0 < r1)
+                    int64_t r0, r1;
+                    if (clip_range(p * per, per, rows_before[i], rows_before[i + 1], &r0, &r1))
                         mt_matmul_q(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1);
                 }
-            }
         } else if (!failed) {
 #pragma omp for schedule(static)
-            for (int64_t b = 0; b < n_blocks; b++) {
-                int i = 0;
-                while (b >= first_block[i + 1]) i++;
-                const int64_t rows = w[i]->ne[1], r0 = (b - first_block[i]) * PROMPT_ROW_BLOCK;
-                const int64_t r1 = r0 + PROMPT_ROW_BLOCK < rows ? r0 + PROMPT_ROW_BLOCK : rows;
-                const char *xa = xq ? xq + off[act[i]] : NULL;
-                for (int t0 = 0; t0 < n; t0 += MT_QDOT_MAX_TOKENS) {
-                    const int nn = n - t0 < MT_QDOT_MAX_TOKENS ? n - t0 : MT_QDOT_MAX_TOKENS;
-                    mt_matmul_q(w[i], nn, xa ? xa + ab[i] * t0 : NULL, x + (size_t)t0 * cols,
-                                y[i] + (size_t)t0 * rows, r0, r1);
+            for (int64_t b = 0; b < n_blocks; b++)
+                for (int i = 0; i < nw; i++) {
+                    int64_t r0, r1;
+                    if (!clip_range(b * block, block, rows_before[i], rows_before[i + 1], &r0, &r1))
+                        continue;
+                    const int64_t rows = w[i]->ne[1];
+                    const char *xa = xq ? xq + off[act[i]] : NULL;
+                    for (int t0 = 0; t0 < n; t0 += MT_QDOT_MAX_TOKENS) {
+                        const int nn = n - t0 < MT_QDOT_MAX_TOKENS ? n - t0 : MT_QDOT_MAX_TOKENS;
+                        mt_matmul_q(w[i], nn, xa ? xa + ab[i] * t0 : NULL, x + (size_t)t0 * cols,
+                                    y[i] + (size_t)t0 * rows, r0, r1);
+                    }
                 }
-            }
         }
     }
     free(xq);
