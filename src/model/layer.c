@@ -129,28 +129,33 @@ typedef struct {
     const mt_layout *lay;
     const mt_attn_seg *sg;
     int local, q_dim, kv_dim, group;
+    int heads_per_task; /* decoding */
     mt_layer_acts *a;
     mt_kv_rows kv;
 } attn_job;
 
-/* Decoding: one task per (sequence, KV head), covering the query heads that share it. */
+/* Decoding: one task per (sequence, heads_per_task KV heads), each KV head covering
+ * the query heads that share it. */
 static int decode_task(const void *ctx, int task, mt_scratch *sc) {
     const attn_job *j = ctx;
     const mt_model_config *c = j->c;
-    const mt_attn_seg *s = &j->sg[task / c->n_head_kv];
-    const int kvh = task % c->n_head_kv;
+    const int tasks_per_seq = c->n_head_kv / j->heads_per_task;
+    const mt_attn_seg *s = &j->sg[task / tasks_per_seq];
     mt_attn_shape sh;
     mt_attn_block_shape(c, j->local, j->lay, s, s->t0, s->t1, &sh);
     if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)j->group * sh.n_k)) return -1;
-    const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
-    const size_t ko = (size_t)s->first * j->kv_dim + (size_t)kvh * c->head_dim;
-    const float *q = j->a->q + qo;
-    if (j->kv.f16)
-        mt_attn_decode_group_f16(&sh, j->group, q, (const uint16_t *)j->kv.k + ko,
-                                 (const uint16_t *)j->kv.v + ko, j->a->att + qo, sc->p);
-    else
-        mt_attn_decode_group(&sh, j->group, q, (const float *)j->kv.k + ko,
-                             (const float *)j->kv.v + ko, j->a->att + qo, sc->p);
+    const int kvh0 = task % tasks_per_seq * j->heads_per_task;
+    for (int kvh = kvh0; kvh < kvh0 + j->heads_per_task; kvh++) {
+        const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
+        const size_t ko = (size_t)s->first * j->kv_dim + (size_t)kvh * c->head_dim;
+        const float *q = j->a->q + qo;
+        if (j->kv.f16)
+            mt_attn_decode_group_f16(&sh, j->group, q, (const uint16_t *)j->kv.k + ko,
+                                     (const uint16_t *)j->kv.v + ko, j->a->att + qo, sc->p);
+        else
+            mt_attn_decode_group(&sh, j->group, q, (const float *)j->kv.k + ko,
+                                 (const float *)j->kv.v + ko, j->a->att + qo, sc->p);
+    }
     return 0;
 }
 
@@ -208,6 +213,14 @@ static int prompt_task(const void *ctx, int task, mt_scratch *sc) {
     return 0;
 }
 
+/* KV heads per decoding task. A cached row holds every KV head; a task that reads one
+ * head's slice of each row leaves the rest of the row's cache lines to other tasks on
+ * either core. With enough sequences to share out, one task takes all of a sequence's
+ * heads, so the rows it streams in are used whole on one core. */
+static int decode_heads_per_task(const mt_model_config *c, int n_seq) {
+    return n_seq >= 4 * mt_kernels_threads() ? c->n_head_kv : 1;
+}
+
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
                         const mt_kv_rows *kv) {
     const mt_model_config *c = &m->cfg;
@@ -221,13 +234,15 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
                           .q_dim = c->n_head * c->head_dim,
                           .kv_dim = c->n_head_kv * c->head_dim,
                           .group = c->n_head / c->n_head_kv,
+                          .heads_per_task = decode_heads_per_task(c, n_seg),
                           .a = a,
                           .kv = *kv};
     int one_query = 1; /* a decoding step: every sequence brings one token */
     for (int i = 0; i < n_seg; i++) one_query &= sg[i].t1 - sg[i].t0 == 1;
     mt_status st;
     if (one_query) {
-        st = mt_run_tasks(n_seg * c->n_head_kv, decode_task, &job, "attention");
+        st =
+            mt_run_tasks(n_seg * c->n_head_kv / job.heads_per_task, decode_task, &job, "attention");
     } else {
         int tasks = 0;
         for (int i = 0; i < n_seg; i++)

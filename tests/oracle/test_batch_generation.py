@@ -33,6 +33,21 @@ def test_batch_equals_single(model, request, run_meteor, tmp_path):
         assert got[i]["text"] == single["text"]
 
 
+def test_batch_many_slots_equals_single(run_meteor, smollm_gguf, tmp_path):
+    """Enough sequences at once that a decoding attention task takes all KV heads of a
+    sequence (one per KV head with few sequences): still the tokens of generating alone."""
+    prompts = PROMPTS + ["What is a tuple?", "How do I sort a dict by value?", "What is PEP 8?"]
+    batch = tmp_path / "many.jsonl"
+    batch.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    out = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--chat", "--greedy", "-n",
+                     N, "--slots", len(prompts), timeout=1200).stdout.splitlines()
+    got = [json.loads(l) for l in out]
+    for i, p in enumerate(prompts):
+        single = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", p, "--chat", "--greedy",
+                                       "-n", N, "--json", timeout=600).stdout)
+        assert got[i]["tokens"] == single["tokens"], p
+
+
 def test_batch_bad_lines(run_meteor, smollm_gguf, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"nothing": 1}\n')
