@@ -6,6 +6,7 @@
 
 #include "kernels/dequant.h"
 #include "kernels/qdot.h"
+#include "kernels/qgemm.h"
 #include "kernels/sgemm.h"
 
 static int n_threads = 0;
@@ -98,6 +99,31 @@ static int is_block_quant(mt_dtype t) {
     return t != MT_F32 && t != MT_F16 && t != MT_BF16;
 }
 
+/* Set by mt_forward_slots for the length of a prompt pass. */
+static int prompt_pass = 0;
+
+void mt_kernels_set_prompt_pass(int on) {
+    prompt_pass = on;
+}
+
+/* Rows [r0, r1) of w for the n tokens (xa: their quantised activations, x: as floats):
+ * in a prompt pass through the prompt kernels where w's type has one, all tokens at
+ * once; otherwise mt_matmul_q, in passes of up to `pass` tokens. Nonzero when the prompt
+ * kernel found no memory. */
+static int run_rows(const mt_tensor *w, int n, const char *xa, const float *x, float *y, int64_t r0,
+                    int64_t r1, int pass) {
+    if (prompt_pass && xa && mt_qgemm_supported(w->type))
+        return mt_qgemm_q(w, n, xa, y, r0, r1) != MT_OK;
+    const int64_t cols = w->ne[0], rows = w->ne[1];
+    const size_t ab = mt_act_bytes(w->type, cols);
+    for (int t0 = 0; t0 < n; t0 += pass) {
+        const int nn = n - t0 < pass ? n - t0 : pass;
+        mt_matmul_q(w, nn, xa ? xa + ab * t0 : NULL, x + (size_t)t0 * cols, y + (size_t)t0 * rows,
+                    r0, r1);
+    }
+    return 0;
+}
+
 /* Decoding a few tokens: weight rows are dotted in their stored form with activations
  * quantised once per token (or taken as f32 for float rows), never expanded to f32.
  * Several weights that read the same input (q/k/v, gate/up) go through together: one
@@ -141,7 +167,7 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
         (total + (int64_t)nt * PROMPT_ROW_BLOCK - 1) / ((int64_t)nt * PROMPT_ROW_BLOCK);
     const int64_t n_blocks = per_thread * nt;
     const int64_t block = ((total + n_blocks - 1) / n_blocks + 15) / 16 * 16;
-    int failed = 0;
+    int failed = 0, nomem = 0;
     /* The tokens' activations are quantised inside the parallel region, split over the
      * threads: done serially before it, 16 tokens of batched decoding left the other
      * thread waiting a sixth of the time. */
@@ -162,27 +188,27 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
             for (int p = omp_get_thread_num(); p < nt; p += omp_get_num_threads())
                 for (int i = 0; i < nw; i++) {
                     int64_t r0, r1;
-                    if (clip_range(p * per, per, rows_before[i], rows_before[i + 1], &r0, &r1))
-                        mt_matmul_q(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1);
+                    if (clip_range(p * per, per, rows_before[i], rows_before[i + 1], &r0, &r1) &&
+                        run_rows(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1, n))
+#pragma omp atomic write
+                        nomem = 1;
                 }
         } else if (!failed) {
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < n_blocks; b++)
                 for (int i = 0; i < nw; i++) {
                     int64_t r0, r1;
-                    if (!clip_range(b * block, block, rows_before[i], rows_before[i + 1], &r0, &r1))
-                        continue;
-                    const int64_t rows = w[i]->ne[1];
-                    const char *xa = xq ? xq + off[act[i]] : NULL;
-                    for (int t0 = 0; t0 < n; t0 += MT_QDOT_MAX_TOKENS) {
-                        const int nn = n - t0 < MT_QDOT_MAX_TOKENS ? n - t0 : MT_QDOT_MAX_TOKENS;
-                        mt_matmul_q(w[i], nn, xa ? xa + ab[i] * t0 : NULL, x + (size_t)t0 * cols,
-                                    y[i] + (size_t)t0 * rows, r0, r1);
-                    }
+                    if (clip_range(b * block, block, rows_before[i], rows_before[i + 1], &r0,
+                                   &r1) &&
+                        run_rows(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1,
+                                 MT_QDOT_MAX_TOKENS))
+#pragma omp atomic write
+                        nomem = 1;
                 }
         }
     }
     free(xq);
+    if (nomem) return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
     return failed ? mt_fail(MT_ERR_ARG,
                             "matmul: activations of %lld values cannot be quantised "
                             "for %s rows",

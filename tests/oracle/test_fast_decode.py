@@ -27,8 +27,20 @@ def test_fast_decode_close_to_precise(model, request, build_dir, run_meteor, tmp
     agree = (p.argmax(-1) == q.argmax(-1)).mean()
     rel = np.abs(p - q).max() / np.abs(p).max()
     print(f"{gguf.name}: {len(ids)} positions, top-1 agreement {agree:.3f}, max |diff| / max |logit| {rel:.4f}")
-    assert agree >= 0.9
+    assert agree >= 0.85
     assert rel <= 0.1
+    assert_clear_choices_agree(p, q)
+
+
+def assert_clear_choices_agree(p, q):
+    """Wherever the precise path's best token leads its second by more than 1% of the
+    largest logit, the fast path picks the same token. (Near-ties may flip: 8-bit
+    activations move logits by a few hundredths, and top-1 agreement over 36 positions
+    moves by 1/36 with each such flip.)"""
+    top2 = np.sort(p, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.01 * np.abs(p).max()
+    flipped = np.nonzero(clear & (p.argmax(-1) != q.argmax(-1)))[0]
+    assert clear.sum() >= len(p) // 2 and len(flipped) == 0, f"clear choices flipped at {flipped}"
 
 
 def test_fast_long_prompt_past_sliding_window(gemma_gguf, build_dir, run_meteor, repo_root, tmp_path):

@@ -34,6 +34,7 @@
 #include "kernels/dequant.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
+#include "kernels/qgemm.h"
 
 #define U 0x1p-24
 
@@ -485,6 +486,77 @@ static void test_avx512_matmul(void **state) {
     printf("avx512 mt_matmul_q: worst |avx512-scalar|/2T %.2e\n", worst_simd);
 }
 
+/* The prompt kernels (mt_qgemm_q) for Q4_0, Q4_1, Q5_0 and Q8_0: every (row, token) within
+ * 2T of the scalar kernel and within T of the exact product of the quantised values;
+ * row ranges that leave a partial group of sixteen; token counts around the pass of
+ * eight. A token's result has the same bits whatever else the call holds. Skipped
+ * without AVX-512 VNNI. */
+static void test_qgemm_prompt(void **state) {
+    (void)state;
+    if (!mt_qdot_avx512_available()) {
+        printf("note: CPU lacks AVX-512 F/BW/DQ/VL/VNNI\n");
+        skip();
+    }
+    mt_rng_seed(&rng, 777);
+    const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q8_0};
+    const int ntoks[] = {1, 7, 8, 9, 17};
+    const int64_t sizes[] = {32, 576, 1536};
+    const int64_t rows = 37, row0 = 2, row1 = 35; /* 33 rows: two groups and one row */
+    enum { MAXT = 17 };
+    double worst = 0;
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512), MT_OK);
+    for (int k = 0; k < 4; k++) {
+        const mt_dtype t = types[k];
+        assert_true(mt_qgemm_supported(t));
+        for (int si = 0; si < 3; si++) {
+            const int64_t n = sizes[si];
+            const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
+            uint8_t *w = xmalloc(rb * rows), *xq = xmalloc(ab * MAXT);
+            float *x = xmalloc((size_t)(MAXT * n) * sizeof *x);
+            float *y = xmalloc((size_t)(MAXT * rows) * sizeof *y);
+            float *y1 = xmalloc((size_t)rows * sizeof *y1);
+            for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+            fill_act(MAXT * n, x);
+            for (int i = 0; i < MAXT; i++)
+                assert_int_equal(mt_quantize_act(t, x + i * n, n, xq + i * ab), MT_OK);
+            const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+            for (int ti = 0; ti < 5; ti++) {
+                const int nt = ntoks[ti];
+                for (int i = 0; i < MAXT * rows; i++) y[i] = -1.0f;
+                assert_int_equal(mt_qgemm_q(&wt, nt, xq, y, row0, row1), MT_OK);
+                for (int tok = 0; tok < nt; tok++) {
+                    assert_int_equal(mt_qgemm_q(&wt, 1, xq + tok * ab, y1, row0, row1), MT_OK);
+                    for (int64_t r = 0; r < rows; r++) {
+                        const float ya = y[tok * rows + r];
+                        if (r < row0 || r >= row1) { /* outside the range: untouched */
+                            assert_true(ya == -1.0f);
+                            continue;
+                        }
+                        const uint8_t *wr = w + r * rb;
+                        const void *xt = xq + tok * ab;
+                        const expect e = expected(t, n, wr, x + tok * n, xt);
+                        const float ys = dot_with(MT_QDOT_SCALAR, t, n, wr, xt, x + tok * n);
+                        const double d = fabs((double)ya - ys) / (2 * e.T);
+                        const double ke = fabs(ya - e.exact_q) / e.T;
+                        if (d > 1.0 || ke > 1.0 || memcmp(&ya, &y1[r], sizeof ya) != 0)
+                            fail_msg("%s n %lld nt %d tok %d row %lld: prompt %.9g alone %.9g "
+                                     "scalar %.9g exact %.9g (T %.3g)",
+                                     mt_dtype_name(t), (long long)n, nt, tok, (long long)r,
+                                     (double)ya, (double)y1[r], (double)ys, e.exact_q, e.T);
+                        worst = fmax(worst, d);
+                    }
+                }
+            }
+            free(w), free(xq), free(x), free(y), free(y1);
+        }
+    }
+    assert_false(mt_qgemm_supported(MT_Q4_K));
+    const mt_tensor k4 = {.type = MT_Q4_K, .n_dims = 2, .ne = {256, 1, 1, 1}};
+    assert_int_equal(mt_qgemm_q(&k4, 1, NULL, NULL, 0, 1), MT_ERR_UNSUPPORTED);
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+    printf("prompt kernels: worst |prompt-scalar|/2T %.2e\n", worst);
+}
+
 static void test_quantize_act(void **state) {
     (void)state;
     mt_rng_seed(&rng, 5);
@@ -613,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_extremes),
         cmocka_unit_test(test_batch_bitexact),
         cmocka_unit_test(test_avx512_matmul),
+        cmocka_unit_test(test_qgemm_prompt),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_quantize_act_simd_equals_scalar),
         cmocka_unit_test(test_errors),

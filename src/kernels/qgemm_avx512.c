@@ -1,0 +1,239 @@
+/* Prompt passes: many tokens against rows of 32-value blocks (Q4_0, Q4_1, Q5_0, Q8_0), with
+ * AVX-512 VNNI, sixteen rows per vector.
+ *
+ * The decoding kernels (qdot_avx512.c) give each int32 lane a block of one row and end
+ * every row with a horizontal sum per token; a row of 576 values is a wide unit plus a
+ * two-block tail, and the tail and the sum cost about a third of the work. Here lane r
+ * belongs to row r of a group of sixteen: one vpdpbusd multiplies four values of each
+ * of the sixteen rows with the same four activations of one token (broadcast), so there
+ * is no horizontal sum and no tail; a block costs eight vpdpbusd and four float
+ * operations per token for sixteen rows, whatever the row length.
+ *
+ * The rows are rearranged into that layout once per call and group (held in a small
+ * buffer while every token of the call passes over them), so the weights in memory keep
+ * their GGUF layout for everything else.
+ *
+ * Per block, with codes q (made unsigned: Q8_0 + 128; Q5_0's fifth bit added) and the token's int8
+ * activations a with scale da and sa = da * sum(a): dot = d * da * sum(q a) + m * sa, where m is
+ * Q4_1's min, Q4_0's -8 d, Q5_0's -16 d, Q8_0's -128 d. The integer sum is exact; the float steps
+ * are the same for a token whatever else the call holds, so a token's result does not depend on the
+ * other tokens (it does differ in rounding from the decoding kernels). */
+#include "kernels/qgemm.h"
+#include "kernels/qdot_internal.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <stdlib.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+#define UNROLL _Pragma("GCC unroll 16")
+
+enum { Q4_0, Q4_1, Q5_0, Q8_0 };
+
+/* Tokens per pass over a block: eight int32 and eight float accumulators, the block's
+ * eight weight vectors, its scales and offsets take 28 of the 32 registers. */
+#define TT 8
+
+/* One rearranged block of a group: lane r of w[k] holds values 4k..4k+3 of row r; d and m
+ * per row. */
+typedef struct {
+    __m512i w[8];
+    float d[16];
+    float m[16];
+} gblock;
+
+INL size_t block_bytes(int f) {
+    return f == Q4_0 ? 18 : f == Q4_1 ? 20 : f == Q5_0 ? 22 : 34;
+}
+
+/* Rows g, 4 + g, 8 + g, 12 + g (of rows p, stride rb apart; rows past nr repeat the last)
+ * in the four 128-bit lanes, 16 bytes from offset off of block b. */
+INL __m512i rows4(const uint8_t *p, size_t rb, int nr, size_t off, int g) {
+    __m512i x = _mm512_setzero_si512();
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        const int r = 4 * i + g < nr ? 4 * i + g : nr - 1;
+        x = _mm512_inserti32x4(x, _mm_loadu_si128((const void *)(p + (size_t)r * rb + off)), i);
+    }
+    return x;
+}
+
+/* x[g] with 128-bit lane i holding row 4i + g's four dwords becomes x[j] with lane
+ * 4i + g holding dword j of row 4i + g: a 4 x 4 transpose within each 128-bit lane. */
+INL void transpose4(__m512i x[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]);
+    const __m512i t1 = _mm512_unpackhi_epi32(x[0], x[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]);
+    const __m512i t3 = _mm512_unpackhi_epi32(x[2], x[3]);
+    x[0] = _mm512_unpacklo_epi64(t0, t2);
+    x[1] = _mm512_unpackhi_epi64(t0, t2);
+    x[2] = _mm512_unpacklo_epi64(t1, t3);
+    x[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The f16 at offset off of block b of each row, as floats in lane (row) order. */
+INL __m512 row_halves(const uint8_t *p, size_t rb, int nr, size_t off) {
+    _Alignas(32) uint16_t h[16];
+    for (int r = 0; r < 16; r++) h[r] = mt_rd16(p + (size_t)(r < nr ? r : nr - 1) * rb + off);
+    return _mm512_cvtph_ps(_mm256_load_si256((const void *)h));
+}
+
+/* The dword at offset off of block b of each row, in lane (row) order. */
+INL __m512i row_dwords(const uint8_t *p, size_t rb, int nr, size_t off) {
+    _Alignas(64) uint32_t v[16];
+    for (int r = 0; r < 16; r++) v[r] = mt_rd32(p + (size_t)(r < nr ? r : nr - 1) * rb + off);
+    return _mm512_load_si512((const void *)v);
+}
+
+/* Q5_0's fifth bits: bit j of a row's qh tops value j, so byte i of vector k (value
+ * 4k + i) takes bit (4k + i) % 8 of qh byte k / 2. */
+INL void add_fifth_bits(const __m512i qh, __m512i w[8]) {
+    UNROLL
+    for (int k = 0; k < 8; k++) {
+        const char b = (char)(k / 2);
+        const __m512i by = _mm512_shuffle_epi8(
+            qh, _mm512_set4_epi32(0x0c0c0c0c + 0x01010101 * b, 0x08080808 + 0x01010101 * b,
+                                  0x04040404 + 0x01010101 * b, 0x01010101 * b));
+        const int s = 4 * (k % 2);
+        const __m512i bit = _mm512_set1_epi32(
+            (int)((1u << s) | (2u << s) << 8 | (4u << s) << 16 | (8u << s) << 24));
+        w[k] =
+            _mm512_mask_add_epi8(w[k], _mm512_test_epi8_mask(by, bit), w[k], _mm512_set1_epi8(16));
+    }
+}
+
+/* Block b of nr (<= 16) rows into the lane-per-row layout. */
+INL void rearrange(int f, const uint8_t *w, size_t rb, int nr, int64_t b, gblock *out) {
+    const uint8_t *p = w + (size_t)b * block_bytes(f);
+    const __m512 d = row_halves(p, rb, nr, 0);
+    __m512i x[4];
+    if (f == Q8_0) {
+        UNROLL
+        for (int h = 0; h < 2; h++) { /* values 16h..16h+15: dwords 4h..4h+3 */
+            UNROLL
+            for (int g = 0; g < 4; g++) x[g] = rows4(p, rb, nr, 2 + 16 * (size_t)h, g);
+            transpose4(x);
+            UNROLL
+            for (int j = 0; j < 4; j++)
+                out->w[4 * h + j] = _mm512_xor_si512(x[j], _mm512_set1_epi8((char)0x80));
+        }
+        _mm512_storeu_ps(out->m, _mm512_mul_ps(d, _mm512_set1_ps(-128.0f)));
+    } else {
+        const size_t qs = f == Q4_0 ? 2 : f == Q4_1 ? 4 : 6;
+        UNROLL
+        for (int g = 0; g < 4; g++) x[g] = rows4(p, rb, nr, qs, g);
+        transpose4(x);
+        const __m512i lo = _mm512_set1_epi8(0x0f);
+        UNROLL
+        for (int j = 0; j < 4; j++) { /* low nibbles: values 0..15, high: 16..31 */
+            out->w[j] = _mm512_and_si512(x[j], lo);
+            out->w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(x[j], 4), lo);
+        }
+        if (f == Q5_0) add_fifth_bits(row_dwords(p, rb, nr, 2), out->w);
+        const __m512 m = f == Q4_1   ? row_halves(p, rb, nr, 2)
+                         : f == Q5_0 ? _mm512_mul_ps(d, _mm512_set1_ps(-16.0f))
+                                     : _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
+        _mm512_storeu_ps(out->m, m);
+    }
+    _mm512_storeu_ps(out->d, d);
+}
+
+/* T tokens (activation records xq + t * xs) over every block of a group; the sixteen
+ * rows' results of token t go to y + t * ys (the first nr of them). */
+INL void tile(int T, int64_t nblk, const gblock *gb, const uint8_t *xq, size_t xs, float *y,
+              int64_t ys, int nr) {
+    __m512 acc[TT];
+    UNROLL
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nblk; b++) {
+        const gblock *g = gb + b;
+        const __m512 d = _mm512_loadu_ps(g->d), m = _mm512_loadu_ps(g->m);
+        __m512i is[TT];
+        UNROLL
+        for (int t = 0; t < T; t++) is[t] = _mm512_setzero_si512();
+        UNROLL
+        for (int k = 0; k < 8; k++) {
+            const __m512i wk = _mm512_load_si512((const void *)&g->w[k]);
+            UNROLL
+            for (int t = 0; t < T; t++) {
+                const mt_act32 *a = (const mt_act32 *)(const void *)(xq + t * xs) + b;
+                is[t] = _mm512_dpbusd_epi32(
+                    is[t], wk, _mm512_set1_epi32((int)mt_rd32((const uint8_t *)a->qs + 4 * k)));
+            }
+        }
+        UNROLL
+        for (int t = 0; t < T; t++) {
+            const mt_act32 *a = (const mt_act32 *)(const void *)(xq + t * xs) + b;
+            acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(a->s), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]),
+                                     _mm512_mul_ps(d, _mm512_set1_ps(a->d)), acc[t]);
+        }
+    }
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    UNROLL
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ys, keep, acc[t]);
+}
+
+INL void rows(int f, int64_t n, const uint8_t *w, size_t rb, int64_t nrows, int nt,
+              const uint8_t *xq, size_t xs, float *y, int64_t ys, void *scratch) {
+    const int64_t nblk = n / 32;
+    gblock *gb = scratch;
+    for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
+        const int nr = nrows - r0 < 16 ? (int)(nrows - r0) : 16;
+        const uint8_t *wr = w + (size_t)r0 * rb;
+        for (int64_t b = 0; b < nblk; b++) rearrange(f, wr, rb, nr, b, gb + b);
+        int t = 0;
+        for (; t + TT <= nt; t += TT)
+            tile(TT, nblk, gb, xq + (size_t)t * xs, xs, y + t * ys + r0, ys, nr);
+        const int left = nt - t;
+        /* the last few tokens one at a time: the same float steps per token */
+        for (int u = 0; u < left; u++)
+            tile(1, nblk, gb, xq + (size_t)(t + u) * xs, xs, y + (t + u) * ys + r0, ys, nr);
+    }
+}
+
+#define ROWS(name, f)                                                                              \
+    static TGT void name(int64_t n, const uint8_t *w, size_t rb, int64_t nrows, int nt,            \
+                         const uint8_t *xq, size_t xs, float *y, int64_t ys, void *scratch) {      \
+        rows(f, n, w, rb, nrows, nt, xq, xs, y, ys, scratch);                                      \
+    }
+
+ROWS(rows_q4_0, Q4_0)
+ROWS(rows_q4_1, Q4_1)
+ROWS(rows_q5_0, Q5_0)
+ROWS(rows_q8_0, Q8_0)
+
+size_t mt_qgemm_avx512_scratch(int64_t n) {
+    return (size_t)(n / 32) * sizeof(gblock);
+}
+
+mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
+    switch (t) {
+    case MT_Q4_0:
+        return rows_q4_0;
+    case MT_Q4_1:
+        return rows_q4_1;
+    case MT_Q5_0:
+        return rows_q5_0;
+    case MT_Q8_0:
+        return rows_q8_0;
+    default:
+        return NULL;
+    }
+}
+
+#else
+
+size_t mt_qgemm_avx512_scratch(int64_t n) {
+    (void)n;
+    return 0;
+}
+
+mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
+    (void)t;
+    return NULL;
+}
+
+#endif
