@@ -231,10 +231,13 @@ int mt_kernels_precise(void) {
 /* Whether mt_matmul takes the quantised-activation path for these weights and tokens. */
 static int takes_qdot(const mt_tensor *w, int n) {
     if (!mt_qdot_supported(w->type) || w->type == MT_F32) return 0;
-    if (n <= MT_QDOT_MAX_TOKENS && !(precise_mode && is_block_quant(w->type))) return 1;
-    /* Prompts outside precise mode take the 8-bit path too (as llama.cpp does): with
-     * AVX-512 VNNI it costs about a third of dequantising to f32 for the GEMM. */
-    return !precise_mode && is_block_quant(w->type) && mt_qdot_get_impl() == MT_QDOT_AVX512;
+    /* Quantised rows outside precise mode take 8-bit activations for any token count
+     * (as llama.cpp does): a path chosen by count gave a short prompt alone other bits
+     * than the same prompt admitted beside others, and a decoding step of 17+ sequences
+     * other bits than one of 16. With AVX-512 VNNI it also costs about a third of
+     * dequantising to f32 for the GEMM; with AVX2 about the same. */
+    if (is_block_quant(w->type)) return !precise_mode;
+    return n <= MT_QDOT_MAX_TOKENS;
 }
 
 mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int n,

@@ -1,6 +1,8 @@
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <string.h>
 
+#include "core/log.h"
 #include "kernels/cpu.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
@@ -60,10 +62,30 @@ mt_status mt_qdot_set_impl(mt_qdot_impl impl) {
     return mt_fail(MT_ERR_ARG, "unknown quantised-dot implementation %d", (int)impl);
 }
 
+/* METEOR_QDOT=scalar|avx2|avx512 picks the first implementation (to compare kernels, or
+ * to run what a CPU without AVX-512 runs); anything else, or one this CPU cannot run,
+ * leaves the choice to AUTO with a warning. */
+static mt_qdot_impl impl_from_env(void) {
+    const char *env = getenv("METEOR_QDOT");
+    if (!env || !*env) return MT_QDOT_AUTO;
+    const mt_qdot_impl named = !strcmp(env, "scalar")   ? MT_QDOT_SCALAR
+                               : !strcmp(env, "avx2")   ? MT_QDOT_AVX2
+                               : !strcmp(env, "avx512") ? MT_QDOT_AVX512
+                                                        : MT_QDOT_AUTO;
+    if (named == MT_QDOT_AUTO || (named == MT_QDOT_AVX2 && !mt_qdot_avx2_available()) ||
+        (named == MT_QDOT_AVX512 && !mt_qdot_avx512_available())) {
+        MT_WARN("METEOR_QDOT=%s: not scalar, avx2 or avx512 this CPU runs; using the best "
+                "it runs",
+                env);
+        return MT_QDOT_AUTO;
+    }
+    return named;
+}
+
 mt_qdot_impl mt_qdot_get_impl(void) {
     int c = atomic_load_explicit(&current, memory_order_relaxed);
     if (c < 0) {
-        mt_qdot_set_impl(MT_QDOT_AUTO);
+        mt_qdot_set_impl(impl_from_env());
         c = atomic_load_explicit(&current, memory_order_relaxed);
     }
     return (mt_qdot_impl)c;

@@ -48,6 +48,30 @@ def test_batch_many_slots_equals_single(run_meteor, smollm_gguf, tmp_path):
         assert got[i]["tokens"] == single["tokens"], p
 
 
+@pytest.mark.parametrize("impl", ["avx2", "avx512"])
+def test_batch_short_prompts_equal_single(impl, run_meteor, smollm_gguf, tmp_path):
+    """Prompts of a few tokens: alone each is a pass of under 16 tokens, admitted together
+    one of more. With every kernel implementation (METEOR_QDOT; AVX2 is what a CPU without
+    AVX-512 runs) the weights take the same path for both, so the same tokens; 17
+    sequences also make decoding steps of more than 16 tokens."""
+    import os
+    env = dict(os.environ, METEOR_QDOT=impl)
+    prompts = ["def add(a, b):", "The capital of France is", "import numpy as", "1, 2, 3, 4,",
+               "Hello", "for i in range(", "A list in Python", "x = [", "print(", "The sky is",
+               "class Dog:", "while True:", "# sort a list", "SELECT * FROM", "One, two,",
+               "import os", "The best way to"]
+    batch = tmp_path / "short.jsonl"
+    batch.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    out = run_meteor("generate", "-m", smollm_gguf, "--batch", batch, "--greedy", "-n", 8,
+                     "--slots", len(prompts), env=env, timeout=1200).stdout.splitlines()
+    got = [json.loads(l) for l in out]
+    assert max(g["prompt_tokens"] for g in got) < 16
+    for i, p in enumerate(prompts):
+        single = json.loads(run_meteor("generate", "-m", smollm_gguf, "-p", p, "--greedy", "-n", 8,
+                                       "--json", env=env, timeout=600).stdout)
+        assert got[i]["tokens"] == single["tokens"], p
+
+
 def test_batch_bad_lines(run_meteor, smollm_gguf, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"nothing": 1}\n')
