@@ -13,7 +13,7 @@
 #include "kernels/dtype.h"
 
 /* True when weight rows of type t have a kernel here with the current qdot
- * implementation (AVX-512 VNNI; Q4_0, Q4_1, Q5_0, Q8_0). */
+ * implementation (AVX-512 VNNI; Q4_0, Q4_1, Q5_0, Q8_0, Q4_K). */
 int mt_qgemm_supported(mt_dtype t);
 
 /* y[t * rows + r] = row r of w · token t's activations (xq: n_tok records from

@@ -1,5 +1,5 @@
-/* Prompt passes: many tokens against rows of 32-value blocks (Q4_0, Q4_1, Q5_0, Q8_0), with
- * AVX-512 VNNI, sixteen rows per vector.
+/* Prompt passes: many tokens against rows of 32-value blocks (Q4_0, Q4_1, Q5_0, Q8_0, and
+ * Q4_K's 32-value sub-blocks), with AVX-512 VNNI, sixteen rows per vector.
  *
  * The decoding kernels (qdot_avx512.c) give each int32 lane a block of one row and end
  * every row with a horizontal sum per token; a row of 576 values is a wide unit plus a
@@ -15,9 +15,11 @@
  *
  * Per block, with codes q (made unsigned: Q8_0 + 128; Q5_0's fifth bit added) and the token's int8
  * activations a with scale da and sa = da * sum(a): dot = d * da * sum(q a) + m * sa, where m is
- * Q4_1's min, Q4_0's -8 d, Q5_0's -16 d, Q8_0's -128 d. The integer sum is exact; the float steps
- * are the same for a token whatever else the call holds, so a token's result does not depend on the
- * other tokens (it does differ in rounding from the decoding kernels). */
+ * Q4_1's min, Q4_0's -8 d, Q5_0's -16 d, Q8_0's -128 d; for Q4_K d is d * sc and m
+ * -dmin * mn of the sub-block, and sa the sub-block's part of the 256-value record. The integer sum
+ * is exact; the float steps are the same for a token whatever else the call holds, so a token's
+ * result does not depend on the other tokens (it does differ in rounding from the decoding
+ * kernels). */
 #include "kernels/qgemm.h"
 #include "kernels/qdot_internal.h"
 
@@ -30,7 +32,7 @@
 #define INL static inline __attribute__((always_inline)) TGT
 #define UNROLL _Pragma("GCC unroll 16")
 
-enum { Q4_0, Q4_1, Q5_0, Q8_0 };
+enum { Q4_0, Q4_1, Q5_0, Q8_0, Q4_K };
 
 /* Tokens per pass over a block: eight int32 and eight float accumulators, the block's
  * eight weight vectors, its scales and offsets take 28 of the 32 registers. */
@@ -51,12 +53,15 @@ INL size_t block_bytes(int f) {
 /* Rows g, 4 + g, 8 + g, 12 + g (of rows p, stride rb apart; rows past nr repeat the last)
  * in the four 128-bit lanes, 16 bytes from offset off of block b. */
 INL __m512i rows4(const uint8_t *p, size_t rb, int nr, size_t off, int g) {
-    __m512i x = _mm512_setzero_si512();
-    UNROLL
-    for (int i = 0; i < 4; i++) {
-        const int r = 4 * i + g < nr ? 4 * i + g : nr - 1;
-        x = _mm512_inserti32x4(x, _mm_loadu_si128((const void *)(p + (size_t)r * rb + off)), i);
-    }
+    /* explicit inserts: their lane must be an immediate, which a loop is not at -O1 */
+#define ROW(i)                                                                                     \
+    _mm_loadu_si128(                                                                               \
+        (const void *)(p + (size_t)(4 * (i) + g < nr ? 4 * (i) + g : nr - 1) * rb + off))
+    __m512i x = _mm512_castsi128_si512(ROW(0));
+    x = _mm512_inserti32x4(x, ROW(1), 1);
+    x = _mm512_inserti32x4(x, ROW(2), 2);
+    x = _mm512_inserti32x4(x, ROW(3), 3);
+#undef ROW
     return x;
 }
 
@@ -104,8 +109,40 @@ INL void add_fifth_bits(const __m512i qh, __m512i w[8]) {
     }
 }
 
+/* Q4_K's sub-block s (32 values) of the super-block at p of each row: codes from the low
+ * (even s) or high (odd s) nibbles of qs[32 (s / 2)..], scale d * sc[s], min
+ * -dmin * mn[s] (the 6-bit scales and mins unpacked per row). */
+INL void rearrange_q4k(const uint8_t *p, size_t rb, int nr, int s, gblock *out) {
+    __m512i x[4];
+    const __m512i lo = _mm512_set1_epi8(0x0f);
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        UNROLL
+        for (int g = 0; g < 4; g++) x[g] = rows4(p, rb, nr, 16 + 32 * (size_t)(s / 2) + 16 * h, g);
+        transpose4(x);
+        UNROLL
+        for (int j = 0; j < 4; j++)
+            out->w[4 * h + j] = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(x[j], 4) : x[j], lo);
+    }
+    _Alignas(64) float sc[16], mn[16];
+    for (int r = 0; r < 16; r++) {
+        uint8_t a[8], b[8];
+        mt_k_scales(p + (size_t)(r < nr ? r : nr - 1) * rb + 4, a, b);
+        sc[r] = a[s];
+        mn[r] = b[s];
+    }
+    const __m512 d = row_halves(p, rb, nr, 0), dmin = row_halves(p, rb, nr, 2);
+    _mm512_storeu_ps(out->d, _mm512_mul_ps(d, _mm512_load_ps(sc)));
+    _mm512_storeu_ps(out->m,
+                     _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, _mm512_load_ps(mn))));
+}
+
 /* Block b of nr (<= 16) rows into the lane-per-row layout. */
 INL void rearrange(int f, const uint8_t *w, size_t rb, int nr, int64_t b, gblock *out) {
+    if (f == Q4_K) {
+        rearrange_q4k(w + (size_t)(b / 8) * 144, rb, nr, (int)(b % 8), out);
+        return;
+    }
     const uint8_t *p = w + (size_t)b * block_bytes(f);
     const __m512 d = row_halves(p, rb, nr, 0);
     __m512i x[4];
@@ -140,10 +177,28 @@ INL void rearrange(int f, const uint8_t *w, size_t rb, int nr, int64_t b, gblock
     _mm512_storeu_ps(out->d, d);
 }
 
-/* T tokens (activation records xq + t * xs) over every block of a group; the sixteen
- * rows' results of token t go to y + t * ys (the first nr of them). */
-INL void tile(int T, int64_t nblk, const gblock *gb, const uint8_t *xq, size_t xs, float *y,
-              int64_t ys, int nr) {
+/* Token t's activations for block b: the 32 int8 values, their scale and the scaled
+ * sum. The K-quants' records hold 256 values under one scale; their sums per 32 come
+ * from sk (precomputed per call, [token][block]). */
+INL const int8_t *act_qs(int f, const uint8_t *rec, int64_t b) {
+    return f == Q4_K ? ((const mt_act256 *)(const void *)rec + b / 8)->qs + 32 * (b % 8)
+                     : ((const mt_act32 *)(const void *)rec + b)->qs;
+}
+
+INL float act_d(int f, const uint8_t *rec, int64_t b) {
+    return f == Q4_K ? ((const mt_act256 *)(const void *)rec + b / 8)->d
+                     : ((const mt_act32 *)(const void *)rec + b)->d;
+}
+
+INL float act_s(int f, const uint8_t *rec, int64_t b, const float *sk) {
+    return f == Q4_K ? sk[b] : ((const mt_act32 *)(const void *)rec + b)->s;
+}
+
+/* T tokens (activation records xq + t * xs; sk + t * nblk their K-quant sums) over every
+ * block of a group; the sixteen rows' results of token t go to y + t * ys (the first nr
+ * of them). */
+INL void tile(int f, int T, int64_t nblk, const gblock *gb, const uint8_t *xq, size_t xs,
+              const float *sk, float *y, int64_t ys, int nr) {
     __m512 acc[TT];
     UNROLL
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
@@ -158,17 +213,17 @@ INL void tile(int T, int64_t nblk, const gblock *gb, const uint8_t *xq, size_t x
             const __m512i wk = _mm512_load_si512((const void *)&g->w[k]);
             UNROLL
             for (int t = 0; t < T; t++) {
-                const mt_act32 *a = (const mt_act32 *)(const void *)(xq + t * xs) + b;
+                const int8_t *qs = act_qs(f, xq + t * xs, b);
                 is[t] = _mm512_dpbusd_epi32(
-                    is[t], wk, _mm512_set1_epi32((int)mt_rd32((const uint8_t *)a->qs + 4 * k)));
+                    is[t], wk, _mm512_set1_epi32((int)mt_rd32((const uint8_t *)qs + 4 * k)));
             }
         }
         UNROLL
         for (int t = 0; t < T; t++) {
-            const mt_act32 *a = (const mt_act32 *)(const void *)(xq + t * xs) + b;
-            acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(a->s), acc[t]);
+            const uint8_t *rec = xq + t * xs;
+            acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(act_s(f, rec, b, sk + t * nblk)), acc[t]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]),
-                                     _mm512_mul_ps(d, _mm512_set1_ps(a->d)), acc[t]);
+                                     _mm512_mul_ps(d, _mm512_set1_ps(act_d(f, rec, b))), acc[t]);
         }
     }
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
@@ -176,21 +231,34 @@ INL void tile(int T, int64_t nblk, const gblock *gb, const uint8_t *xq, size_t x
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + t * ys, keep, acc[t]);
 }
 
+/* sk: for the K-quants, each token's activation sum per 32 values, scaled. */
+INL void k_sums(int64_t nblk, int nt, const uint8_t *xq, size_t xs, float *sk) {
+    for (int t = 0; t < nt; t++)
+        for (int64_t b = 0; b < nblk; b++) {
+            const mt_act256 *a = (const mt_act256 *)(const void *)(xq + (size_t)t * xs) + b / 8;
+            const int j = (int)(b % 8);
+            sk[(size_t)t * nblk + b] = a->d * (float)(a->bsums[2 * j] + a->bsums[2 * j + 1]);
+        }
+}
+
 INL void rows(int f, int64_t n, const uint8_t *w, size_t rb, int64_t nrows, int nt,
               const uint8_t *xq, size_t xs, float *y, int64_t ys, void *scratch) {
     const int64_t nblk = n / 32;
     gblock *gb = scratch;
+    float *sk = (float *)(gb + nblk);
+    if (f == Q4_K) k_sums(nblk, nt, xq, xs, sk);
     for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
         const int nr = nrows - r0 < 16 ? (int)(nrows - r0) : 16;
         const uint8_t *wr = w + (size_t)r0 * rb;
         for (int64_t b = 0; b < nblk; b++) rearrange(f, wr, rb, nr, b, gb + b);
         int t = 0;
         for (; t + TT <= nt; t += TT)
-            tile(TT, nblk, gb, xq + (size_t)t * xs, xs, y + t * ys + r0, ys, nr);
+            tile(f, TT, nblk, gb, xq + (size_t)t * xs, xs, sk + t * nblk, y + t * ys + r0, ys, nr);
         const int left = nt - t;
         /* the last few tokens one at a time: the same float steps per token */
         for (int u = 0; u < left; u++)
-            tile(1, nblk, gb, xq + (size_t)(t + u) * xs, xs, y + (t + u) * ys + r0, ys, nr);
+            tile(f, 1, nblk, gb, xq + (size_t)(t + u) * xs, xs, sk + (t + u) * nblk,
+                 y + (t + u) * ys + r0, ys, nr);
     }
 }
 
@@ -204,9 +272,10 @@ ROWS(rows_q4_0, Q4_0)
 ROWS(rows_q4_1, Q4_1)
 ROWS(rows_q5_0, Q5_0)
 ROWS(rows_q8_0, Q8_0)
+ROWS(rows_q4_k, Q4_K)
 
-size_t mt_qgemm_avx512_scratch(int64_t n) {
-    return (size_t)(n / 32) * sizeof(gblock);
+size_t mt_qgemm_avx512_scratch(int64_t n, int nt) {
+    return (size_t)(n / 32) * (sizeof(gblock) + (size_t)nt * sizeof(float));
 }
 
 mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
@@ -219,6 +288,8 @@ mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
         return rows_q5_0;
     case MT_Q8_0:
         return rows_q8_0;
+    case MT_Q4_K:
+        return rows_q4_k;
     default:
         return NULL;
     }
@@ -226,8 +297,8 @@ mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
 
 #else
 
-size_t mt_qgemm_avx512_scratch(int64_t n) {
-    (void)n;
+size_t mt_qgemm_avx512_scratch(int64_t n, int nt) {
+    (void)n, (void)nt;
     return 0;
 }
 

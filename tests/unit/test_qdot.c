@@ -486,7 +486,7 @@ static void test_avx512_matmul(void **state) {
     printf("avx512 mt_matmul_q: worst |avx512-scalar|/2T %.2e\n", worst_simd);
 }
 
-/* The prompt kernels (mt_qgemm_q) for Q4_0, Q4_1, Q5_0 and Q8_0: every (row, token) within
+/* The prompt kernels (mt_qgemm_q) for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K: every (row, token) within
  * 2T of the scalar kernel and within T of the exact product of the quantised values;
  * row ranges that leave a partial group of sixteen; token counts around the pass of
  * eight. A token's result has the same bits whatever else the call holds. Skipped
@@ -498,18 +498,19 @@ static void test_qgemm_prompt(void **state) {
         skip();
     }
     mt_rng_seed(&rng, 777);
-    const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q8_0};
+    const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q8_0, MT_Q4_K};
     const int ntoks[] = {1, 7, 8, 9, 17};
-    const int64_t sizes[] = {32, 576, 1536};
+    const int64_t sizes[] = {32, 576, 1024, 1536};
     const int64_t rows = 37, row0 = 2, row1 = 35; /* 33 rows: two groups and one row */
     enum { MAXT = 17 };
     double worst = 0;
     assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512), MT_OK);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         const mt_dtype t = types[k];
         assert_true(mt_qgemm_supported(t));
-        for (int si = 0; si < 3; si++) {
+        for (int si = 0; si < 4; si++) {
             const int64_t n = sizes[si];
+            if (n % mt_dtype_block_elems(t)) continue;
             const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
             uint8_t *w = xmalloc(rb * rows), *xq = xmalloc(ab * MAXT);
             float *x = xmalloc((size_t)(MAXT * n) * sizeof *x);
@@ -550,8 +551,8 @@ static void test_qgemm_prompt(void **state) {
             free(w), free(xq), free(x), free(y), free(y1);
         }
     }
-    assert_false(mt_qgemm_supported(MT_Q4_K));
-    const mt_tensor k4 = {.type = MT_Q4_K, .n_dims = 2, .ne = {256, 1, 1, 1}};
+    assert_false(mt_qgemm_supported(MT_Q6_K));
+    const mt_tensor k4 = {.type = MT_Q6_K, .n_dims = 2, .ne = {256, 1, 1, 1}};
     assert_int_equal(mt_qgemm_q(&k4, 1, NULL, NULL, 0, 1), MT_ERR_UNSUPPORTED);
     mt_qdot_set_impl(MT_QDOT_AUTO);
     printf("prompt kernels: worst |prompt-scalar|/2T %.2e\n", worst);
