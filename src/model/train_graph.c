@@ -9,6 +9,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/ops_backward.h"
+#include "model/train_head.h"
 
 /* Rows of logits held at once: as many as fit in ~64 MiB (each chunk dequantises the
  * output matrix once, so bigger chunks are cheaper), between 32 and 512. */
@@ -169,43 +170,44 @@ fail:
     return s;
 }
 
-/* Logits of rows [r0, r0 + nr) of the final hidden state, into logits; xn receives the
- * normed rows. */
-static mt_status head_chunk(const mt_model *m, const mt_tape *t, int r0, int nr, float *xn,
-                            float *logits) {
+/* The normed final hidden states of the listed rows, into xn (and the raw ones into h
+ * when given). */
+static void gather_normed(const mt_model *m, const mt_tape *t, const int *rows, int n, float *h,
+                          float *xn) {
     const size_t d = m->cfg.n_embd;
-    const float *h = t->x + (size_t)m->cfg.n_layer * t->n * d + (size_t)r0 * d;
+    const float *hfinal = t->x + (size_t)m->cfg.n_layer * t->n * d;
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-    for (int i = 0; i < nr; i++)
-        mt_rmsnorm(xn + i * d, h + i * d, m->output_norm, (int)d, m->cfg.norm_eps);
-    return mt_matmul(&m->output, xn, nr, logits);
+    for (int i = 0; i < n; i++) {
+        const float *src = hfinal + (size_t)rows[i] * d;
+        if (h) memcpy(h + i * d, src, d * sizeof *h);
+        mt_rmsnorm(xn + i * d, src, m->output_norm, (int)d, m->cfg.norm_eps);
+    }
 }
 
 mt_status mt_head_logprobs(const mt_model *m, const mt_tape *t, const int32_t *targets,
                            float *logprobs) {
     const int V = m->cfg.n_vocab;
-    const float cap = m->cfg.final_softcap;
-    const int chunk = head_chunk_rows(m);
-    float *xn = mt_calloc((size_t)chunk * m->cfg.n_embd, sizeof *xn);
-    float *lg = mt_calloc((size_t)chunk * V, sizeof *lg);
-    mt_status s = (!xn || !lg) ? MT_ERR_NOMEM : MT_OK;
-    for (int r0 = 0; !s && r0 < t->n; r0 += chunk) {
-        const int nr = r0 + chunk <= t->n ? chunk : t->n - r0;
-        if ((s = head_chunk(m, t, r0, nr, xn, lg))) break;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-        for (int i = 0; i < nr; i++) {
-            const int32_t tg = targets[r0 + i];
-            float *row = lg + (size_t)i * V;
-            if (tg < 0 || tg >= V) {
-                logprobs[r0 + i] = 0.0f;
-                continue;
-            }
-            if (cap > 0.0f) mt_softcap(row, cap, V);
-            logprobs[r0 + i] = row[tg] - mt_logsumexp(row, V);
-        }
+    int *rows = mt_calloc((size_t)t->n + 1, sizeof *rows);
+    int32_t *tg = mt_calloc((size_t)t->n + 1, sizeof *tg);
+    float *xn = mt_calloc(((size_t)t->n + 1) * m->cfg.n_embd, sizeof *xn);
+    float *lse = mt_calloc((size_t)t->n + 1, sizeof *lse),
+          *lt = mt_calloc((size_t)t->n + 1, sizeof *lt);
+    mt_status s = (!rows || !tg || !xn || !lse || !lt) ? MT_ERR_NOMEM : MT_OK;
+    int n = 0;
+    for (int i = 0; !s && i < t->n; i++) {
+        logprobs[i] = 0.0f;
+        if (targets[i] >= 0 && targets[i] < V) tg[n] = targets[i], rows[n++] = i;
     }
+    if (!s && n) {
+        gather_normed(m, t, rows, n, NULL, xn);
+        s = mt_head_online(m, xn, tg, n, lse, lt, NULL, NULL);
+    }
+    for (int i = 0; !s && i < n; i++) logprobs[rows[i]] = lt[i] - lse[i];
+    free(rows);
+    free(tg);
     free(xn);
-    free(lg);
+    free(lse);
+    free(lt);
     return s;
 }
 
@@ -251,6 +253,36 @@ static void norm_backward(float *dx, float *dw, const float *x, const float *w, 
                             dim, eps, accumulate);
 }
 
+/* head_backward for a frozen head: the listed rows through mt_head_online, then the
+ * output norm's backward pass into their rows of dx. */
+static mt_status head_backward_online(const mt_model *m, const mt_tape *t, const int32_t *targets,
+                                      const float *coef, const int *rows, int n, mt_grads *g,
+                                      float *dx, float *logprobs) {
+    if (!n) return MT_OK;
+    const int d = m->cfg.n_embd;
+    const size_t nd = (size_t)n * d;
+    float *h = mt_calloc(nd, sizeof *h), *xn = mt_calloc(nd, sizeof *xn);
+    float *dxn = mt_calloc(nd, sizeof *dxn), *dxc = mt_calloc(nd, sizeof *dxc);
+    float *cf = mt_calloc((size_t)n, sizeof *cf), *lse = mt_calloc((size_t)n, sizeof *lse);
+    float *lt = mt_calloc((size_t)n, sizeof *lt);
+    int32_t *tg = mt_calloc((size_t)n, sizeof *tg);
+    mt_status s = (!h || !xn || !dxn || !dxc || !cf || !lse || !lt || !tg) ? MT_ERR_NOMEM : MT_OK;
+    if (!s) {
+        for (int i = 0; i < n; i++) tg[i] = targets[rows[i]], cf[i] = coef[rows[i]];
+        gather_normed(m, t, rows, n, h, xn);
+        s = mt_head_online(m, xn, tg, n, lse, lt, dxn, cf);
+    }
+    if (!s) {
+        norm_backward(dxc, g->output_norm, h, m->output_norm, dxn, n, d, m->cfg.norm_eps, 0);
+        for (int i = 0; i < n; i++) {
+            memcpy(dx + (size_t)rows[i] * d, dxc + (size_t)i * d, (size_t)d * sizeof *dx);
+            if (logprobs) logprobs[rows[i]] = lt[i] - lse[i];
+        }
+    }
+    free(h), free(xn), free(dxn), free(dxc), free(cf), free(lse), free(lt), free(tg);
+    return s;
+}
+
 /* The head runs only on rows that carry a loss term (or whose log-prob is asked for):
  * prompt tokens of SFT data have coefficient 0, and their logits, the largest matrix
  * product of the step, would only be multiplied by zero. Their rows of dx are zero. */
@@ -276,6 +308,11 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
             if (targets[i] >= 0 && targets[i] < V && (coef[i] != 0.0f || logprobs))
                 rows[n_rows++] = i;
     }
+    if (!s && !gout) {
+        /* a frozen head (LoRA): one pass over the vocabulary for every row */
+        s = head_backward_online(m, t, targets, coef, rows, n_rows, g, dx, logprobs);
+        n_rows = 0;
+    }
     for (int r0 = 0; !s && r0 < n_rows; r0 += chunk) {
         const int nr = r0 + chunk <= n_rows ? chunk : n_rows - r0;
         const int *rr = rows + r0;
@@ -292,7 +329,8 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
             float *row = lg + (size_t)i * V;
             if (cap > 0.0f) mt_softcap(row, cap, V);
             const float lse = mt_logsumexp(row, V);
-            /* The same arithmetic as mt_head_logprobs, so either path gives equal values. */
+            /* A trainable head's log-probs: equal to mt_head_logprobs's up to rounding
+             * (that one, like a frozen head's step, runs the online softmax). */
             if (logprobs) logprobs[rr[i]] = row[tg] - lse;
             if (c == 0.0f) {
                 memset(row, 0, (size_t)V * sizeof *row);
