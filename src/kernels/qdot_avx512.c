@@ -36,6 +36,7 @@
  * same operations per group, the same horizontal-sum tree per chunk of CH groups (the
  * chunks fixed by the row length alone), so a token gets the same bits alone or in a
  * batch. */
+#include "kernels/avx512_util.h"
 #include "kernels/qdot_internal.h"
 
 #if defined(__x86_64__)
@@ -166,14 +167,7 @@ INL __mmask16 one_lane_per_block(int V) {
  * lane l of vector k then holds dword k (V = 4) of its run. */
 INL void transpose(int V, __m512i x[4]) {
     if (V == 4) {
-        const __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]);
-        const __m512i t1 = _mm512_unpackhi_epi32(x[0], x[1]);
-        const __m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]);
-        const __m512i t3 = _mm512_unpackhi_epi32(x[2], x[3]);
-        x[0] = _mm512_unpacklo_epi64(t0, t2);
-        x[1] = _mm512_unpackhi_epi64(t0, t2);
-        x[2] = _mm512_unpacklo_epi64(t1, t3);
-        x[3] = _mm512_unpackhi_epi64(t1, t3);
+        mt_transpose4_epi32(x);
     } else if (V == 2) {
         const __m512i t0 = _mm512_unpacklo_epi64(x[0], x[1]);
         x[1] = _mm512_unpackhi_epi64(x[0], x[1]);

@@ -21,6 +21,7 @@
  * result does not depend on the other tokens (it does differ in rounding from the decoding
  * kernels). */
 #include "kernels/qgemm.h"
+#include "kernels/avx512_util.h"
 #include "kernels/qdot_internal.h"
 
 #if defined(__x86_64__)
@@ -65,19 +66,6 @@ INL __m512i rows4(const uint8_t *p, size_t rb, int nr, size_t off, int g) {
     return x;
 }
 
-/* x[g] with 128-bit lane i holding row 4i + g's four dwords becomes x[j] with lane
- * 4i + g holding dword j of row 4i + g: a 4 x 4 transpose within each 128-bit lane. */
-INL void transpose4(__m512i x[4]) {
-    const __m512i t0 = _mm512_unpacklo_epi32(x[0], x[1]);
-    const __m512i t1 = _mm512_unpackhi_epi32(x[0], x[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(x[2], x[3]);
-    const __m512i t3 = _mm512_unpackhi_epi32(x[2], x[3]);
-    x[0] = _mm512_unpacklo_epi64(t0, t2);
-    x[1] = _mm512_unpackhi_epi64(t0, t2);
-    x[2] = _mm512_unpacklo_epi64(t1, t3);
-    x[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
 /* The f16 at offset off of block b of each row, as floats in lane (row) order. */
 INL __m512 row_halves(const uint8_t *p, size_t rb, int nr, size_t off) {
     _Alignas(32) uint16_t h[16];
@@ -119,7 +107,7 @@ INL void rearrange_q4k(const uint8_t *p, size_t rb, int nr, int s, gblock *out) 
     for (int h = 0; h < 2; h++) {
         UNROLL
         for (int g = 0; g < 4; g++) x[g] = rows4(p, rb, nr, 16 + 32 * (size_t)(s / 2) + 16 * h, g);
-        transpose4(x);
+        mt_transpose4_epi32(x); /* lane 4i + g: row 4i + g */
         UNROLL
         for (int j = 0; j < 4; j++)
             out->w[4 * h + j] = _mm512_and_si512(s % 2 ? _mm512_srli_epi16(x[j], 4) : x[j], lo);
@@ -151,7 +139,7 @@ INL void rearrange(int f, const uint8_t *w, size_t rb, int nr, int64_t b, gblock
         for (int h = 0; h < 2; h++) { /* values 16h..16h+15: dwords 4h..4h+3 */
             UNROLL
             for (int g = 0; g < 4; g++) x[g] = rows4(p, rb, nr, 2 + 16 * (size_t)h, g);
-            transpose4(x);
+            mt_transpose4_epi32(x); /* lane 4i + g: row 4i + g */
             UNROLL
             for (int j = 0; j < 4; j++)
                 out->w[4 * h + j] = _mm512_xor_si512(x[j], _mm512_set1_epi8((char)0x80));
@@ -161,7 +149,7 @@ INL void rearrange(int f, const uint8_t *w, size_t rb, int nr, int64_t b, gblock
         const size_t qs = f == Q4_0 ? 2 : f == Q4_1 ? 4 : 6;
         UNROLL
         for (int g = 0; g < 4; g++) x[g] = rows4(p, rb, nr, qs, g);
-        transpose4(x);
+        mt_transpose4_epi32(x); /* lane 4i + g: row 4i + g */
         const __m512i lo = _mm512_set1_epi8(0x0f);
         UNROLL
         for (int j = 0; j < 4; j++) { /* low nibbles: values 0..15, high: 16..31 */
