@@ -595,8 +595,8 @@ static void test_quantize_act(void **state) {
     for (int i = 0; i < 32; i++) assert_true(a32[1].qs[i] >= -127 && a32[1].qs[i] <= 127);
 }
 
-/* The SIMD activation quantiser gives the scalar one's bits, NaN, inf, zeros, ties and
- * huge values included, for both block layouts. */
+/* The AVX2 and (where the CPU has it) AVX-512 activation quantisers give the scalar
+ * one's bits, NaN, inf, zeros, ties and huge values included, for both block layouts. */
 static void test_quantize_act_simd_equals_scalar(void **state) {
     (void)state;
     if (!mt_qdot_avx2_available()) skip();
@@ -625,6 +625,12 @@ static void test_quantize_act_simd_equals_scalar(void **state) {
         assert_int_equal(mt_quantize_act(types[k], x, N, b), MT_OK);
         /* Both layouts are packed (static asserts in qdot_internal.h): no padding bytes. */
         assert_memory_equal(a, b, bytes);
+        if (mt_qdot_avx512_available()) {
+            memset(b, 0xaa, bytes);
+            assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512), MT_OK);
+            assert_int_equal(mt_quantize_act(types[k], x, N, b), MT_OK);
+            assert_memory_equal(a, b, bytes);
+        }
         free(a);
         free(b);
     }
