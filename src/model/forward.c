@@ -11,10 +11,15 @@ static size_t elem_size(const mt_kv_cache *kv) {
     return kv->f16 ? sizeof(uint16_t) : sizeof(float);
 }
 
-/* Layer l's rows, from element offset off on. */
-static mt_kv_rows layer_rows(const mt_kv_cache *kv, int l, size_t off) {
-    const size_t at = ((size_t)l * kv->n_slots * kv->n_ctx * kv->kv_dim + off) * elem_size(kv);
-    return (mt_kv_rows){.k = (char *)kv->k + at, .v = (char *)kv->v + at, .f16 = kv->f16};
+/* Layer l's rows. */
+static mt_kv_rows layer_rows(const mt_kv_cache *kv, int l) {
+    const size_t at = (size_t)l * kv->n_slots * kv->n_ctx * kv->kv_dim * elem_size(kv);
+    return (mt_kv_rows){.k = (char *)kv->k + at,
+                        .v = (char *)kv->v + at,
+                        .f16 = kv->f16,
+                        .slot_rows = kv->n_ctx,
+                        .n_head_kv = kv->n_head_kv,
+                        .head_dim = kv->kv_dim / kv->n_head_kv};
 }
 
 mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int n_slots,
@@ -27,6 +32,7 @@ mt_status mt_kv_cache_init_slots(mt_kv_cache *kv, const mt_model_config *c, int 
     kv->n_slots = n_slots;
     kv->n_layer = c->n_layer;
     kv->kv_dim = c->n_head_kv * c->head_dim;
+    kv->n_head_kv = c->n_head_kv;
     kv->f16 = !mt_kernels_precise();
     const size_t n = (size_t)c->n_layer * (size_t)n_slots * (size_t)n_ctx * (size_t)kv->kv_dim;
     kv->k = mt_calloc(n, elem_size(kv));
@@ -44,12 +50,16 @@ mt_status mt_kv_cache_init(mt_kv_cache *kv, const mt_model_config *c, int n_ctx)
 
 void mt_kv_cache_copy(mt_kv_cache *kv, int src, int dst, int from, int to) {
     if (src == dst || to <= from) return;
-    const size_t bytes = (size_t)(to - from) * kv->kv_dim * elem_size(kv);
+    const size_t es = elem_size(kv);
     for (int l = 0; l < kv->n_layer; l++) {
-        const mt_kv_rows s = layer_rows(kv, l, ((size_t)src * kv->n_ctx + from) * kv->kv_dim);
-        const mt_kv_rows d = layer_rows(kv, l, ((size_t)dst * kv->n_ctx + from) * kv->kv_dim);
-        memcpy(d.k, s.k, bytes);
-        memcpy(d.v, s.v, bytes);
+        const mt_kv_rows r = layer_rows(kv, l);
+        const size_t bytes = (size_t)(to - from) * r.head_dim * es;
+        for (int h = 0; h < kv->n_head_kv; h++) { /* a head's positions are contiguous */
+            const size_t s = mt_kv_at(&r, src * kv->n_ctx + from, h) * es;
+            const size_t d = mt_kv_at(&r, dst * kv->n_ctx + from, h) * es;
+            memcpy((char *)r.k + d, (char *)r.k + s, bytes);
+            memcpy((char *)r.v + d, (char *)r.v + s, bytes);
+        }
     }
 }
 
@@ -144,7 +154,7 @@ mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *to
     mt_kernels_set_prompt_pass(is_prompt_pass(slot, pos, n));
     if ((st = mt_embed_tokens(m, tokens, n, s.x))) goto done;
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        const mt_kv_rows rows = layer_rows(kv, l, 0);
+        const mt_kv_rows rows = layer_rows(kv, l);
         if ((st = mt_layer_forward(m, l, &lay, &s.a, s.x, s.x, &rows))) goto done;
     }
     const size_t d = (size_t)m->cfg.n_embd;

@@ -16,9 +16,10 @@ typedef struct {
     int n_slots;
     int n_layer;
     int kv_dim;
+    int n_head_kv;
     int n_past; /* positions filled in slot 0 (the single-sequence API) */
     int f16;    /* elements are uint16_t halves, else floats */
-    void *k;    /* [n_layer][n_slots * n_ctx][kv_dim] */
+    void *k;    /* [n_layer][n_slots][n_head_kv][n_ctx][head_dim] */
     void *v;
 } mt_kv_cache;
 

@@ -143,11 +143,12 @@ static int decode_task(const void *ctx, int task, mt_scratch *sc) {
     const mt_attn_seg *s = &j->sg[task / tasks_per_seq];
     mt_attn_shape sh;
     mt_attn_block_shape(c, j->local, j->lay, s, s->t0, s->t1, &sh);
+    sh.k_stride = mt_kv_row_stride(&j->kv);
     if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)j->group * sh.n_k)) return -1;
     const int kvh0 = task % tasks_per_seq * j->heads_per_task;
     for (int kvh = kvh0; kvh < kvh0 + j->heads_per_task; kvh++) {
         const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
-        const size_t ko = (size_t)s->first * j->kv_dim + (size_t)kvh * c->head_dim;
+        const size_t ko = mt_kv_at(&j->kv, s->first, kvh);
         const float *q = j->a->q + qo;
         if (j->kv.f16)
             mt_attn_decode_group_f16(&sh, j->group, q, (const uint16_t *)j->kv.k + ko,
@@ -199,10 +200,11 @@ static int prompt_task(const void *ctx, int task, mt_scratch *sc) {
     const int q1 = q0 + ATTN_TASK_QUERIES < s->t1 ? q0 + ATTN_TASK_QUERIES : s->t1;
     mt_attn_shape sh;
     mt_attn_block_shape(c, j->local, j->lay, s, q0, q1, &sh);
+    sh.k_stride = mt_kv_row_stride(&j->kv);
     const size_t n_p = (size_t)sh.n_q * sh.n_k, n_kv = j->kv.f16 ? (size_t)sh.n_k * sh.hd : 0;
     if (!mt_scratch_reserve(&sc->p, &sc->cap, n_p + 2 * n_kv)) return -1;
     const size_t qo = (size_t)q0 * j->q_dim + (size_t)h * c->head_dim;
-    const size_t ko = (size_t)s->first * j->kv_dim + (size_t)(h / j->group) * c->head_dim;
+    const size_t ko = mt_kv_at(&j->kv, s->first, h / j->group);
     const float *k = (const float *)j->kv.k + ko, *v = (const float *)j->kv.v + ko;
     if (j->kv.f16) {
         float *kf = sc->p + n_p, *vf = kf + n_kv;
@@ -254,19 +256,22 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
     return st;
 }
 
-/* Stores the n tokens' keys and values at their rows of the cache. */
+/* Stores the n tokens' keys and values at their rows of the cache, head by head. */
 static void store_kv(const mt_layout *lay, const mt_layer_acts *a, int kv_dim,
                      const mt_kv_rows *kv) {
-    for (int t = 0; t < lay->n; t++) {
-        const size_t row = (size_t)mt_layout_row(lay, t) * kv_dim, src = (size_t)t * kv_dim;
-        if (kv->f16) {
-            mt_f32_to_f16_row((uint16_t *)kv->k + row, a->k + src, kv_dim);
-            mt_f32_to_f16_row((uint16_t *)kv->v + row, a->v + src, kv_dim);
-        } else {
-            memcpy((float *)kv->k + row, a->k + src, (size_t)kv_dim * sizeof(float));
-            memcpy((float *)kv->v + row, a->v + src, (size_t)kv_dim * sizeof(float));
+    const int hd = kv->head_dim;
+    for (int t = 0; t < lay->n; t++)
+        for (int h = 0; h < kv->n_head_kv; h++) {
+            const size_t dst = mt_kv_at(kv, mt_layout_row(lay, t), h);
+            const size_t src = (size_t)t * kv_dim + (size_t)h * hd;
+            if (kv->f16) {
+                mt_f32_to_f16_row((uint16_t *)kv->k + dst, a->k + src, hd);
+                mt_f32_to_f16_row((uint16_t *)kv->v + dst, a->v + src, hd);
+            } else {
+                memcpy((float *)kv->k + dst, a->k + src, (size_t)hd * sizeof(float));
+                memcpy((float *)kv->v + dst, a->v + src, (size_t)hd * sizeof(float));
+            }
         }
-    }
 }
 
 static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
@@ -286,7 +291,8 @@ static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay,
     position_heads(c, lay, a->q, q0, L->q_norm, c->n_head, local);
     position_heads(c, lay, a->k, k0, L->k_norm, c->n_head_kv, local);
     /* Training attends to the acts' own rows. */
-    const mt_kv_rows own = {.k = a->k, .v = a->v, .f16 = 0};
+    const mt_kv_rows own = {
+        .k = a->k, .v = a->v, .f16 = 0, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim};
     if (kv) store_kv(lay, a, kv_dim, kv);
     if ((s = attend(m, l, lay, a, kv ? kv : &own))) return s;
     return linear(L, MT_LIN_O, a->att, n, a->o, a);

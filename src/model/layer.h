@@ -75,12 +75,31 @@ static inline uint64_t mt_layer_drop_key(const mt_layer_acts *a, mt_lin_role r) 
     return a->drop_key * 31u + (uint64_t)r + 1u;
 }
 
-/* Key/value rows of one layer of a KV cache: floats, or IEEE halves (uint16_t) when f16
- * (outside precise mode: decoding attention is bound by reading them). */
+/* Key/value rows of one layer: floats, or IEEE halves (uint16_t) when f16 (outside
+ * precise mode: decoding attention is bound by reading them). With slot_rows = 0 a row
+ * holds every KV head (a training step's own rows, [row][n_head_kv * head_dim]); a KV
+ * cache keeps each slot's rows of slot_rows positions head by head,
+ * [slot][head][position][head_dim], so a decoding task streams one contiguous block per
+ * head instead of a slice of every row. */
 typedef struct {
     void *k, *v;
     int f16;
+    int slot_rows, n_head_kv, head_dim;
 } mt_kv_rows;
+
+/* Element offset of (row, KV head) in kv: rows as the layout numbers them (slot * slot_rows
+ * + position for a cache). */
+static inline size_t mt_kv_at(const mt_kv_rows *kv, int row, int head) {
+    const size_t hd = (size_t)kv->head_dim;
+    if (!kv->slot_rows) return ((size_t)row * kv->n_head_kv + head) * hd;
+    const size_t slot = (size_t)(row / kv->slot_rows), pos = (size_t)(row % kv->slot_rows);
+    return ((slot * kv->n_head_kv + head) * kv->slot_rows + pos) * hd;
+}
+
+/* Elements between consecutive rows of one head. */
+static inline int mt_kv_row_stride(const mt_kv_rows *kv) {
+    return kv->slot_rows ? kv->head_dim : kv->n_head_kv * kv->head_dim;
+}
 
 /* Runs block l: x_out = block(x_in). kv holds the key/value rows the layout indexes (the
  * KV cache for inference; training passes NULL and the acts' own k/v are used). x_out

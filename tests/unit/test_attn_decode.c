@@ -156,18 +156,21 @@ static void test_kv_cache_element_type(void **state) {
         assert_int_equal(mt_kv_cache_init_slots(&kv, &c, 3, 5), MT_OK);
         assert_int_equal(kv.f16, !precise);
         const size_t es = precise ? sizeof(float) : sizeof(uint16_t);
-        const size_t row = (size_t)kv.kv_dim * es, layer = 3 * 5 * row;
+        /* [layer][slot][head][position][head_dim]: 3 slots of 5 positions, 2 heads */
+        const size_t hrow = (size_t)c.head_dim * es, layer = 3 * 2 * 5 * hrow;
         unsigned char *k = kv.k, *v = kv.v;
         for (size_t i = 0; i < 2 * layer; i++)
             k[i] = (unsigned char)(i * 7 + 1), v[i] = (unsigned char)(i * 3 + 2);
         mt_kv_cache_copy(&kv, 0, 2, 1, 4);
-        for (int l = 0; l < 2; l++) {
-            const size_t src = l * layer + 1 * row, dst = l * layer + (2 * 5 + 1) * row;
-            assert_memory_equal(k + dst, k + src, 3 * row);
-            assert_memory_equal(v + dst, v + src, 3 * row);
-            assert_int_equal(k[dst - 1], (unsigned char)((dst - 1) * 7 + 1)); /* untouched */
-            assert_int_equal(k[dst + 3 * row], (unsigned char)((dst + 3 * row) * 7 + 1));
-        }
+        for (int l = 0; l < 2; l++)
+            for (int h = 0; h < 2; h++) {
+                const size_t src = l * layer + ((0 * 2 + h) * 5 + 1) * hrow;
+                const size_t dst = l * layer + ((2 * 2 + h) * 5 + 1) * hrow;
+                assert_memory_equal(k + dst, k + src, 3 * hrow);
+                assert_memory_equal(v + dst, v + src, 3 * hrow);
+                assert_int_equal(k[dst - 1], (unsigned char)((dst - 1) * 7 + 1)); /* untouched */
+                assert_int_equal(k[dst + 3 * hrow], (unsigned char)((dst + 3 * hrow) * 7 + 1));
+            }
         mt_kv_cache_free(&kv);
     }
     mt_kernels_set_precise(1);
