@@ -283,44 +283,24 @@ static mt_status head_backward_online(const mt_model *m, const mt_tape *t, const
     return s;
 }
 
-/* The head runs only on rows that carry a loss term (or whose log-prob is asked for):
- * prompt tokens of SFT data have coefficient 0, and their logits, the largest matrix
- * product of the step, would only be multiplied by zero. Their rows of dx are zero. */
-static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_t *targets,
-                               const float *coef, mt_grads *g, float *dx, float *logprobs) {
+/* head_backward for a trainable head (full fine-tuning), whose weight gradient needs each
+ * row's logit gradients: the listed rows in chunks, each chunk's logits held whole. */
+static mt_status head_backward_chunks(const mt_model *m, const mt_tape *t, const int32_t *targets,
+                                      const float *coef, const int *rows, int n_rows, float *gout,
+                                      mt_grads *g, float *dx, float *logprobs) {
     const int V = m->cfg.n_vocab, d = m->cfg.n_embd;
     const float cap = m->cfg.final_softcap;
-    float *gout = m->cfg.tied_embeddings ? g->tok_embd : g->output;
     const int chunk = head_chunk_rows(m);
     float *h = mt_calloc((size_t)chunk * d, sizeof *h);
     float *xn = mt_calloc((size_t)chunk * d, sizeof *xn);
     float *dxn = mt_calloc((size_t)chunk * d, sizeof *dxn);
     float *dxc = mt_calloc((size_t)chunk * d, sizeof *dxc);
     float *lg = mt_calloc((size_t)chunk * V, sizeof *lg);
-    int *rows = mt_calloc((size_t)t->n + 1, sizeof *rows);
-    mt_status s = (!h || !xn || !lg || !dxn || !dxc || !rows) ? MT_ERR_NOMEM : MT_OK;
-    const float *hfinal = t->x + (size_t)m->cfg.n_layer * t->n * d;
-    int n_rows = 0;
-    if (!s) {
-        memset(dx, 0, (size_t)t->n * d * sizeof *dx);
-        if (logprobs) memset(logprobs, 0, (size_t)t->n * sizeof *logprobs);
-        for (int i = 0; i < t->n; i++)
-            if (targets[i] >= 0 && targets[i] < V && (coef[i] != 0.0f || logprobs))
-                rows[n_rows++] = i;
-    }
-    if (!s && !gout) {
-        /* a frozen head (LoRA): one pass over the vocabulary for every row */
-        s = head_backward_online(m, t, targets, coef, rows, n_rows, g, dx, logprobs);
-        n_rows = 0;
-    }
+    mt_status s = (!h || !xn || !lg || !dxn || !dxc) ? MT_ERR_NOMEM : MT_OK;
     for (int r0 = 0; !s && r0 < n_rows; r0 += chunk) {
         const int nr = r0 + chunk <= n_rows ? chunk : n_rows - r0;
         const int *rr = rows + r0;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-        for (int i = 0; i < nr; i++) {
-            memcpy(h + (size_t)i * d, hfinal + (size_t)rr[i] * d, (size_t)d * sizeof *h);
-            mt_rmsnorm(xn + (size_t)i * d, h + (size_t)i * d, m->output_norm, d, m->cfg.norm_eps);
-        }
+        gather_normed(m, t, rr, nr, h, xn);
         if ((s = mt_matmul(&m->output, xn, nr, lg))) break;
 #pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
         for (int i = 0; i < nr; i++) {
@@ -329,8 +309,8 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
             float *row = lg + (size_t)i * V;
             if (cap > 0.0f) mt_softcap(row, cap, V);
             const float lse = mt_logsumexp(row, V);
-            /* A trainable head's log-probs: equal to mt_head_logprobs's up to rounding
-             * (that one, like a frozen head's step, runs the online softmax). */
+            /* Equal to mt_head_logprobs's up to rounding (that one, like a frozen head's
+             * step, runs the online softmax). */
             if (logprobs) logprobs[rr[i]] = row[tg] - lse;
             if (c == 0.0f) {
                 memset(row, 0, (size_t)V * sizeof *row);
@@ -348,7 +328,7 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
             mt_xent_grad_row(row, V, tg, lse, c);
         }
         if ((s = mt_matmul_dx(&m->output, lg, nr, dxn, 0))) break;
-        if (gout) mt_gemm(1, 0, V, d, nr, 1.0f, lg, V, xn, d, 1.0f, gout, d);
+        mt_gemm(1, 0, V, d, nr, 1.0f, lg, V, xn, d, 1.0f, gout, d);
         norm_backward(dxc, g->output_norm, h, m->output_norm, dxn, nr, d, m->cfg.norm_eps, 0);
         for (int i = 0; i < nr; i++)
             memcpy(dx + (size_t)rr[i] * d, dxc + (size_t)i * d, (size_t)d * sizeof *dx);
@@ -358,6 +338,27 @@ static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_
     free(dxn);
     free(dxc);
     free(lg);
+    return s;
+}
+
+/* The head runs only on rows that carry a loss term (or whose log-prob is asked for):
+ * prompt tokens of SFT data have coefficient 0, and their logits, the largest matrix
+ * product of the step, would only be multiplied by zero. Their rows of dx are zero. A
+ * frozen head (LoRA) makes one pass over the vocabulary for every row. */
+static mt_status head_backward(const mt_model *m, const mt_tape *t, const int32_t *targets,
+                               const float *coef, mt_grads *g, float *dx, float *logprobs) {
+    const int V = m->cfg.n_vocab;
+    float *gout = m->cfg.tied_embeddings ? g->tok_embd : g->output;
+    int *rows = mt_calloc((size_t)t->n + 1, sizeof *rows);
+    if (!rows) return MT_ERR_NOMEM;
+    memset(dx, 0, (size_t)t->n * m->cfg.n_embd * sizeof *dx);
+    if (logprobs) memset(logprobs, 0, (size_t)t->n * sizeof *logprobs);
+    int n_rows = 0;
+    for (int i = 0; i < t->n; i++)
+        if (targets[i] >= 0 && targets[i] < V && (coef[i] != 0.0f || logprobs)) rows[n_rows++] = i;
+    const mt_status s =
+        gout ? head_backward_chunks(m, t, targets, coef, rows, n_rows, gout, g, dx, logprobs)
+             : head_backward_online(m, t, targets, coef, rows, n_rows, g, dx, logprobs);
     free(rows);
     return s;
 }

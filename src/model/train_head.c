@@ -120,19 +120,17 @@ static void merge(partial *p, int nt, int n, int d, float *lse) {
     for (int r = 0; r < n; r++) {
         float mx = -INFINITY;
         for (int k = 0; k < nt; k++) mx = p[k].m[r] > mx ? p[k].m[r] : mx;
+        float *u = p[0].u ? p[0].u + (size_t)r * d : NULL;
         double z = 0.0;
         for (int k = 0; k < nt; k++) {
             const float w = expf(p[k].m[r] - mx);
             z += (double)p[k].z[r] * w;
-            if (p[0].u && k > 0)
-                for (int i = 0; i < d; i++)
-                    p[0].u[(size_t)r * d + i] += w * p[k].u[(size_t)r * d + i];
-            else if (p[0].u)
-                for (int i = 0; i < d; i++) p[0].u[(size_t)r * d + i] *= w;
+            if (!u) continue;
+            const float *uk = p[k].u + (size_t)r * d;
+            for (int i = 0; i < d; i++) u[i] = k ? u[i] + w * uk[i] : u[i] * w;
         }
         lse[r] = mx + (float)log(z);
-        if (p[0].u)
-            for (int i = 0; i < d; i++) p[0].u[(size_t)r * d + i] /= (float)z;
+        for (int i = 0; u && i < d; i++) u[i] /= (float)z;
     }
 }
 
