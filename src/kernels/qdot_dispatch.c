@@ -155,7 +155,7 @@ mt_status mt_qgemm_q(const mt_tensor *w, int n_tok, const void *xq, float *y, in
     if (n_tok <= 0 || row1 <= row0) return MT_OK;
     const int64_t n = w->ne[0], rows = mt_tensor_nelements(w) / n;
     const size_t row_bytes = mt_dtype_row_bytes(w->type, n);
-    const size_t scratch = (mt_qgemm_avx512_scratch(n, n_tok) + 63) / 64 * 64;
+    const size_t scratch = (mt_qgemm_avx512_scratch(w->type, n, n_tok) + 63) / 64 * 64;
     void *buf = aligned_alloc(64, scratch ? scratch : 64);
     if (!buf) return mt_fail(MT_ERR_NOMEM, "out of memory in a prompt matmul");
     mt_qgemm_avx512_fn(w->type)(n, (const uint8_t *)w->data + (size_t)row0 * row_bytes, row_bytes,

@@ -53,13 +53,13 @@ mt_qdot_row_fn mt_qdot_avx2_fn(mt_dtype t);
 mt_qdot_rows_fn mt_qdot_avx512_fn(mt_dtype t);
 
 /* Prompt kernels (qgemm_avx512.c): nrows rows as mt_qdot_rows_fn, with scratch of
- * mt_qgemm_avx512_scratch(n, nt) bytes, 64-byte aligned, for the rows' rearranged blocks
+ * mt_qgemm_avx512_scratch(t, n, nt) bytes, 64-byte aligned, for the rows' rearranged blocks
  * and the tokens' per-32 activation sums. */
 typedef void (*mt_qgemm_rows_fn)(int64_t n, const uint8_t *w, size_t row_bytes, int64_t nrows,
                                  int nt, const uint8_t *xq, size_t xq_stride, float *y,
                                  int64_t y_stride, void *scratch);
 mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t);
-size_t mt_qgemm_avx512_scratch(int64_t n, int nt);
+size_t mt_qgemm_avx512_scratch(mt_dtype t, int64_t n, int nt);
 
 static inline uint16_t mt_rd16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));

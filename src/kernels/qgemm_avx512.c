@@ -178,15 +178,15 @@ INL float act_d(int f, const uint8_t *rec, int64_t b) {
                      : ((const mt_act32 *)(const void *)rec + b)->d;
 }
 
-INL float act_s(int f, const uint8_t *rec, int64_t b, const float *sk) {
-    return f == Q4_K ? sk[b] : ((const mt_act32 *)(const void *)rec + b)->s;
+INL float act_s(int f, const uint8_t *rec, int64_t b, const float *sk, size_t at) {
+    return f == Q4_K ? sk[at] : ((const mt_act32 *)(const void *)rec + b)->s;
 }
 
-/* T tokens (activation records xq + t * xs; sk + t * nblk their K-quant sums) over every
- * block of a group; the sixteen rows' results of token t go to y + t * ys (the first nr
- * of them). */
+/* T tokens from token t0 (activation records xq + t * xs; for the K-quants their sums
+ * sk[t][block], NULL otherwise) over every block of a group; the sixteen rows' results of
+ * token t go to y + t * ys (the first nr of them). */
 INL void tile(int f, int T, int64_t nblk, const gblock *gb, const uint8_t *xq, size_t xs,
-              const float *sk, float *y, int64_t ys, int nr) {
+              const float *sk, int t0, float *y, int64_t ys, int nr) {
     __m512 acc[TT];
     UNROLL
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
@@ -209,7 +209,8 @@ INL void tile(int f, int T, int64_t nblk, const gblock *gb, const uint8_t *xq, s
         UNROLL
         for (int t = 0; t < T; t++) {
             const uint8_t *rec = xq + t * xs;
-            acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(act_s(f, rec, b, sk + t * nblk)), acc[t]);
+            acc[t] = _mm512_fmadd_ps(
+                m, _mm512_set1_ps(act_s(f, rec, b, sk, (size_t)(t0 + t) * nblk + b)), acc[t]);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[t]),
                                      _mm512_mul_ps(d, _mm512_set1_ps(act_d(f, rec, b))), acc[t]);
         }
@@ -233,20 +234,20 @@ INL void rows(int f, int64_t n, const uint8_t *w, size_t rb, int64_t nrows, int 
               const uint8_t *xq, size_t xs, float *y, int64_t ys, void *scratch) {
     const int64_t nblk = n / 32;
     gblock *gb = scratch;
-    float *sk = (float *)(gb + nblk);
-    if (f == Q4_K) k_sums(nblk, nt, xq, xs, sk);
+    float *sk = f == Q4_K ? (float *)(gb + nblk) : NULL;
+    if (sk) k_sums(nblk, nt, xq, xs, sk);
     for (int64_t r0 = 0; r0 < nrows; r0 += 16) {
         const int nr = nrows - r0 < 16 ? (int)(nrows - r0) : 16;
         const uint8_t *wr = w + (size_t)r0 * rb;
         for (int64_t b = 0; b < nblk; b++) rearrange(f, wr, rb, nr, b, gb + b);
         int t = 0;
         for (; t + TT <= nt; t += TT)
-            tile(f, TT, nblk, gb, xq + (size_t)t * xs, xs, sk + t * nblk, y + t * ys + r0, ys, nr);
+            tile(f, TT, nblk, gb, xq + (size_t)t * xs, xs, sk, t, y + t * ys + r0, ys, nr);
         const int left = nt - t;
         /* the last few tokens one at a time: the same float steps per token */
         for (int u = 0; u < left; u++)
-            tile(f, 1, nblk, gb, xq + (size_t)(t + u) * xs, xs, sk + (t + u) * nblk,
-                 y + (t + u) * ys + r0, ys, nr);
+            tile(f, 1, nblk, gb, xq + (size_t)(t + u) * xs, xs, sk, t + u, y + (t + u) * ys + r0,
+                 ys, nr);
     }
 }
 
@@ -262,8 +263,9 @@ ROWS(rows_q5_0, Q5_0)
 ROWS(rows_q8_0, Q8_0)
 ROWS(rows_q4_k, Q4_K)
 
-size_t mt_qgemm_avx512_scratch(int64_t n, int nt) {
-    return (size_t)(n / 32) * (sizeof(gblock) + (size_t)nt * sizeof(float));
+size_t mt_qgemm_avx512_scratch(mt_dtype t, int64_t n, int nt) {
+    /* the per-32 activation sums exist for the K-quants only */
+    return (size_t)(n / 32) * (sizeof(gblock) + (t == MT_Q4_K ? (size_t)nt * sizeof(float) : 0));
 }
 
 mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
@@ -285,8 +287,8 @@ mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t) {
 
 #else
 
-size_t mt_qgemm_avx512_scratch(int64_t n, int nt) {
-    (void)n, (void)nt;
+size_t mt_qgemm_avx512_scratch(mt_dtype t, int64_t n, int nt) {
+    (void)t, (void)n, (void)nt;
     return 0;
 }
 
