@@ -7,10 +7,6 @@ static void to_f16_scalar(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = mt_fp32_to_fp16(src[i]);
 }
 
-static void to_f32_scalar(float *dst, const uint16_t *src, int n) {
-    for (int i = 0; i < n; i++) dst[i] = mt_fp16_to_fp32(src[i]);
-}
-
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
@@ -23,13 +19,6 @@ HALF_TGT static void to_f16_f16c(uint16_t *dst, const float *src, int n) {
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     to_f16_scalar(dst + i, src + i, n - i);
 }
-
-HALF_TGT static void to_f32_f16c(float *dst, const uint16_t *src, int n) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    to_f32_scalar(dst + i, src + i, n - i);
-}
 #endif
 
 void mt_f32_to_f16_row(uint16_t *dst, const float *src, int n) {
@@ -40,14 +29,4 @@ void mt_f32_to_f16_row(uint16_t *dst, const float *src, int n) {
     }
 #endif
     to_f16_scalar(dst, src, n);
-}
-
-void mt_f16_to_f32_row(float *dst, const uint16_t *src, int n) {
-#if defined(__x86_64__) || defined(__i386__)
-    if (mt_cpu_avx2()) {
-        to_f32_f16c(dst, src, n);
-        return;
-    }
-#endif
-    to_f32_scalar(dst, src, n);
 }

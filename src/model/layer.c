@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/attention.h"
+#include "kernels/dequant.h"
 #include "kernels/half.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -128,35 +129,30 @@ typedef struct {
     const mt_model_config *c;
     const mt_layout *lay;
     const mt_attn_seg *sg;
-    int local, q_dim, kv_dim, group;
-    int heads_per_task; /* decoding */
+    int local, q_dim, group;
     mt_layer_acts *a;
     mt_kv_rows kv;
 } attn_job;
 
-/* Decoding: one task per (sequence, heads_per_task KV heads), each KV head covering
- * the query heads that share it. */
+/* Decoding: one task per (sequence, KV head), covering the query heads that share it. */
 static int decode_task(const void *ctx, int task, mt_scratch *sc) {
     const attn_job *j = ctx;
     const mt_model_config *c = j->c;
-    const int tasks_per_seq = c->n_head_kv / j->heads_per_task;
-    const mt_attn_seg *s = &j->sg[task / tasks_per_seq];
+    const mt_attn_seg *s = &j->sg[task / c->n_head_kv];
+    const int kvh = task % c->n_head_kv;
     mt_attn_shape sh;
     mt_attn_block_shape(c, j->local, j->lay, s, s->t0, s->t1, &sh);
     sh.k_stride = mt_kv_row_stride(&j->kv);
     if (!mt_scratch_reserve(&sc->p, &sc->cap, (size_t)j->group * sh.n_k)) return -1;
-    const int kvh0 = task % tasks_per_seq * j->heads_per_task;
-    for (int kvh = kvh0; kvh < kvh0 + j->heads_per_task; kvh++) {
-        const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
-        const size_t ko = mt_kv_at(&j->kv, s->first, kvh);
-        const float *q = j->a->q + qo;
-        if (j->kv.f16)
-            mt_attn_decode_group_f16(&sh, j->group, q, (const uint16_t *)j->kv.k + ko,
-                                     (const uint16_t *)j->kv.v + ko, j->a->att + qo, sc->p);
-        else
-            mt_attn_decode_group(&sh, j->group, q, (const float *)j->kv.k + ko,
-                                 (const float *)j->kv.v + ko, j->a->att + qo, sc->p);
-    }
+    const size_t qo = (size_t)s->t0 * j->q_dim + (size_t)kvh * j->group * c->head_dim;
+    const size_t ko = mt_kv_at(&j->kv, s->first, kvh);
+    const float *q = j->a->q + qo;
+    if (j->kv.f16)
+        mt_attn_decode_group_f16(&sh, j->group, q, (const uint16_t *)j->kv.k + ko,
+                                 (const uint16_t *)j->kv.v + ko, j->a->att + qo, sc->p);
+    else
+        mt_attn_decode_group(&sh, j->group, q, (const float *)j->kv.k + ko,
+                             (const float *)j->kv.v + ko, j->a->att + qo, sc->p);
     return 0;
 }
 
@@ -171,8 +167,8 @@ static void widen_keys(mt_attn_shape *sh, const uint16_t *k, const uint16_t *v, 
     const int lo = first > 0 ? first : 0;
     const size_t hd = (size_t)sh->hd, ks = (size_t)sh->k_stride;
     for (int r = lo; r < sh->n_k; r++) {
-        mt_f16_to_f32_row(kf + (size_t)(r - lo) * hd, k + (size_t)r * ks, sh->hd);
-        mt_f16_to_f32_row(vf + (size_t)(r - lo) * hd, v + (size_t)r * ks, sh->hd);
+        mt_dequantize(MT_F16, k + (size_t)r * ks, kf + (size_t)(r - lo) * hd, sh->hd);
+        mt_dequantize(MT_F16, v + (size_t)r * ks, vf + (size_t)(r - lo) * hd, sh->hd);
     }
     sh->n_k -= lo;
     sh->k_stride = sh->hd;
@@ -215,14 +211,6 @@ static int prompt_task(const void *ctx, int task, mt_scratch *sc) {
     return 0;
 }
 
-/* KV heads per decoding task. A cached row holds every KV head; a task that reads one
- * head's slice of each row leaves the rest of the row's cache lines to other tasks on
- * either core. With enough sequences to share out, one task takes all of a sequence's
- * heads, so the rows it streams in are used whole on one core. */
-static int decode_heads_per_task(const mt_model_config *c, int n_seq) {
-    return n_seq >= 4 * mt_kernels_threads() ? c->n_head_kv : 1;
-}
-
 static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,
                         const mt_kv_rows *kv) {
     const mt_model_config *c = &m->cfg;
@@ -234,17 +222,14 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
                           .sg = sg,
                           .local = mt_config_layer_is_local(c, l),
                           .q_dim = c->n_head * c->head_dim,
-                          .kv_dim = c->n_head_kv * c->head_dim,
                           .group = c->n_head / c->n_head_kv,
-                          .heads_per_task = decode_heads_per_task(c, n_seg),
                           .a = a,
                           .kv = *kv};
     int one_query = 1; /* a decoding step: every sequence brings one token */
     for (int i = 0; i < n_seg; i++) one_query &= sg[i].t1 - sg[i].t0 == 1;
     mt_status st;
     if (one_query) {
-        st =
-            mt_run_tasks(n_seg * c->n_head_kv / job.heads_per_task, decode_task, &job, "attention");
+        st = mt_run_tasks(n_seg * c->n_head_kv, decode_task, &job, "attention");
     } else {
         int tasks = 0;
         for (int i = 0; i < n_seg; i++)
@@ -257,9 +242,8 @@ static mt_status attend(const mt_model *m, int l, const mt_layout *lay, mt_layer
 }
 
 /* Stores the n tokens' keys and values at their rows of the cache, head by head. */
-static void store_kv(const mt_layout *lay, const mt_layer_acts *a, int kv_dim,
-                     const mt_kv_rows *kv) {
-    const int hd = kv->head_dim;
+static void store_kv(const mt_layout *lay, const mt_layer_acts *a, const mt_kv_rows *kv) {
+    const int hd = kv->head_dim, kv_dim = kv->n_head_kv * hd;
     for (int t = 0; t < lay->n; t++)
         for (int h = 0; h < kv->n_head_kv; h++) {
             const size_t dst = mt_kv_at(kv, mt_layout_row(lay, t), h);
@@ -293,7 +277,7 @@ static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay,
     /* Training attends to the acts' own rows. */
     const mt_kv_rows own = {
         .k = a->k, .v = a->v, .f16 = 0, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim};
-    if (kv) store_kv(lay, a, kv_dim, kv);
+    if (kv) store_kv(lay, a, kv);
     if ((s = attend(m, l, lay, a, kv ? kv : &own))) return s;
     return linear(L, MT_LIN_O, a->att, n, a->o, a);
 }

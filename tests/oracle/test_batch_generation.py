@@ -34,8 +34,8 @@ def test_batch_equals_single(model, request, run_meteor, tmp_path):
 
 
 def test_batch_many_slots_equals_single(run_meteor, smollm_gguf, tmp_path):
-    """Enough sequences at once that a decoding attention task takes all KV heads of a
-    sequence (one per KV head with few sequences): still the tokens of generating alone."""
+    """Nine sequences decoded together in nine slots (more attention tasks than with four,
+    each reading its own head's block of the cache): still the tokens of generating alone."""
     prompts = PROMPTS + ["What is a tuple?", "How do I sort a dict by value?", "What is PEP 8?"]
     batch = tmp_path / "many.jsonl"
     batch.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))

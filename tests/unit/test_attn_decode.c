@@ -71,8 +71,8 @@ static void check(const attn_case *c) {
     for (int i = 0; i < q_dim; i++) q[i] = 2.0f * rnd();
     mt_f32_to_f16_row(kh, k, n);
     mt_f32_to_f16_row(vh, v, n);
-    mt_f16_to_f32_row(kw, kh, n);
-    mt_f16_to_f32_row(vw, vh, n);
+    mt_dequantize(MT_F16, kh, kw, n);
+    mt_dequantize(MT_F16, vh, vw, n);
     const mt_attn_shape s = shape_of(c, kv_dim, q_dim);
     reference(&s, n_kv, group, q, k, v, want, p);
     reference(&s, n_kv, group, q, kw, vw, want16, p);
@@ -136,7 +136,7 @@ static void test_f16_rows_match_scalar(void **state) {
     for (size_t i = 0; i < sizeof special / sizeof *special; i++) x[i * 7] = from_bits(special[i]);
     for (int n = 0; n <= N; n += n < 20 ? 1 : 61) {
         mt_f32_to_f16_row(h, x, n);
-        mt_f16_to_f32_row(back, h, n);
+        mt_dequantize(MT_F16, h, back, n);
         for (int i = 0; i < n; i++) {
             assert_int_equal(h[i], mt_fp32_to_fp16(x[i]));
             const float want = mt_fp16_to_fp32(h[i]);
