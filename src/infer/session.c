@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/matmul.h"
+#include "model/pack.h"
 
 mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
                           const char *chat_override) {
@@ -13,6 +14,11 @@ mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
     mt_kernels_set_threads(threads);
     mt_status st = mt_model_load(model_path, &s->model);
     if (st) return mt_fail_prefix(st, model_path);
+    /* fast generation reads the weights through their packed copies */
+    if (!mt_kernels_precise() && (st = mt_model_pack(s->model))) {
+        mt_session_close(s);
+        return st;
+    }
     if ((st = mt_tokenizer_load(model_path, &s->tok))) {
         mt_fail_prefix(st, model_path);
         mt_session_close(s);

@@ -14,7 +14,9 @@ typedef struct {
     mt_lora *lora; /* an adapter attached to the model (pipeline/adapter.h), owned */
 } mt_session;
 
-/* chat_override: a family name from --chat-template, or NULL to detect. */
+/* chat_override: a family name from --chat-template, or NULL to detect. Outside precise
+ * mode (kernels/matmul.h) the model's weights are packed for fast generation
+ * (model/pack.h). */
 mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
                           const char *chat_override);
 /* End-of-turn tokens of the session's chat family present in the vocabulary (at most cap);

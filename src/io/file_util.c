@@ -104,3 +104,11 @@ mt_status mt_map_file(const char *path, const void **data, size_t *size) {
 void mt_unmap_file(const void *data, size_t size) {
     if (data) munmap((void *)data, size);
 }
+
+void mt_map_release(const void *p, size_t n) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + page - 1) / page * page,
+                    b = ((uintptr_t)p + n) / page * page;
+    /* only advice: a failure leaves the pages resident, which costs memory, not data */
+    if (a < b) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}

@@ -19,5 +19,9 @@ mt_status mt_write_file_atomic(const char *path, const void *data, size_t len);
  * Release with mt_unmap_file. */
 mt_status mt_map_file(const char *path, const void **data, size_t *size);
 void mt_unmap_file(const void *data, size_t size);
+/* Drops the whole pages of [p, p + n), a range inside a mapping of mt_map_file, from the
+ * process's memory: they are read again from the file (the page cache) when next used.
+ * For data copied elsewhere that is seldom read in place. */
+void mt_map_release(const void *p, size_t n);
 
 #endif

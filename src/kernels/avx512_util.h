@@ -1,5 +1,5 @@
-/* Small AVX-512 helpers shared by the kernels compiled per function for AVX-512
- * (qdot_avx512.c, qgemm_avx512.c); not for use outside src/kernels/. Callers' target
+/* Small AVX-512 helpers for the kernels compiled per function for AVX-512
+ * (qdot_avx512.c); not for use outside src/kernels/. Callers' target
  * attributes include avx512f, so these inline into them. */
 #ifndef MT_KERNELS_AVX512_UTIL_H
 #define MT_KERNELS_AVX512_UTIL_H

@@ -42,6 +42,9 @@ typedef struct {
     int n_dims;
     int64_t ne[4];
     const void *data;
+    /* The rows packed for the AVX-512 kernels (kernels/qpack.h), or NULL: then the
+     * decoding kernels read data. Not owned. */
+    const void *packed;
 } mt_tensor;
 
 int64_t mt_tensor_nelements(const mt_tensor *t);

@@ -6,7 +6,7 @@
 
 #include "kernels/dequant.h"
 #include "kernels/qdot.h"
-#include "kernels/qgemm.h"
+#include "kernels/qpack.h"
 #include "kernels/sgemm.h"
 
 static int n_threads = 0;
@@ -99,21 +99,13 @@ static int is_block_quant(mt_dtype t) {
     return t != MT_F32 && t != MT_F16 && t != MT_BF16;
 }
 
-/* Set by mt_forward_slots for the length of a prompt pass. */
-static int prompt_pass = 0;
-
-void mt_kernels_set_prompt_pass(int on) {
-    prompt_pass = on;
-}
-
 /* Rows [r0, r1) of w for the n tokens (xa: their quantised activations, x: as floats):
- * in a prompt pass through the prompt kernels where w's type has one, all tokens at
- * once; otherwise mt_matmul_q, in passes of up to `pass` tokens. Nonzero when the prompt
- * kernel found no memory. */
+ * from w's packed copy where it has one, all tokens at once; otherwise mt_matmul_q, in
+ * passes of up to `pass` tokens. Nonzero when the packed kernel found no memory. */
 static int run_rows(const mt_tensor *w, int n, const char *xa, const float *x, float *y, int64_t r0,
                     int64_t r1, int pass) {
-    if (prompt_pass && xa && mt_qgemm_supported(w->type))
-        return mt_qgemm_q(w, n, xa, y, r0, r1) != MT_OK;
+    if (xa && w->packed && mt_qpack_supported(w->type))
+        return mt_qpacked_matmul(w, n, xa, y, r0, r1) != MT_OK;
     const int64_t cols = w->ne[0], rows = w->ne[1];
     const size_t ab = mt_act_bytes(w->type, cols);
     for (int t0 = 0; t0 < n; t0 += pass) {

@@ -17,11 +17,6 @@ int mt_kernels_threads(void);
  * everywhere; generation turns it off unless asked to keep it. */
 #define MT_QDOT_MAX_TOKENS 16
 void mt_kernels_set_precise(int on);
-/* Marks the passes that follow as prompt passes (on) or decoding steps (off, the
- * default) for the fast path: a prompt pass takes the prompt kernels of qgemm.h where a
- * weight type has one, a decoding step the decoding kernels, whatever the token count,
- * so a sequence gets the same bits alone or batched with others. Not while kernels run. */
-void mt_kernels_set_prompt_pass(int on);
 int mt_kernels_precise(void);
 
 /* w: [cols x rows] (ne[0] = cols). x: n rows of cols floats. y: n rows of `rows` floats. */

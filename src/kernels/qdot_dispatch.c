@@ -6,7 +6,6 @@
 #include "kernels/cpu.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
-#include "kernels/qgemm.h"
 
 /* -1 until first use, so AUTO is resolved lazily without a constructor; atomic because
  * that first use may come from several kernel threads at once (all store the same). */
@@ -141,26 +140,4 @@ void mt_matmul_q(const mt_tensor *w, int n_tok, const void *xq, const float *xf,
 void mt_matvec_q(const mt_tensor *w, const void *x_q, const float *x_f32, float *y, int64_t row0,
                  int64_t row1) {
     mt_matmul_q(w, 1, x_q, x_f32, y, row0, row1);
-}
-
-int mt_qgemm_supported(mt_dtype t) {
-    return mt_qdot_get_impl() == MT_QDOT_AVX512 && mt_qgemm_avx512_fn(t) != NULL;
-}
-
-mt_status mt_qgemm_q(const mt_tensor *w, int n_tok, const void *xq, float *y, int64_t row0,
-                     int64_t row1) {
-    if (!mt_qgemm_supported(w->type))
-        return mt_fail(MT_ERR_UNSUPPORTED, "no prompt kernel for %s rows",
-                       mt_dtype_name((int)w->type));
-    if (n_tok <= 0 || row1 <= row0) return MT_OK;
-    const int64_t n = w->ne[0], rows = mt_tensor_nelements(w) / n;
-    const size_t row_bytes = mt_dtype_row_bytes(w->type, n);
-    const size_t scratch = (mt_qgemm_avx512_scratch(w->type, n, n_tok) + 63) / 64 * 64;
-    void *buf = aligned_alloc(64, scratch ? scratch : 64);
-    if (!buf) return mt_fail(MT_ERR_NOMEM, "out of memory in a prompt matmul");
-    mt_qgemm_avx512_fn(w->type)(n, (const uint8_t *)w->data + (size_t)row0 * row_bytes, row_bytes,
-                                row1 - row0, n_tok, xq, mt_act_bytes(w->type, n), y + row0, rows,
-                                buf);
-    free(buf);
-    return MT_OK;
 }

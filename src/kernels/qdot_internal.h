@@ -52,14 +52,14 @@ mt_qdot_row_fn mt_qdot_scalar_fn(mt_dtype t);
 mt_qdot_row_fn mt_qdot_avx2_fn(mt_dtype t);
 mt_qdot_rows_fn mt_qdot_avx512_fn(mt_dtype t);
 
-/* Prompt kernels (qgemm_avx512.c): nrows rows as mt_qdot_rows_fn, with scratch of
- * mt_qgemm_avx512_scratch(t, n, nt) bytes, 64-byte aligned, for the rows' rearranged blocks
- * and the tokens' per-32 activation sums. */
-typedef void (*mt_qgemm_rows_fn)(int64_t n, const uint8_t *w, size_t row_bytes, int64_t nrows,
-                                 int nt, const uint8_t *xq, size_t xq_stride, float *y,
-                                 int64_t y_stride, void *scratch);
-mt_qgemm_rows_fn mt_qgemm_avx512_fn(mt_dtype t);
-size_t mt_qgemm_avx512_scratch(mt_dtype t, int64_t n, int nt);
+/* Kernels for packed weights (qpack_avx512.c): rows [row0, row1) of a weight of n-value
+ * rows, packed as qpack_internal.h lays out, times nt tokens as mt_qdot_rows_fn; row
+ * r's result for token t goes to y[t * y_stride + r]. sk: for Q4_K, room for nt * n / 32
+ * floats (the tokens' activation sums per 32 values), NULL otherwise. */
+typedef void (*mt_qpack_rows_fn)(int64_t n, const void *packed, int64_t row0, int64_t row1,
+                                 int nt, const uint8_t *xq, size_t xq_stride, float *sk,
+                                 float *y, int64_t y_stride);
+mt_qpack_rows_fn mt_qpack_avx512_fn(mt_dtype t);
 
 static inline uint16_t mt_rd16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));

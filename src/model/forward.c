@@ -122,16 +122,6 @@ static void scratch_free(scratch *s) {
     free(s->first);
 }
 
-/* A prompt pass brings some slot more than one token, or a token at position 0 (a
- * one-token prompt); a decoding step brings each of its slots one token after a prompt.
- * So every prompt, alone or admitted beside others, takes the prompt kernels, and every
- * decoding step, with one slot or many, the decoding ones. */
-static int is_prompt_pass(const int *slot, const int *pos, int n) {
-    for (int t = 0; t < n; t++)
-        if (pos[t] == 0 || (t > 0 && slot[t] == slot[t - 1])) return 1;
-    return 0;
-}
-
 mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *tokens,
                            const int *slot, const int *pos, int n, float *logits, int all_logits) {
     if (n <= 0) return mt_fail(MT_ERR_ARG, "forward pass needs at least one token");
@@ -151,7 +141,6 @@ mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *to
         s.row[t] = s.first[t] + pos[t];
     }
     const mt_layout lay = {.n = n, .pos = s.pos, .first = s.first, .row = s.row};
-    mt_kernels_set_prompt_pass(is_prompt_pass(slot, pos, n));
     if ((st = mt_embed_tokens(m, tokens, n, s.x))) goto done;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const mt_kv_rows rows = layer_rows(kv, l);
@@ -170,7 +159,6 @@ mt_status mt_forward_slots(const mt_model *m, mt_kv_cache *kv, const int32_t *to
         st = mt_output_logits(m, s.x + (size_t)first * d, n - first, s.a.xn1, logits);
     }
 done:
-    mt_kernels_set_prompt_pass(0);
     scratch_free(&s);
     return st;
 }

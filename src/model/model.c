@@ -19,6 +19,7 @@ void mt_model_free(mt_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    free(m->packed);
     free(m->layers);
     if (m->gguf) mt_gguf_close(m->gguf);
     if (m->st) mt_safetensors_close(m->st);

@@ -47,6 +47,7 @@ typedef struct {
     mt_gguf *gguf;
     mt_safetensors *st;
     float **owned; /* f32 copies of vectors, freed with the model */
+    void *packed;  /* the weights' packed copies (model/pack.h), or NULL */
     int n_owned;
     int cap_owned;
 } mt_model;

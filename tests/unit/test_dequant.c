@@ -182,7 +182,7 @@ static void test_q8_0_rows(void **state) {
         put16(b + 34 * r, r ? 0xb800 : 0x3c00); /* 1, then -0.5 */
         for (int i = 0; i < 32; i++) b[34 * r + 2 + i] = (uint8_t)(int8_t)(i * 8 - 128);
     }
-    mt_tensor t = {MT_Q8_0, 2, {32, 2, 1, 1}, b};
+    mt_tensor t = {.type = MT_Q8_0, .n_dims = 2, .ne = {32, 2, 1, 1}, .data = b};
     float y[32];
     mt_dequantize_row(&t, 1, y);
     for (int i = 0; i < 32; i++) assert_true(y[i] == -0.5f * (float)(i * 8 - 128));
@@ -421,7 +421,7 @@ static void test_dtype_table(void **state) {
     assert_int_equal(mt_dtype_block_elems(MT_Q5_K), 256);
     assert_int_equal(mt_dtype_row_bytes(MT_Q8_0, 64), 68);
     assert_int_equal(mt_dtype_row_bytes(MT_BF16, 5), 10);
-    mt_tensor t = {MT_Q4_0, 2, {64, 3, 1, 1}, NULL};
+    mt_tensor t = {.type = MT_Q4_0, .n_dims = 2, .ne = {64, 3, 1, 1}};
     assert_int_equal(mt_tensor_nelements(&t), 192);
     assert_int_equal(mt_tensor_nbytes(&t), 3 * 36);
 }

@@ -107,6 +107,46 @@ static void test_map(void **state) {
     unlink(p);
 }
 
+/* Resident kB of the mapping that starts at p, from /proc/self/smaps; -1 if not found. */
+static long rss_kb(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[256];
+    long kb = -1;
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2)
+            in = a == (uintptr_t)p;
+        else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+            break;
+    }
+    if (f) fclose(f);
+    return kb;
+}
+
+/* Released pages leave the process (Rss falls) and read back the same bytes. */
+static void test_map_release(void **state) {
+    (void)state;
+    char p[128];
+    in_dir(p, "r.bin");
+    enum { N = 64 * 4096 };
+    unsigned char *buf = malloc(N);
+    for (int i = 0; i < N; i++) buf[i] = (unsigned char)(i * 7 + i / 4096);
+    assert_int_equal(mt_write_file_atomic(p, buf, N), MT_OK);
+    const void *map;
+    size_t size;
+    assert_int_equal(mt_map_file(p, &map, &size), MT_OK);
+    assert_memory_equal(map, buf, N); /* every page touched */
+    assert_true(rss_kb(map) >= N / 1024);
+    /* from the middle of page 1 to the middle of page 62: pages 2..61 go */
+    mt_map_release((const unsigned char *)map + 6000, 61 * 4096);
+    assert_true(rss_kb(map) <= N / 1024 - 60 * 4);
+    assert_memory_equal(map, buf, N);
+    mt_unmap_file(map, size);
+    free(buf);
+    unlink(p);
+}
+
 static void test_json_file(void **state) {
     (void)state;
     char p[128];
@@ -149,6 +189,7 @@ int main(void) {
         cmocka_unit_test(test_write_then_read),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_map),
+        cmocka_unit_test(test_map_release),
         cmocka_unit_test(test_json_file),
         cmocka_unit_test(test_json_parse_len),
     };

@@ -34,7 +34,7 @@
 #include "kernels/dequant.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
-#include "kernels/qgemm.h"
+#include "kernels/qpack.h"
 
 #define U 0x1p-24
 
@@ -486,12 +486,13 @@ static void test_avx512_matmul(void **state) {
     printf("avx512 mt_matmul_q: worst |avx512-scalar|/2T %.2e\n", worst_simd);
 }
 
-/* The prompt kernels (mt_qgemm_q) for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K: every (row, token) within
- * 2T of the scalar kernel and within T of the exact product of the quantised values;
- * row ranges that leave a partial group of sixteen; token counts around the pass of
- * eight. A token's result has the same bits whatever else the call holds. Skipped
- * without AVX-512 VNNI. */
-static void test_qgemm_prompt(void **state) {
+/* The kernels for packed weights (mt_qpacked_matmul) for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K:
+ * every (row, token) within 2T of the scalar kernel and within T of the exact product
+ * of the quantised values; ten groups of sixteen rows (a chunk of eight and two more)
+ * with a partial first and last group; token counts that take every tile shape. A
+ * token's result has the same bits whatever else the call holds and whichever rows it
+ * covers. Skipped without AVX-512 VNNI. */
+static void test_qpack(void **state) {
     (void)state;
     if (!mt_qdot_avx512_available()) {
         printf("note: CPU lacks AVX-512 F/BW/DQ/VL/VNNI\n");
@@ -499,34 +500,45 @@ static void test_qgemm_prompt(void **state) {
     }
     mt_rng_seed(&rng, 777);
     const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q8_0, MT_Q4_K};
-    const int ntoks[] = {1, 7, 8, 9, 17};
-    const int64_t sizes[] = {32, 576, 1024, 1536};
-    const int64_t rows = 37, row0 = 2, row1 = 35; /* 33 rows: two groups and one row */
+    const int ntoks[] = {1, 2, 3, 7, 8, 13, 17};
+    const int64_t sizes[] = {32, 576, 1024};
+    const int64_t rows = 155, row0 = 2, row1 = 151;
     enum { MAXT = 17 };
     double worst = 0;
     assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512), MT_OK);
     for (int k = 0; k < 5; k++) {
         const mt_dtype t = types[k];
-        assert_true(mt_qgemm_supported(t));
-        for (int si = 0; si < 4; si++) {
+        assert_true(mt_qpack_supported(t));
+        for (int si = 0; si < 3; si++) {
             const int64_t n = sizes[si];
             if (n % mt_dtype_block_elems(t)) continue;
             const size_t rb = mt_dtype_row_bytes(t, n), ab = mt_act_bytes(t, n);
             uint8_t *w = xmalloc(rb * rows), *xq = xmalloc(ab * MAXT);
             float *x = xmalloc((size_t)(MAXT * n) * sizeof *x);
             float *y = xmalloc((size_t)(MAXT * rows) * sizeof *y);
-            float *y1 = xmalloc((size_t)rows * sizeof *y1);
+            float *y1 = xmalloc((size_t)rows * sizeof *y1),
+                  *y2 = xmalloc((size_t)rows * sizeof *y2);
             for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
             fill_act(MAXT * n, x);
             for (int i = 0; i < MAXT; i++)
                 assert_int_equal(mt_quantize_act(t, x + i * n, n, xq + i * ab), MT_OK);
-            const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
-            for (int ti = 0; ti < 5; ti++) {
+            mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+            assert_int_equal(mt_qpacked_matmul(&wt, 1, xq, y, 0, 1), MT_ERR_UNSUPPORTED);
+            const size_t pb = mt_qpack_bytes(&wt);
+            assert_true(pb > 0 && pb % 64 == 0);
+            void *packed = aligned_alloc(64, pb);
+            assert_non_null(packed);
+            assert_int_equal(mt_qpack(&wt, packed), MT_OK);
+            wt.packed = packed;
+            for (int ti = 0; ti < 7; ti++) {
                 const int nt = ntoks[ti];
                 for (int i = 0; i < MAXT * rows; i++) y[i] = -1.0f;
-                assert_int_equal(mt_qgemm_q(&wt, nt, xq, y, row0, row1), MT_OK);
+                assert_int_equal(mt_qpacked_matmul(&wt, nt, xq, y, row0, row1), MT_OK);
                 for (int tok = 0; tok < nt; tok++) {
-                    assert_int_equal(mt_qgemm_q(&wt, 1, xq + tok * ab, y1, row0, row1), MT_OK);
+                    assert_int_equal(mt_qpacked_matmul(&wt, 1, xq + tok * ab, y1, row0, row1),
+                                     MT_OK);
+                    assert_int_equal(mt_qpacked_matmul(&wt, 1, xq + tok * ab, y2, 37, 38), MT_OK);
+                    assert_memory_equal(&y2[37], &y[tok * rows + 37], sizeof *y2);
                     for (int64_t r = 0; r < rows; r++) {
                         const float ya = y[tok * rows + r];
                         if (r < row0 || r >= row1) { /* outside the range: untouched */
@@ -540,7 +552,7 @@ static void test_qgemm_prompt(void **state) {
                         const double d = fabs((double)ya - ys) / (2 * e.T);
                         const double ke = fabs(ya - e.exact_q) / e.T;
                         if (d > 1.0 || ke > 1.0 || memcmp(&ya, &y1[r], sizeof ya) != 0)
-                            fail_msg("%s n %lld nt %d tok %d row %lld: prompt %.9g alone %.9g "
+                            fail_msg("%s n %lld nt %d tok %d row %lld: packed %.9g alone %.9g "
                                      "scalar %.9g exact %.9g (T %.3g)",
                                      mt_dtype_name(t), (long long)n, nt, tok, (long long)r,
                                      (double)ya, (double)y1[r], (double)ys, e.exact_q, e.T);
@@ -548,14 +560,18 @@ static void test_qgemm_prompt(void **state) {
                     }
                 }
             }
-            free(w), free(xq), free(x), free(y), free(y1);
+            free(packed);
+            free(w), free(xq), free(x), free(y), free(y1), free(y2);
         }
     }
-    assert_false(mt_qgemm_supported(MT_Q6_K));
-    const mt_tensor k4 = {.type = MT_Q6_K, .n_dims = 2, .ne = {256, 1, 1, 1}};
-    assert_int_equal(mt_qgemm_q(&k4, 1, NULL, NULL, 0, 1), MT_ERR_UNSUPPORTED);
+    assert_false(mt_qpack_supported(MT_Q6_K));
+    const mt_tensor k6 = {.type = MT_Q6_K, .n_dims = 2, .ne = {256, 1, 1, 1}};
+    assert_int_equal(mt_qpack_bytes(&k6), 0);
+    assert_int_equal(mt_qpack(&k6, NULL), MT_ERR_UNSUPPORTED);
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX2), MT_OK); /* AVX-512 implies AVX2 */
+    assert_false(mt_qpack_supported(MT_Q4_1));
     mt_qdot_set_impl(MT_QDOT_AUTO);
-    printf("prompt kernels: worst |prompt-scalar|/2T %.2e\n", worst);
+    printf("packed kernels: worst |packed-scalar|/2T %.2e\n", worst);
 }
 
 static void test_quantize_act(void **state) {
@@ -692,7 +708,7 @@ int main(void) {
         cmocka_unit_test(test_extremes),
         cmocka_unit_test(test_batch_bitexact),
         cmocka_unit_test(test_avx512_matmul),
-        cmocka_unit_test(test_qgemm_prompt),
+        cmocka_unit_test(test_qpack),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_quantize_act_simd_equals_scalar),
         cmocka_unit_test(test_errors),
