@@ -61,8 +61,13 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
     const int nt = mt_kernels_threads();
     int64_t n_slabs = (rows * cols + 256 * 1024 - 1) / (256 * 1024);
     n_slabs = (n_slabs + nt - 1) / nt * nt;
-    if (n_slabs > rows) n_slabs = rows;
-    const int64_t slab = (rows + n_slabs - 1) / n_slabs;
+    /* Slabs of whole 32-row strips (the GEMM's tile width), the larger ones first so the
+     * dynamic schedule evens them out: SmolLM2's down projection as 4 slabs of 144 rows
+     * gave every slab a half-empty strip. Fewer rows than that: slabs of single rows. */
+    const int64_t unit = rows >= 32 * n_slabs ? 32 : 1, units = (rows + unit - 1) / unit;
+    if (n_slabs > units) n_slabs = units;
+    const int64_t base = units / n_slabs, extra = units % n_slabs;
+    const int64_t slab = unit * (base + (extra > 0));
     int failed = 0;
 #pragma omp parallel num_threads(nt)
     {
@@ -73,12 +78,14 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t s = 0; s < n_slabs; s++) {
-            const int64_t r0 = s * slab;
-            if (!buf || r0 >= rows) continue;
-            const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
-            for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, buf + r * cols);
-            mt_sgemm(0, 1, n, (int)nr, (int)cols, 1.0f, x, (int)cols, buf, (int)cols, 0.0f, y + r0,
-                     (int)rows);
+            if (!buf) continue;
+            const int64_t r0 = unit * (s * base + (s < extra ? s : extra));
+            const int64_t r1 = r0 + unit * (base + (s < extra)) < rows
+                                   ? r0 + unit * (base + (s < extra))
+                                   : rows;
+            for (int64_t r = r0; r < r1; r++) mt_dequantize_row(w, r, buf + (r - r0) * cols);
+            mt_sgemm(0, 1, n, (int)(r1 - r0), (int)cols, 1.0f, x, (int)cols, buf, (int)cols, 0.0f,
+                     y + r0, (int)rows);
         }
         free(buf);
     }
