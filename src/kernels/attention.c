@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "kernels/dequant.h"
+#include "kernels/elementwise.h"
+#include "kernels/ops.h"
 #include "kernels/sgemm.h"
 #include "kernels/vexp.h"
 
@@ -52,7 +54,7 @@ static void weights(const mt_attn_shape *s, const float *q, const float *k, floa
         memset(row, 0, (size_t)lo * sizeof *row);
         const float inv = 1.0f / mt_exp_shift_store_sum(row + lo, row + lo, len, mx);
         memset(row + hi + 1, 0, (size_t)(s->n_k - hi - 1) * sizeof *row);
-        for (int j = lo; j <= hi; j++) row[j] *= inv;
+        mt_scale(row + lo, inv, len);
     }
 }
 
@@ -72,6 +74,11 @@ void mt_attn_forward(const mt_attn_shape *s, const float *q, const float *k, con
                  v + (long)lo * s->k_stride, s->k_stride, 0.0f, out + (long)i0 * s->o_stride,
                  s->o_stride);
     }
+}
+
+/* dS = P ∘ (dP − dot)·scale over one row's visible keys (dr holds dP on entry). */
+MT_ELEMENTWISE static void score_grad(float *dr, const float *pr, int n, float dot, float scale) {
+    for (int j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
 }
 
 void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, const float *v,
@@ -98,7 +105,7 @@ void mt_attn_backward(const mt_attn_shape *s, const float *q, const float *k, co
             memset(dr, 0, (size_t)rlo * sizeof *dr);
             memset(dr + rhi + 1, 0, (size_t)(s->n_k - rhi - 1) * sizeof *dr);
             if (s->cap <= 0.0f) {
-                for (int j = rlo; j <= rhi; j++) dr[j] = pr[j] * (dr[j] - dot) * s->scale;
+                score_grad(dr + rlo, pr + rlo, rhi - rlo + 1, dot, s->scale);
                 continue;
             }
             for (int j = rlo; j <= rhi; j++) {
@@ -130,7 +137,7 @@ static void softmax_rows(const mt_attn_shape *s, int group, int n, float *p) {
         if (s->cap > 0.0f)
             for (int j = 0; j < n; j++) row[j] = s->cap * tanhf(row[j] / s->cap);
         const float inv = 1.0f / mt_exp_shift_store_sum(row, row, n, mt_row_max(row, n));
-        for (int j = 0; j < n; j++) row[j] *= inv;
+        mt_scale(row, inv, n);
     }
 }
 

@@ -3,9 +3,10 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels/elementwise.h"
 #include "kernels/vexp.h"
 
-void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+MT_ELEMENTWISE void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     const double ss = mt_dot3_f64(x, x, NULL, n);
     const float r = 1.0f / sqrtf((float)(ss / n) + eps);
     if (w)
@@ -14,7 +15,7 @@ void mt_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
         for (int i = 0; i < n; i++) out[i] = x[i] * r;
 }
 
-void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps) {
+MT_ELEMENTWISE void mt_rmsnorm_add(float *y, const float *x, const float *w, int n, float eps) {
     const double ss = mt_dot3_f64(x, x, NULL, n);
     const float r = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) y[i] += x[i] * r * w[i];
@@ -33,16 +34,24 @@ void mt_rope_angles(float *cs, int dim, float p, const float *inv_freq) {
     }
 }
 
-void mt_rope_apply(float *x, int dim, const float *cs, int neox, int inverse) {
+/* Two loops, one per pairing, so each vectorises; -s is s * -1, the same bits. */
+MT_ELEMENTWISE void mt_rope_apply(float *x, int dim, const float *cs, int neox, int inverse) {
     const int half = dim / 2;
-    for (int i = 0; i < half; i++) {
-        const float c = cs[2 * i], s = inverse ? -cs[2 * i + 1] : cs[2 * i + 1];
-        const int a = neox ? i : 2 * i;
-        const int b = neox ? i + half : 2 * i + 1;
-        const float x0 = x[a], x1 = x[b];
-        x[a] = x0 * c - x1 * s;
-        x[b] = x0 * s + x1 * c;
-    }
+    const float sign = inverse ? -1.0f : 1.0f;
+    if (neox)
+        for (int i = 0; i < half; i++) {
+            const float c = cs[2 * i], s = sign * cs[2 * i + 1];
+            const float x0 = x[i], x1 = x[i + half];
+            x[i] = x0 * c - x1 * s;
+            x[i + half] = x0 * s + x1 * c;
+        }
+    else
+        for (int i = 0; i < half; i++) {
+            const float c = cs[2 * i], s = sign * cs[2 * i + 1];
+            const float x0 = x[2 * i], x1 = x[2 * i + 1];
+            x[2 * i] = x0 * c - x1 * s;
+            x[2 * i + 1] = x0 * s + x1 * c;
+        }
 }
 
 void mt_rope_rotate(float *x, int dim, float p, const float *inv_freq, int neox, int inverse) {
@@ -62,8 +71,8 @@ void mt_rope(float *x, int dim, int pos, float base, float inv_scale, int neox) 
 enum { GATE_CHUNK = 256 };
 
 /* gate[i] *= factor(gate)[i] * up[i], the factor computed a chunk at a time. */
-static void gate_mul(float *gate, const float *up, int n,
-                     void (*factor)(float *s, const float *g, int n)) {
+MT_ELEMENTWISE static void gate_mul(float *gate, const float *up, int n,
+                                    void (*factor)(float *s, const float *g, int n)) {
     float sg[GATE_CHUNK];
     for (int i0 = 0; i0 < n; i0 += GATE_CHUNK) {
         const int len = n - i0 < GATE_CHUNK ? n - i0 : GATE_CHUNK;
@@ -78,7 +87,7 @@ void mt_silu_mul(float *gate, const float *up, int n) {
 
 /* Through the vectorised sigmoid, not tanhf, whose expm1f was an eighth of Gemma's
  * prefill time. */
-void mt_gelu_tanh_factor(float *s, const float *g, int n) {
+MT_ELEMENTWISE void mt_gelu_tanh_factor(float *s, const float *g, int n) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int i = 0; i < n; i++) s[i] = 2.0f * k * (g[i] + 0.044715f * g[i] * g[i] * g[i]);
     mt_sigmoid(s, s, n);
@@ -123,11 +132,11 @@ void mt_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void mt_add(float *y, const float *x, int n) {
+MT_ELEMENTWISE void mt_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }
 
-void mt_scale(float *x, float s, int n) {
+MT_ELEMENTWISE void mt_scale(float *x, float s, int n) {
     for (int i = 0; i < n; i++) x[i] *= s;
 }
 

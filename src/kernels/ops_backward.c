@@ -5,10 +5,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/elementwise.h"
 #include "kernels/vexp.h"
 
-void mt_rmsnorm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
-                         int n, float eps, int accumulate) {
+MT_ELEMENTWISE void mt_rmsnorm_backward(float *dx, float *dw, const float *x, const float *w,
+                                        const float *dy, int n, float eps, int accumulate) {
     const double ss = mt_dot3_f64(x, x, NULL, n);
     const float r = 1.0f / sqrtf((float)(ss / n) + eps);
     const double dot = mt_dot3_f64(dy, x, w, n);
@@ -30,8 +31,8 @@ void mt_rope_backward(float *dx, int dim, int pos, float base, float inv_scale, 
     mt_rope_rotate(dx, dim, (float)pos * inv_scale, freqs, neox, 1);
 }
 
-void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
-                          const float *dact, int n) {
+MT_ELEMENTWISE void mt_silu_mul_backward(float *dgate, float *dup, const float *gate,
+                                         const float *up, const float *dact, int n) {
     enum { CHUNK = 256 };
     float sgb[CHUNK];
     for (int i0 = 0; i0 < n; i0 += CHUNK) {
@@ -48,8 +49,8 @@ void mt_silu_mul_backward(float *dgate, float *dup, const float *gate, const flo
     }
 }
 
-void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate, const float *up,
-                               const float *dact, int n) {
+MT_ELEMENTWISE void mt_gelu_tanh_mul_backward(float *dgate, float *dup, const float *gate,
+                                              const float *up, const float *dact, int n) {
     /* As in the forward pass, 0.5 (1 + tanh u) = s, and 1 - tanh^2 u = 4 s (1 - s): the
      * vectorised sigmoid instead of tanhf, whose expm1f was 5% of training Gemma 3. */
     enum { CHUNK = 256 };
@@ -75,7 +76,7 @@ float mt_logsumexp(const float *x, int n) {
     return mx + (float)log(mt_exp_shift_sum(x, n, mx));
 }
 
-void mt_xent_grad_row(float *x, int n, int target, float lse, float coef) {
+MT_ELEMENTWISE void mt_xent_grad_row(float *x, int n, int target, float lse, float coef) {
     mt_exp_shift(x, x, n, lse);
     for (int i = 0; i < n; i++) x[i] *= -coef;
     x[target] += coef;
