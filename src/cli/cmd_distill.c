@@ -109,6 +109,8 @@ int mt_cmd_distill(int argc, char **argv) {
         {"--score", NULL, MT_OPT_FLAG, &o.score, NULL,
          "have the expert score every distilled answer 1-10 (data quality)"},
         {"--no-train", NULL, MT_OPT_FLAG, &o.no_train, NULL, "stop after the data; no SFT"},
+        {"--precise", NULL, MT_OPT_FLAG, &o.precise, NULL,
+         "generate with f32 activations (slower; training always does)"},
         {"--test-fraction", NULL, MT_OPT_FLOAT, &test_fraction, "F",
          "share of questions held out for evaluation (0.2)"},
         {"--seed", NULL, MT_OPT_U64, &o.seed, "S", "seed for the split, sampling, training (42)"},

@@ -59,3 +59,16 @@ mt_status mt_model_pack(mt_model *m) {
     each_weight(m, pack_one, &arena);
     return MT_OK;
 }
+
+static size_t forget(mt_tensor *w, uint8_t **at) {
+    (void)at;
+    w->packed = NULL;
+    return 0;
+}
+
+void mt_model_unpack(mt_model *m) {
+    if (!m->packed) return;
+    each_weight(m, forget, NULL);
+    free(m->packed);
+    m->packed = NULL;
+}

@@ -13,4 +13,8 @@
  * stays about the size of the file. MT_ERR_NOMEM leaves the model unpacked. */
 mt_status mt_model_pack(mt_model *m);
 
+/* Frees the packed copies (the weights read their stored rows again), for work that does
+ * not use them, such as training. */
+void mt_model_unpack(mt_model *m);
+
 #endif

@@ -10,6 +10,8 @@
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "core/progress.h"
+#include "kernels/matmul.h"
+#include "model/pack.h"
 #include "infer/batch.h"
 #include "infer/session.h"
 #include "pipeline/distill_prompts.h"
@@ -505,7 +507,7 @@ static mt_status check_complete(distill *d, int failed) {
                    missing, d->n, failed, d->dir.root);
 }
 
-mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *sp) {
+static mt_status run_phase(const mt_distill_opts *o, const mt_expert_spec *sp) {
     distill d = {.o = o};
     int failed = 0, n_rec = 0;
     mt_status st = prepare(&d);
@@ -528,7 +530,24 @@ mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *sp) {
     if (!st && o->score) st = scores(&d);
     if (!st && o->score) st = export_records(&d, &n_rec);
     if (!st) st = check_complete(&d, failed);
+    /* Training reads the weak model's stored rows in precise mode: the packed copies and
+     * the expert (a local one holds a model) are no longer needed. */
+    mt_kernels_set_precise(1);
+    if (d.weak_open) mt_model_unpack(d.weak.model);
+    mt_expert_free(d.e);
+    d.e = NULL;
     if (!st && !o->no_train) st = train(&d);
     cleanup(&d);
+    return st;
+}
+
+mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *sp) {
+    const int was = mt_kernels_precise();
+    /* Before any model is opened: outside precise mode the sessions pack their weights
+     * for the fast kernels, which give a sequence the same bits however it is batched, so
+     * a resumed run writes what an uninterrupted one would. */
+    mt_kernels_set_precise(o->precise);
+    const mt_status st = run_phase(o, sp);
+    mt_kernels_set_precise(was);
     return st;
 }

@@ -21,6 +21,9 @@ typedef struct {
     uint64_t seed;
     double test_fraction;
     int no_guideline, score, no_train, dry_run, quiet;
+    /* generate (guidelines, a local expert's answers) in precise mode too, as
+     * `generate --precise` does; training always runs in it */
+    int precise;
     /* guidelines by the weak model */
     int guide_max_tokens, slots, guide_top_k;
     float guide_temperature, guide_top_p;
