@@ -118,19 +118,22 @@ static void pack_b(int trans_b, const float *b, int ldb, int p0, int kc, int j0,
 
 #define MT_ROW(i)                                                                                  \
     do {                                                                                           \
-        const __m512 av = _mm512_set1_ps(pa[(i)*rs]);                                              \
-        c##i##a = _mm512_fmadd_ps(av, b0, c##i##a);                                                \
-        c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);                                                \
+        if ((i) < R) {                                                                             \
+            const __m512 av = _mm512_set1_ps(pa[(i)*rs]);                                          \
+            c##i##a = _mm512_fmadd_ps(av, b0, c##i##a);                                            \
+            c##i##b = _mm512_fmadd_ps(av, b1, c##i##b);                                            \
+        }                                                                                          \
     } while (0)
 
 /* C[mr x nr] = alpha·(A strip · B strip) + beta·C; masks cover the matrix's edges. Row i,
  * step p of the A strip is pa[i·rs + p·cs]: a packed strip (rs 1, cs MR) or op(A) read
  * where it lies (rows of A: rs lda, cs 1; columns of Aᵀ: rs 1, cs lda), since A is
  * only broadcast, one float at a time, and copying it would cost as much as using it
- * when N is small (attention's P·V has N = 64). */
-TGT static inline __attribute__((always_inline)) void kernel_body(int kc, const float *pa, int rs,
-                                                                  int cs, const float *pb, float *c,
-                                                                  int ldc, int mr, int nr,
+ * when N is small (attention's P·V has N = 64). R (a constant once inlined: 4, 8 or 12)
+ * is the rows the tile computes, mr <= R those it stores. */
+TGT static inline __attribute__((always_inline)) void kernel_body(int R, int kc, const float *pa,
+                                                                  int rs, int cs, const float *pb,
+                                                                  float *c, int ldc, int mr, int nr,
                                                                   float alpha, float beta) {
     __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a;
     __m512 c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
@@ -171,16 +174,22 @@ TGT static inline __attribute__((always_inline)) void kernel_body(int kc, const 
     }
 }
 
-/* Two copies: the packed one with its strides as constants, the other with them in
- * registers. */
+/* The packed last strip of op(A), mr < MR rows: a tile of 4 or 8 rows where they
+ * suffice (512 tokens leave 8; computing 12 rows wasted a third of that strip). The
+ * strided copy keeps its strides in registers. */
 TGT static void kernel_packed(int kc, const float *pa, const float *pb, float *c, int ldc, int mr,
                               int nr, float alpha, float beta) {
-    kernel_body(kc, pa, 1, MR, pb, c, ldc, mr, nr, alpha, beta);
+    if (mr <= 4)
+        kernel_body(4, kc, pa, 1, MR, pb, c, ldc, mr, nr, alpha, beta);
+    else if (mr <= 8)
+        kernel_body(8, kc, pa, 1, MR, pb, c, ldc, mr, nr, alpha, beta);
+    else
+        kernel_body(MR, kc, pa, 1, MR, pb, c, ldc, mr, nr, alpha, beta);
 }
 
 TGT static void kernel_strided(int kc, const float *pa, int rs, int cs, const float *pb, float *c,
                                int ldc, int nr, float alpha, float beta) {
-    kernel_body(kc, pa, rs, cs, pb, c, ldc, MR, nr, alpha, beta);
+    kernel_body(MR, kc, pa, rs, cs, pb, c, ldc, MR, nr, alpha, beta);
 }
 
 /* ---- narrow products (n <= 16: LoRA's rank-8 factors) ---------------------------------
