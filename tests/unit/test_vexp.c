@@ -72,6 +72,39 @@ static void test_sum_and_max(void **state) {
     free(x);
 }
 
+/* exp and sum in one pass: the values mt_exp_shift gives, summed in eight lanes in order
+ * and then pairwise, the tail added last: the AVX2 order, which wider vectors keep, so
+ * the sum has the same bits on every x86 CPU with AVX2. Lengths leave 8 + 5 and 5
+ * elements after the 16-wide steps. */
+static void test_store_sum_order(void **state) {
+    (void)state;
+    const int ns[] = {1037, 49157};
+    float *x = malloc(49157 * sizeof *x), *y = malloc(49157 * sizeof *y);
+    float *want = malloc(49157 * sizeof *want);
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_non_null(want);
+    srand(11);
+    for (int k = 0; k < 2; k++) {
+        const int n = ns[k];
+        for (int i = 0; i < n; i++) x[i] = 20.0f * ((float)rand() / RAND_MAX) - 15.0f;
+        const float mx = mt_row_max(x, n);
+        mt_exp_shift(want, x, n, mx);
+        const float got = mt_exp_shift_store_sum(y, x, n, mx);
+        assert_memory_equal(y, want, (size_t)n * sizeof *y);
+        float lane[8] = {0}, sum;
+        const int body = n / 8 * 8;
+        for (int i = 0; i < body; i++) lane[i % 8] += want[i];
+        sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+              ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+        for (int i = body; i < n; i++) sum += want[i];
+        assert_memory_equal(&got, &sum, sizeof sum);
+    }
+    free(x);
+    free(y);
+    free(want);
+}
+
 /* The logistic function (SiLU and GELU gates) against 1/(1+expf(-x)): within a few ulp
  * over [-100, 100] (saturating to 0 and 1 at the ends), odd lengths, in place, NaN. */
 static void test_sigmoid(void **state) {
@@ -132,7 +165,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_expf), cmocka_unit_test(test_sigmoid),
         cmocka_unit_test(test_argmax),       cmocka_unit_test(test_special_values_and_shift),
-        cmocka_unit_test(test_sum_and_max),
+        cmocka_unit_test(test_sum_and_max),  cmocka_unit_test(test_store_sum_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
