@@ -80,9 +80,7 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
         for (int64_t s = 0; s < n_slabs; s++) {
             if (!buf) continue;
             const int64_t r0 = unit * (s * base + (s < extra ? s : extra));
-            const int64_t r1 = r0 + unit * (base + (s < extra)) < rows
-                                   ? r0 + unit * (base + (s < extra))
-                                   : rows;
+            const int64_t len = unit * (base + (s < extra)), r1 = r0 + len < rows ? r0 + len : rows;
             for (int64_t r = r0; r < r1; r++) mt_dequantize_row(w, r, buf + (r - r0) * cols);
             mt_sgemm(0, 1, n, (int)(r1 - r0), (int)cols, 1.0f, x, (int)cols, buf, (int)cols, 0.0f,
                      y + r0, (int)rows);
@@ -152,10 +150,10 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
     char *xq = NULL;
     if (off[nw] && !(xq = malloc(off[nw]))) return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
     const int64_t total = rows_before[nw];
-    /* Up to 16 tokens (decoding): one range of rows per thread, in multiples of 16, as
-     * the AVX-512 kernels rearrange the tokens' activations once per call and fewer,
-     * larger calls cost less. More tokens (a prompt) go through in groups of 16 over
-     * blocks of 256 rows, which stay in L2 while every group passes over them. */
+    /* Up to 16 tokens (decoding): one range of rows per thread, in multiples of 16 (the
+     * packed groups; the decoding kernels rearrange the tokens' activations once per
+     * call, so fewer, larger calls cost less). More tokens (a prompt) go through blocks
+     * of 256 rows, which stay in L2 while every token passes over them. */
     const int nt = mt_kernels_threads();
     const int decode = n <= MT_QDOT_MAX_TOKENS;
     const int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
