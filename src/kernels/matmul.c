@@ -225,17 +225,22 @@ int mt_kernels_precise(void) {
     return precise_mode;
 }
 
-/* Whether mt_matmul takes the quantised-activation path for these weights and tokens. */
+/* Whether mt_matmul takes the row-dot kernels of qdot.h (8-bit activations for
+ * quantised rows, f32 for float rows) for these weights and tokens. */
 static int takes_qdot(const mt_tensor *w, int n) {
-    if (!mt_qdot_supported(w->type) || w->type == MT_F32) return 0;
-    /* Quantised rows outside precise mode take 8-bit activations for any token count
-     * (as llama.cpp does): a path chosen by count gave a short prompt alone other bits
+    if (!mt_qdot_supported(w->type)) return 0;
+    /* Outside precise mode every type takes them for any token count (as llama.cpp does
+     * for quantised rows): a path chosen by count gave a short prompt alone other bits
      * than the same prompt admitted beside others, and a decoding step of 17+ sequences
-     * other bits than one of 16. With AVX-512 VNNI it also costs about a third of
-     * dequantising to f32 for the GEMM; with AVX2 prompts go about a fifth slower than
-     * the f32 path did (697 against 867 tok/s here), the price of that consistency. */
-    if (is_block_quant(w->type)) return !precise_mode;
-    return n <= MT_QDOT_MAX_TOKENS;
+     * other bits than one of 16. For quantised rows with AVX-512 VNNI it also costs
+     * about a third of dequantising to f32 for the GEMM; with AVX2 their prompts go
+     * about a fifth slower than the f32 path did (697 against 867 tok/s here), and float
+     * rows' prompts about 0.4 times as fast (an F16 SmolLM2: 470 against 1200 tok/s; a
+     * packed layout like qpack.h's would win that back): the price of that consistency. */
+    if (!precise_mode) return 1;
+    /* Precise mode: f32 activations, the GEMM for quantised and F32 rows, and for F16/BF16
+     * rows above one decoding pass. */
+    return !is_block_quant(w->type) && w->type != MT_F32 && n <= MT_QDOT_MAX_TOKENS;
 }
 
 mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int n,

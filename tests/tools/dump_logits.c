@@ -3,13 +3,15 @@
  *   dump_logits MODEL IDS OUT.f32 [SPLIT] [THREADS] [fast]
  * IDS is comma-separated. SPLIT: feed the first SPLIT tokens in one call and the rest one
  * at a time through the KV cache (default: all in one call). "fast" decodes with 8-bit
- * activations as generation does; the default is the precise f32 path. */
+ * activations and packed weights as generation does; the default is the precise f32
+ * path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/matmul.h"
 #include "model/forward.h"
+#include "model/pack.h"
 
 static int fail(void) {
     fprintf(stderr, "dump_logits: %s\n", mt_last_error());
@@ -38,9 +40,10 @@ int main(int argc, char **argv) {
     int split = argc > 4 ? atoi(argv[4]) : n;
     if (split <= 0 || split > n) split = n;
     mt_kernels_set_threads(argc > 5 ? atoi(argv[5]) : 0);
-    mt_kernels_set_precise(!(argc > 6 && !strcmp(argv[6], "fast")));
+    const int fast = argc > 6 && !strcmp(argv[6], "fast");
+    mt_kernels_set_precise(!fast);
     mt_model *m = NULL;
-    if (mt_model_load(argv[1], &m)) return fail();
+    if (mt_model_load(argv[1], &m) || (fast && mt_model_pack(m))) return fail();
     const int V = m->cfg.n_vocab;
     float *logits = calloc((size_t)n * V, sizeof *logits);
     mt_kv_cache kv;

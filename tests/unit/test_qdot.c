@@ -32,6 +32,7 @@
 
 #include "core/rng.h"
 #include "kernels/dequant.h"
+#include "kernels/matmul.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
 #include "kernels/qpack.h"
@@ -429,6 +430,37 @@ static void test_batch_bitexact(void **state) {
             if (sizes[s] % mt_dtype_block_elems(ALL[k]) == 0) batch_bitexact(ALL[k], sizes[s]);
 }
 
+/* mt_matmul outside precise mode, every weight type (float rows included): 20 tokens at
+ * once (a prompt: more than one decoding pass) give each token the bits it gets alone,
+ * so generation does not depend on how sequences are batched. Float rows had taken the
+ * f32 GEMM above 16 tokens and failed this. */
+static void test_matmul_fast_batch_equals_alone(void **state) {
+    (void)state;
+    mt_rng_seed(&rng, 2024);
+    enum { NT = 20 };
+    const int64_t n = 512, rows = 40;
+    mt_kernels_set_precise(0);
+    for (int k = 0; k < N_ALL; k++) {
+        const mt_dtype t = ALL[k];
+        const size_t rb = mt_dtype_row_bytes(t, n);
+        uint8_t *w = xmalloc(rb * rows);
+        float *x = xmalloc((size_t)(NT * n) * sizeof *x);
+        float *y = xmalloc((size_t)(NT * rows) * sizeof *y),
+              *y1 = xmalloc((size_t)rows * sizeof *y1);
+        for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+        fill_act(NT * n, x);
+        const mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+        assert_int_equal(mt_matmul(&wt, x, NT, y), MT_OK);
+        for (int tok = 0; tok < NT; tok++) {
+            assert_int_equal(mt_matmul(&wt, x + tok * n, 1, y1), MT_OK);
+            if (memcmp(y1, y + tok * rows, (size_t)rows * sizeof *y1))
+                fail_msg("%s token %d: batched and alone differ", mt_dtype_name(t), tok);
+        }
+        free(w), free(x), free(y), free(y1);
+    }
+    mt_kernels_set_precise(1);
+}
+
 /* The AVX-512 kernels through mt_matmul_q, every (row, token) against the scalar kernel
  * within 2T: 1, 2, 3, 7 and 16 tokens (every pass size, 16 and 7 = 4 + 2 + 1), odd row
  * counts and offsets, tails of every length. Skipped without AVX-512 VNNI. */
@@ -709,6 +741,7 @@ int main(void) {
         cmocka_unit_test(test_batch_bitexact),
         cmocka_unit_test(test_avx512_matmul),
         cmocka_unit_test(test_qpack),
+        cmocka_unit_test(test_matmul_fast_batch_equals_alone),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_quantize_act_simd_equals_scalar),
         cmocka_unit_test(test_errors),
