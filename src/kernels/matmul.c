@@ -109,8 +109,8 @@ static int is_block_quant(mt_dtype t) {
  * passes of up to `pass` tokens. Nonzero when the packed kernel found no memory. */
 static int run_rows(const mt_tensor *w, int n, const char *xa, const float *x, float *y, int64_t r0,
                     int64_t r1, int pass) {
-    if (xa && w->packed && mt_qpack_supported(w->type))
-        return mt_qpacked_matmul(w, n, xa, y, r0, r1) != MT_OK;
+    if (w->packed && mt_qpack_supported(w->type)) /* float rows take the f32 activations */
+        return mt_qpacked_matmul(w, n, xa ? (const void *)xa : (const void *)x, y, r0, r1) != MT_OK;
     const int64_t cols = w->ne[0], rows = w->ne[1];
     const size_t ab = mt_act_bytes(w->type, cols);
     for (int t0 = 0; t0 < n; t0 += pass) {
@@ -234,9 +234,9 @@ static int takes_qdot(const mt_tensor *w, int n) {
      * than the same prompt admitted beside others, and a decoding step of 17+ sequences
      * other bits than one of 16. For quantised rows with AVX-512 VNNI it also costs
      * about a third of dequantising to f32 for the GEMM; with AVX2 their prompts go
-     * about a fifth slower than the f32 path did (697 against 867 tok/s here), and float
-     * rows' prompts about 0.4 times as fast (an F16 SmolLM2: 470 against 1200 tok/s; a
-     * packed layout like qpack.h's would win that back): the price of that consistency. */
+     * about a fifth slower than the f32 path did (697 against 867 tok/s here), and F32
+     * rows' prompts (F16 and BF16 rows have packed copies) likewise: the price of that
+     * consistency. */
     if (!precise_mode) return 1;
     /* Precise mode: f32 activations, the GEMM for quantised and F32 rows, and for F16/BF16
      * rows above one decoding pass. */

@@ -56,9 +56,9 @@ mt_qdot_rows_fn mt_qdot_avx512_fn(mt_dtype t);
  * rows, packed as qpack_internal.h lays out, times nt tokens as mt_qdot_rows_fn; row
  * r's result for token t goes to y[t * y_stride + r]. sk: for Q4_K, room for nt * n / 32
  * floats (the tokens' activation sums per 32 values), NULL otherwise. */
-typedef void (*mt_qpack_rows_fn)(int64_t n, const void *packed, int64_t row0, int64_t row1,
-                                 int nt, const uint8_t *xq, size_t xq_stride, float *sk,
-                                 float *y, int64_t y_stride);
+typedef void (*mt_qpack_rows_fn)(int64_t n, const void *packed, int64_t row0, int64_t row1, int nt,
+                                 const uint8_t *xq, size_t xq_stride, float *sk, float *y,
+                                 int64_t y_stride);
 mt_qpack_rows_fn mt_qpack_avx512_fn(mt_dtype t);
 
 static inline uint16_t mt_rd16(const uint8_t *p) {

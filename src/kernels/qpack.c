@@ -76,6 +76,11 @@ static void pack_super_block(const uint8_t *src, int r, uint8_t *rec) {
     memcpy(rec + MT_QPACK_K_DMIN + 2 * r, src + 2, 2);
 }
 
+/* Column c of a float row: value c of row r at rec + 2 r. */
+static void pack_half(const uint8_t *src, int r, uint8_t *rec) {
+    memcpy(rec + 2 * r, src, 2);
+}
+
 /* Rows [16 g, 16 g + nr) of w into group g's bytes at dst. */
 static void pack_group(const mt_tensor *w, int64_t g, int nr, uint8_t *dst) {
     const int64_t n = w->ne[0], nblk = n / mt_dtype_block_elems(w->type);
@@ -87,6 +92,8 @@ static void pack_group(const mt_tensor *w, int64_t g, int nr, uint8_t *dst) {
         for (int64_t b = 0; b < nblk; b++) {
             if (w->type == MT_Q4_K)
                 pack_super_block(row + b * bb, r, dst + b * rec);
+            else if (w->type == MT_F16 || w->type == MT_BF16)
+                pack_half(row + b * bb, r, dst + b * rec);
             else
                 pack_block(w->type, row + b * bb, r, dst + b * rec);
         }
@@ -120,8 +127,10 @@ mt_status mt_qpacked_matmul(const mt_tensor *w, int n_tok, const void *xq, float
     float *sk = NULL;
     if (w->type == MT_Q4_K && !(sk = malloc((size_t)(n / 32) * (size_t)n_tok * sizeof *sk)))
         return mt_fail(MT_ERR_NOMEM, "out of memory in a packed matmul");
-    mt_qpack_avx512_fn(w->type)(n, w->packed, row0, row1, n_tok, xq, mt_act_bytes(w->type, n), sk,
-                                y, rows);
+    /* float rows take the tokens' f32 activations */
+    const size_t xs =
+        mt_act_bytes(w->type, n) ? mt_act_bytes(w->type, n) : (size_t)n * sizeof(float);
+    mt_qpack_avx512_fn(w->type)(n, w->packed, row0, row1, n_tok, xq, xs, sk, y, rows);
     free(sk);
     return MT_OK;
 }

@@ -180,6 +180,77 @@ INL void rows(int f, int64_t n, const uint8_t *packed, int64_t row0, int64_t row
     }
 }
 
+/* ---- F16 and BF16 rows: column c of a group is its sixteen rows' values; a token's
+ * activation multiplies it into one of four partial sums (c mod 4, so four chains of
+ * FMAs hide their latency even for one token), added pairwise at the end. Up to four
+ * tokens per tile (sixteen accumulators). ---- */
+
+/* Column c of the group at gp as floats. */
+INL __m512 column(int bf, const uint8_t *gp, int64_t c) {
+    const __m256i h = _mm256_loadu_si256((const void *)(gp + 32 * c));
+    return bf ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+              : _mm512_cvtph_ps(h);
+}
+
+INL void ftile(int bf, int T, int64_t n, const uint8_t *gp, __mmask16 keep, float *yg,
+               const float *x, int64_t xs, int t0, int64_t ys) {
+    __m512 acc[4][4];
+    UNROLL
+    for (int t = 0; t < T; t++) {
+        UNROLL
+        for (int j = 0; j < 4; j++) acc[t][j] = _mm512_setzero_ps();
+    }
+    int64_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        /* 128 bytes a step; the lines 1 KiB ahead */
+        _mm_prefetch((const char *)gp + 32 * c + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)gp + 32 * c + 1088, _MM_HINT_T0);
+        UNROLL
+        for (int j = 0; j < 4; j++) {
+            const __m512 w = column(bf, gp, c + j);
+            UNROLL
+            for (int t = 0; t < T; t++)
+                acc[t][j] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[(t0 + t) * xs + c + j]), acc[t][j]);
+        }
+    }
+    for (; c < n; c++) {
+        const __m512 w = column(bf, gp, c);
+        UNROLL
+        for (int t = 0; t < T; t++)
+            acc[t][c % 4] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[(t0 + t) * xs + c]), acc[t][c % 4]);
+    }
+    UNROLL
+    for (int t = 0; t < T; t++)
+        _mm512_mask_storeu_ps(yg + (size_t)(t0 + t) * ys, keep,
+                              _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]),
+                                            _mm512_add_ps(acc[t][2], acc[t][3])));
+}
+
+INL void frows(int bf, int64_t n, const uint8_t *packed, int64_t row0, int64_t row1, int nt,
+               const float *x, int64_t xs, float *y, int64_t ys) {
+    const size_t gb = mt_qpack_group_bytes(bf ? MT_BF16 : MT_F16, n);
+    for (int64_t gi = row0 / 16; gi < (row1 + 15) / 16; gi++) {
+        const uint8_t *gp = packed + (size_t)gi * gb;
+        const __mmask16 keep = lanes(gi, row0, row1);
+        float *yg = y + 16 * gi;
+        int t = 0;
+        for (; t + 4 <= nt; t += 4) ftile(bf, 4, n, gp, keep, yg, x, xs, t, ys);
+        if (nt - t >= 2) ftile(bf, 2, n, gp, keep, yg, x, xs, t, ys), t += 2;
+        if (nt - t >= 1) ftile(bf, 1, n, gp, keep, yg, x, xs, t, ys);
+    }
+}
+
+#define FROWS(name, bf)                                                                            \
+    static TGT void name(int64_t n, const void *packed, int64_t row0, int64_t row1, int nt,        \
+                         const uint8_t *xq, size_t xs, float *sk, float *y, int64_t ys) {          \
+        (void)sk;                                                                                  \
+        frows(bf, n, packed, row0, row1, nt, (const float *)(const void *)xq,                      \
+              (int64_t)(xs / sizeof(float)), y, ys);                                               \
+    }
+
+FROWS(rows_f16, 0)
+FROWS(rows_bf16, 1)
+
 #define ROWS(name, f)                                                                              \
     static TGT void name(int64_t n, const void *packed, int64_t row0, int64_t row1, int nt,        \
                          const uint8_t *xq, size_t xs, float *sk, float *y, int64_t ys) {          \
@@ -204,6 +275,10 @@ mt_qpack_rows_fn mt_qpack_avx512_fn(mt_dtype t) {
         return rows_q8_0;
     case MT_Q4_K:
         return rows_q4_k;
+    case MT_F16:
+        return rows_f16;
+    case MT_BF16:
+        return rows_bf16;
     default:
         return NULL;
     }

@@ -11,6 +11,7 @@
  *   Q8_0: 8 vectors of codes + 128 (u8), d (16 f16)                           544 bytes
  *   Q4_K (a 256-value super-block): per 32-value sub-block 4 vectors of nibbles, then
  *         d, dmin (16 f16 each), the sub-blocks' scales and mins (8 x 16 u8)   2368 bytes
+ *   F16, BF16 (one column): the sixteen rows' values                           32 bytes
  * A 32-value block's nibble vector j holds, in byte i of dword r, codes 4j + i (low
  * nibble) and 16 + 4j + i (high nibble) of row r: GGUF's Q4_0 byte order, which Q4_K's
  * sub-blocks are rearranged into. Mask k of Q5_0 has bit 4r + i set when code 4k + i of
@@ -41,6 +42,9 @@ static inline size_t mt_qpack_record_bytes(mt_dtype t) {
         return 544;
     case MT_Q4_K:
         return 2368;
+    case MT_F16:
+    case MT_BF16:
+        return 32;
     default:
         return 0;
     }

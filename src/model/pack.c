@@ -46,9 +46,9 @@ static size_t pack_one(mt_tensor *w, uint8_t **at) {
 }
 
 mt_status mt_model_pack(mt_model *m) {
-    /* only GGUF weights are quantised, and they point into the file's mapping, whose
-     * pages pack_one drops */
-    if (m->packed || m->format != MT_FORMAT_GGUF) return MT_OK;
+    /* A loaded model's matrices are views into its files' mappings (model/bind.c), GGUF
+     * or safetensors, whose pages pack_one may drop. */
+    if (m->packed) return MT_OK;
     const size_t total = each_weight(m, packed_size, NULL);
     if (!total) return MT_OK;
     uint8_t *arena = aligned_alloc(64, total);

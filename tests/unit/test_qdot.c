@@ -430,6 +430,67 @@ static void test_batch_bitexact(void **state) {
             if (sizes[s] % mt_dtype_block_elems(ALL[k]) == 0) batch_bitexact(ALL[k], sizes[s]);
 }
 
+/* Packed F16 and BF16 rows: every (row, token) within 1e-5 of the double-precision
+ * product (relative to the sum of |w x|), the same bits whatever else the call holds or
+ * whichever rows it covers; 1 to 9 tokens take every tile (4, 2, 1); a row length that
+ * leaves a column tail. Skipped without AVX-512 VNNI. */
+static void test_qpack_float(void **state) {
+    (void)state;
+    if (!mt_qdot_avx512_available()) skip();
+    mt_rng_seed(&rng, 31);
+    const mt_dtype types[] = {MT_F16, MT_BF16};
+    const int64_t sizes[] = {64, 578};
+    const int64_t rows = 37, row0 = 3, row1 = 35;
+    enum { MAXT = 9 };
+    assert_int_equal(mt_qdot_set_impl(MT_QDOT_AVX512), MT_OK);
+    for (int k = 0; k < 2; k++)
+        for (int si = 0; si < 2; si++) {
+            const mt_dtype t = types[k];
+            const int64_t n = sizes[si];
+            const size_t rb = mt_dtype_row_bytes(t, n);
+            uint8_t *w = xmalloc(rb * rows);
+            float *x = xmalloc((size_t)(MAXT * n) * sizeof *x),
+                  *wf = xmalloc((size_t)n * sizeof *wf);
+            float *y = xmalloc((size_t)(MAXT * rows) * sizeof *y),
+                  *y1 = xmalloc((size_t)rows * sizeof *y1);
+            for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+            fill_act(MAXT * n, x);
+            mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+            void *packed = aligned_alloc(64, mt_qpack_bytes(&wt));
+            assert_non_null(packed);
+            assert_int_equal(mt_qpack(&wt, packed), MT_OK);
+            wt.packed = packed;
+            for (int nt = 1; nt <= MAXT; nt++) {
+                for (int i = 0; i < MAXT * rows; i++) y[i] = -1.0f;
+                assert_int_equal(mt_qpacked_matmul(&wt, nt, x, y, row0, row1), MT_OK);
+                for (int tok = 0; tok < nt; tok++) {
+                    assert_int_equal(mt_qpacked_matmul(&wt, 1, x + tok * n, y1, 20, 21), MT_OK);
+                    assert_memory_equal(&y1[20], &y[tok * rows + 20], sizeof *y1);
+                    for (int64_t r = 0; r < rows; r++) {
+                        const float got = y[tok * rows + r];
+                        if (r < row0 || r >= row1) {
+                            assert_true(got == -1.0f);
+                            continue;
+                        }
+                        mt_dequantize(t, w + r * rb, wf, n);
+                        double exact = 0, mag = 0;
+                        for (int64_t i = 0; i < n; i++) {
+                            exact += (double)wf[i] * x[tok * n + i];
+                            mag += fabs((double)wf[i] * x[tok * n + i]);
+                        }
+                        if (fabs(got - exact) > 1e-5 * mag)
+                            fail_msg("%s n %lld nt %d tok %d row %lld: %.9g vs %.9g",
+                                     mt_dtype_name(t), (long long)n, nt, tok, (long long)r,
+                                     (double)got, exact);
+                    }
+                }
+            }
+            free(packed);
+            free(w), free(x), free(wf), free(y), free(y1);
+        }
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+}
+
 /* mt_matmul outside precise mode, every weight type (float rows included): 20 tokens at
  * once (a prompt: more than one decoding pass) give each token the bits it gets alone,
  * so generation does not depend on how sequences are batched. Float rows had taken the
@@ -597,6 +658,7 @@ static void test_qpack(void **state) {
         }
     }
     assert_false(mt_qpack_supported(MT_Q6_K));
+    assert_false(mt_qpack_supported(MT_F32));
     const mt_tensor k6 = {.type = MT_Q6_K, .n_dims = 2, .ne = {256, 1, 1, 1}};
     assert_int_equal(mt_qpack_bytes(&k6), 0);
     assert_int_equal(mt_qpack(&k6, NULL), MT_ERR_UNSUPPORTED);
@@ -741,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_batch_bitexact),
         cmocka_unit_test(test_avx512_matmul),
         cmocka_unit_test(test_qpack),
+        cmocka_unit_test(test_qpack_float),
         cmocka_unit_test(test_matmul_fast_batch_equals_alone),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_quantize_act_simd_equals_scalar),
