@@ -11,10 +11,14 @@
 void mt_kernels_set_threads(int n);
 int mt_kernels_threads(void);
 
-/* Decoding (up to MT_QDOT_MAX_TOKENS tokens) dots quantised weight rows with activations
- * quantised to 8 bits per token, as llama.cpp does: fast, but not bit-equal to the f32
- * path. Precise mode (the default; training relies on it) keeps f32 activations
- * everywhere; generation turns it off unless asked to keep it. */
+/* Outside precise mode every product goes through the row-dot kernels of qdot.h, or a
+ * weight's packed copy (qpack.h), for any token count: quantised rows with activations
+ * quantised to 8 bits per token, as llama.cpp does (fast, but not bit-equal to the f32
+ * path), float rows with f32 activations; a token gets the same bits however many are
+ * computed with it. Precise mode (the default; training relies on it) keeps f32
+ * activations and dequantises into the f32 GEMM, F16/BF16 rows taking the row-dot
+ * kernels for up to MT_QDOT_MAX_TOKENS tokens; generation turns it off unless asked to
+ * keep it. */
 #define MT_QDOT_MAX_TOKENS 16
 void mt_kernels_set_precise(int on);
 int mt_kernels_precise(void);
