@@ -12,8 +12,7 @@
 #include "kernels/qpack_internal.h"
 
 int mt_qpack_supported(mt_dtype t) {
-    return mt_qdot_get_impl() == MT_QDOT_AVX512 && mt_qpack_avx512_fn(t) != NULL &&
-           mt_qpack_record_bytes(t) != 0;
+    return mt_qdot_get_impl() == MT_QDOT_AVX512 && mt_qpack_avx512_fn(t) != NULL;
 }
 
 size_t mt_qpack_bytes(const mt_tensor *w) {

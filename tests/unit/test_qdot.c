@@ -450,10 +450,13 @@ static void test_qpack_float(void **state) {
             const size_t rb = mt_dtype_row_bytes(t, n);
             uint8_t *w = xmalloc(rb * rows);
             float *x = xmalloc((size_t)(MAXT * n) * sizeof *x),
-                  *wf = xmalloc((size_t)n * sizeof *wf);
+                  *wf = xmalloc((size_t)(rows * n) * sizeof *wf); /* the rows as floats */
             float *y = xmalloc((size_t)(MAXT * rows) * sizeof *y),
                   *y1 = xmalloc((size_t)rows * sizeof *y1);
-            for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+            for (int64_t r = 0; r < rows; r++) {
+                fill_row(t, n, w + r * rb);
+                mt_dequantize(t, w + r * rb, wf + r * n, n);
+            }
             fill_act(MAXT * n, x);
             mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
             void *packed = aligned_alloc(64, mt_qpack_bytes(&wt));
@@ -472,11 +475,11 @@ static void test_qpack_float(void **state) {
                             assert_true(got == -1.0f);
                             continue;
                         }
-                        mt_dequantize(t, w + r * rb, wf, n);
+                        const float *wr = wf + r * n;
                         double exact = 0, mag = 0;
                         for (int64_t i = 0; i < n; i++) {
-                            exact += (double)wf[i] * x[tok * n + i];
-                            mag += fabs((double)wf[i] * x[tok * n + i]);
+                            exact += (double)wr[i] * x[tok * n + i];
+                            mag += fabs((double)wr[i] * x[tok * n + i]);
                         }
                         if (fabs(got - exact) > 1e-5 * mag)
                             fail_msg("%s n %lld nt %d tok %d row %lld: %.9g vs %.9g",
@@ -581,8 +584,8 @@ static void test_avx512_matmul(void **state) {
 
 /* The kernels for packed weights (mt_qpacked_matmul) for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K:
  * every (row, token) within 2T of the scalar kernel and within T of the exact product
- * of the quantised values; ten groups of sixteen rows (a chunk of eight and two more)
- * with a partial first and last group; token counts that take every tile shape. A
+ * of the quantised values; ten groups of sixteen rows, the row range leaving the first
+ * and last partial; token counts that take every tile shape (8, 4, 2, 1). A
  * token's result has the same bits whatever else the call holds and whichever rows it
  * covers. Skipped without AVX-512 VNNI. */
 static void test_qpack(void **state) {
