@@ -18,7 +18,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOLS    := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all test unit asan clean format
+.PHONY: all test unit asan asan-bin clean format
 all: $(BUILD)/meteor $(TESTS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
@@ -44,10 +44,18 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libmeteor.a
 unit: $(TESTS)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 
+ASAN_BUILD ?= build-asan
+ASAN_MAKE = $(MAKE) BUILD=$(ASAN_BUILD) OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	        LDFLAGS="-fsanitize=address,undefined"
+
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	        LDFLAGS="-fsanitize=address,undefined" unit
+	$(ASAN_MAKE) unit
+
+# The meteor binary and test tools under the same sanitizers (build-asan/meteor), for the
+# fuzz stage and the regression tests that must run clean under ASan.
+asan-bin:
+	$(ASAN_MAKE) all
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h tests/unit/*.c tests/tools/*.c)

@@ -46,6 +46,17 @@ def meteor_bin(build_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def meteor_asan_bin(repo_root) -> Path:
+    """build-asan/meteor: meteor under AddressSanitizer + UndefinedBehaviorSanitizer
+    (`make asan-bin`; scripts/test.sh builds it before the Python stages). Any sanitizer
+    report aborts the process with a non-zero exit (-fno-sanitize-recover)."""
+    exe = Path(os.environ.get("METEOR_ASAN_BUILD", repo_root / "build-asan")) / "meteor"
+    if not (exe.is_file() and os.access(exe, os.X_OK)):
+        pytest.fail(f"{exe} is missing: build it with `make asan-bin`", pytrace=False)
+    return exe
+
+
+@pytest.fixture(scope="session")
 def models_dir(repo_root) -> Path:
     d = Path(os.environ.get("METEOR_MODELS", repo_root / "models"))
     missing = [f for f in (SMOLLM_FILE, GEMMA_FILE) if not (d / f).is_file()]
