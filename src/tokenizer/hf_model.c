@@ -12,15 +12,19 @@ static int json_int_id(const cJSON *n, int32_t *out) {
     return 1;
 }
 
-/* The vocabulary must cover the largest id either list uses. */
+/* The vocabulary must cover the largest id either list uses. Ids index a table, so one id
+ * far past the tokens listed would make that many empty slots (a billion for one bad
+ * number); files number their tokens from 0 with few if any gaps, so the largest id must
+ * stay below twice the count. */
 static mt_status vocab_size(const cJSON *vocab, const cJSON *added, int32_t *n) {
-    int32_t max_id = -1, id = 0;
+    int32_t max_id = -1, id = 0, listed = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         if (!json_int_id(e, &id))
             return mt_fail(MT_ERR_FORMAT, "tokenizer.json: vocab entry '%s' is not a token id",
                            e->string);
         if (id > max_id) max_id = id;
+        listed++;
     }
     cJSON_ArrayForEach(e, added) {
         if (!cJSON_IsObject(e) || !json_int_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id) ||
@@ -28,7 +32,12 @@ static mt_status vocab_size(const cJSON *vocab, const cJSON *added, int32_t *n) 
             return mt_fail(MT_ERR_FORMAT,
                            "tokenizer.json: added_tokens entry needs id and content");
         if (id > max_id) max_id = id;
+        listed++;
     }
+    if ((int64_t)max_id >= 2 * (int64_t)listed)
+        return mt_fail(MT_ERR_FORMAT,
+                       "tokenizer.json: token id %d is far beyond the %d tokens listed", max_id,
+                       listed);
     *n = max_id + 1;
     return MT_OK;
 }
