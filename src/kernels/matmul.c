@@ -104,9 +104,10 @@ static int is_block_quant(mt_dtype t) {
     return t != MT_F32 && t != MT_F16 && t != MT_BF16;
 }
 
-/* Rows [r0, r1) of w for the n tokens (xa: their quantised activations, x: as floats):
- * from w's packed copy where it has one, all tokens at once; otherwise mt_matmul_q, in
- * passes of up to `pass` tokens. Nonzero when the packed kernel found no memory. */
+/* Rows [r0, r1) of w for the n tokens (xa: their activations quantised for w's type,
+ * NULL for float rows; x: as floats): from w's packed copy where it has one, all tokens
+ * at once; otherwise mt_matmul_q, in passes of up to `pass` tokens. Nonzero when the
+ * packed kernel found no memory. */
 static int run_rows(const mt_tensor *w, int n, const char *xa, const float *x, float *y, int64_t r0,
                     int64_t r1, int pass) {
     if (w->packed && mt_qpack_supported(w->type)) /* float rows take the f32 activations */
@@ -149,6 +150,11 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
     }
     char *xq = NULL;
     if (off[nw] && !(xq = malloc(off[nw]))) return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
+    /* Each weight's own activation form: a group may mix float rows with quantised ones
+     * (quantisers keep some tensors at higher precision), and a float row's kernel reads
+     * f32 activations, never the group's 8-bit buffer. */
+    const char *xa[MT_MATMUL_MAX_WEIGHTS];
+    for (int i = 0; i < nw; i++) xa[i] = ab[i] ? xq + off[act[i]] : NULL;
     const int64_t total = rows_before[nw];
     /* Up to 16 tokens (decoding): one range of rows per thread, in multiples of 16 (the
      * packed groups; the decoding kernels rearrange the tokens' activations once per
@@ -186,7 +192,7 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
                 for (int i = 0; i < nw; i++) {
                     int64_t r0, r1;
                     if (clip_range(p * per, per, rows_before[i], rows_before[i + 1], &r0, &r1) &&
-                        run_rows(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1, n))
+                        run_rows(w[i], n, xa[i], x, y[i], r0, r1, n))
 #pragma omp atomic write
                         nomem = 1;
                 }
@@ -197,8 +203,7 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
                     int64_t r0, r1;
                     if (clip_range(b * block, block, rows_before[i], rows_before[i + 1], &r0,
                                    &r1) &&
-                        run_rows(w[i], n, xq ? xq + off[act[i]] : NULL, x, y[i], r0, r1,
-                                 MT_QDOT_MAX_TOKENS))
+                        run_rows(w[i], n, xa[i], x, y[i], r0, r1, MT_QDOT_MAX_TOKENS))
 #pragma omp atomic write
                         nomem = 1;
                 }

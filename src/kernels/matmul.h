@@ -27,8 +27,9 @@ int mt_kernels_precise(void);
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y);
 
 /* y[i] = x·w[i]ᵀ for up to MT_MATMUL_MAX_WEIGHTS weights that read the same x (q/k/v,
- * gate/up), each result as mt_matmul gives it. In decoding they share one activation
- * quantisation per layout and one parallel pass over all their rows. */
+ * gate/up), of any types (float and quantised rows may mix), each result as mt_matmul
+ * gives it. In decoding they share one activation quantisation per layout and one
+ * parallel pass over all their rows. */
 #define MT_MATMUL_MAX_WEIGHTS 4
 mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int n,
                           float *const *y);

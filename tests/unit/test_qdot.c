@@ -525,6 +525,79 @@ static void test_matmul_fast_batch_equals_alone(void **state) {
     mt_kernels_set_precise(1);
 }
 
+/* One weight of a group for mixed_group: random rows, packed where the current
+ * implementation packs its type. */
+static mt_tensor group_weight(mt_dtype t, int64_t n, int64_t rows) {
+    const size_t rb = mt_dtype_row_bytes(t, n);
+    uint8_t *w = xmalloc(rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++) fill_row(t, n, w + r * rb);
+    mt_tensor wt = {.type = t, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = w};
+    if (mt_qpack_supported(t)) {
+        void *packed = aligned_alloc(64, mt_qpack_bytes(&wt));
+        assert_non_null(packed);
+        assert_int_equal(mt_qpack(&wt, packed), MT_OK);
+        wt.packed = packed;
+    }
+    return wt;
+}
+
+/* mt_matmul_multi over a group mixing float and quantised rows (quantisers keep some of
+ * q/k/v or gate/up at higher precision) gives each weight mt_matmul's bits alone, for a
+ * decoding pass and a prompt. The float member once got the group's 8-bit activations,
+ * which the packed F16/BF16 kernel read as f32 past their end. */
+static void mixed_group(int nw, const mt_dtype *types) {
+    enum { NT = 20 };
+    const int64_t n = 256, rows[] = {48, 32, 40};
+    mt_tensor w[3];
+    const mt_tensor *wp[3];
+    float *x = xmalloc((size_t)(NT * n) * sizeof *x), *y[3], *y1[3];
+    for (int i = 0; i < nw; i++) {
+        w[i] = group_weight(types[i], n, rows[i]);
+        wp[i] = &w[i];
+        y[i] = xmalloc((size_t)(NT * rows[i]) * sizeof *y[i]);
+        y1[i] = xmalloc((size_t)(NT * rows[i]) * sizeof *y1[i]);
+    }
+    fill_act(NT * n, x);
+    const int counts[] = {1, NT};
+    for (int c = 0; c < 2; c++) {
+        assert_int_equal(mt_matmul_multi(nw, wp, x, counts[c], y), MT_OK);
+        for (int i = 0; i < nw; i++) {
+            assert_int_equal(mt_matmul(&w[i], x, counts[c], y1[i]), MT_OK);
+            if (memcmp(y[i], y1[i], (size_t)(counts[c] * rows[i]) * sizeof *y1[i]))
+                fail_msg("%s: weight %d (%s) of %d, %d tokens: the group and alone differ",
+                         mt_qdot_impl_name(mt_qdot_get_impl()), i, mt_dtype_name(types[i]), nw,
+                         counts[c]);
+        }
+    }
+    for (int i = 0; i < nw; i++) {
+        free((void *)w[i].data), free((void *)w[i].packed);
+        free(y[i]), free(y1[i]);
+    }
+    free(x);
+}
+
+static void test_matmul_multi_mixed_types(void **state) {
+    (void)state;
+    mt_rng_seed(&rng, 13);
+    const mt_dtype floats[] = {MT_F32, MT_F16, MT_BF16}, quants[] = {MT_Q8_0, MT_Q4_K, MT_Q6_K};
+    const mt_qdot_impl impls[] = {MT_QDOT_SCALAR, MT_QDOT_AVX2, MT_QDOT_AVX512};
+    mt_kernels_set_precise(0);
+    for (int m = 0; m < 3; m++) {
+        if (mt_qdot_set_impl(impls[m]) != MT_OK) continue; /* not on this CPU */
+        for (int f = 0; f < 3; f++)
+            for (int q = 0; q < 3; q++) {
+                const mt_dtype fl = floats[f], qu = quants[q];
+                mixed_group(3, (const mt_dtype[]){qu, fl, qu});
+                mixed_group(3, (const mt_dtype[]){fl, qu, fl});
+                mixed_group(2, (const mt_dtype[]){fl, qu});
+                mixed_group(2, (const mt_dtype[]){qu, fl});
+            }
+        mixed_group(3, (const mt_dtype[]){MT_Q8_0, MT_BF16, MT_Q6_K});
+    }
+    mt_qdot_set_impl(MT_QDOT_AUTO);
+    mt_kernels_set_precise(1);
+}
+
 /* The AVX-512 kernels through mt_matmul_q, every (row, token) against the scalar kernel
  * within 2T: 1, 2, 3, 7 and 16 tokens (every pass size, 16 and 7 = 4 + 2 + 1), odd row
  * counts and offsets, tails of every length. Skipped without AVX-512 VNNI. */
@@ -808,6 +881,7 @@ int main(void) {
         cmocka_unit_test(test_qpack),
         cmocka_unit_test(test_qpack_float),
         cmocka_unit_test(test_matmul_fast_batch_equals_alone),
+        cmocka_unit_test(test_matmul_multi_mixed_types),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_quantize_act_simd_equals_scalar),
         cmocka_unit_test(test_errors),
