@@ -91,16 +91,37 @@ static mt_status per_token(const mt_gguf *g, const char *key, mt_gguf_type a, mt
     return MT_OK;
 }
 
+static int names_special(const mt_gguf *g, int64_t id) {
+    static const char *const keys[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                       "tokenizer.ggml.padding_token_id",
+                                       "tokenizer.ggml.unknown_token_id", NULL};
+    for (int i = 0; keys[i]; i++)
+        if (opt_id(g, keys[i]) == id) return 1;
+    return 0;
+}
+
+/* Converters (llama.cpp's, meteor's merged export) pad the token list to the embedding's
+ * rows with placeholders of type UNUSED ("[PAD151665]", ...) that no text encodes to.
+ * They are not tokens: cut off, their rows are the padded rows decoding masks
+ * (infer/vocab.h), as for a Hugging Face folder whose embedding outgrows its tokenizer. */
+static uint64_t tokens_before_placeholders(const mt_gguf *g, const mt_gguf_kv *types, uint64_t n) {
+    while (n > 1 && types && token_type_at(types, n - 1) == MT_TT_UNUSED &&
+           !names_special(g, (int64_t)(n - 1)))
+        n--;
+    return n;
+}
+
 static mt_status load_vocab(mt_tokenizer *t, const mt_gguf *g) {
     const mt_gguf_kv *toks = array_of(g, "tokenizer.ggml.tokens", MT_GGUF_STRING, 0);
     if (!toks || toks->arr_n == 0 || toks->arr_n > INT32_MAX)
         return mt_fail(MT_ERR_FORMAT, "gguf: tokenizer.ggml.tokens missing or not a string array");
-    uint64_t n = toks->arr_n;
     const mt_gguf_kv *types, *scores;
-    mt_status st = per_token(g, "tokenizer.ggml.token_type", MT_GGUF_I32, MT_GGUF_U32, n, &types);
+    mt_status st =
+        per_token(g, "tokenizer.ggml.token_type", MT_GGUF_I32, MT_GGUF_U32, toks->arr_n, &types);
     if (st == MT_OK)
-        st = per_token(g, "tokenizer.ggml.scores", MT_GGUF_F32, MT_GGUF_F32, n, &scores);
+        st = per_token(g, "tokenizer.ggml.scores", MT_GGUF_F32, MT_GGUF_F32, toks->arr_n, &scores);
     if (st != MT_OK) return st;
+    const uint64_t n = tokens_before_placeholders(g, types, toks->arr_n);
     st = mt_vocab_init(&t->v, (int32_t)n, scores != NULL);
     int gemma = t->arch && !strncmp(t->arch, "gemma", 5);
     for (uint64_t i = 0; st == MT_OK && i < n; i++) {

@@ -705,6 +705,57 @@ static void test_gguf_sentencepiece(void **state) {
     mt_tokenizer_free(t);
 }
 
+/* Converters pad the token list to the embedding's rows with "[PADn]" entries of type
+ * UNUSED; they are not tokens, so the tokenizer ends before them (infer/vocab.h masks
+ * those rows), unless a special token id names one. */
+static void put_padded_byte_level(gguf_buf *w, int n_pad) {
+    char storage[256][4], pads[8][16];
+    size_t n;
+    const char **toks = byte_level_tokens(&n, storage);
+    const char *all[270 + 8];
+    int32_t types[270 + 8];
+    for (int i = 0; i < 270 + n_pad; i++) {
+        if (i < 270) {
+            all[i] = toks[i];
+            types[i] = i >= BL_IM_START ? (i == BL_THINK ? 4 : 3) : 1;
+        } else {
+            snprintf(pads[i - 270], sizeof pads[0], "[PAD%d]", i);
+            all[i] = pads[i - 270];
+            types[i] = 5;
+        }
+    }
+    kv_str(w, "general.architecture", "qwen2");
+    kv_str(w, "tokenizer.ggml.model", "gpt2");
+    kv_str(w, "tokenizer.ggml.pre", "smollm");
+    kv_strs(w, "tokenizer.ggml.tokens", all, (size_t)(270 + n_pad));
+    kv_i32s(w, "tokenizer.ggml.token_type", types, (size_t)(270 + n_pad));
+    kv_strs(w, "tokenizer.ggml.merges", BL_MERGES, 11);
+    free(toks);
+}
+
+static void test_gguf_placeholders_are_not_tokens(void **state) {
+    (void)state;
+    gguf_buf w = {0};
+    put_padded_byte_level(&w, 6);
+    kv_u32(&w, "tokenizer.ggml.eos_token_id", BL_IM_END);
+    mt_tokenizer *t;
+    assert_int_equal(load_gguf(&w, &t), MT_OK);
+    assert_int_equal(mt_tokenizer_n_vocab(t), 270);
+    assert_int_equal(mt_tokenizer_find(t, "[PAD271]"), -1);
+    char piece[16];
+    size_t len;
+    assert_int_equal(mt_token_bytes(t, 270, 1, piece, sizeof piece, &len), MT_ERR_ARG);
+    expect_round_trip(t, "hello world [PAD270]");
+    mt_tokenizer_free(t);
+    /* a placeholder that is the padding token stays, and with it those before it */
+    put_padded_byte_level(&w, 6);
+    kv_u32(&w, "tokenizer.ggml.padding_token_id", 272);
+    assert_int_equal(load_gguf(&w, &t), MT_OK);
+    assert_int_equal(mt_tokenizer_n_vocab(t), 273);
+    assert_int_equal(mt_tokenizer_pad(t), 272);
+    mt_tokenizer_free(t);
+}
+
 static void test_gguf_malformed(void **state) {
     (void)state;
     mt_tokenizer *t;
@@ -830,6 +881,7 @@ int main(void) {
         cmocka_unit_test(test_chat_gemma_and_llama3),
         cmocka_unit_test(test_gguf_byte_level),
         cmocka_unit_test(test_gguf_sentencepiece),
+        cmocka_unit_test(test_gguf_placeholders_are_not_tokens),
         cmocka_unit_test(test_gguf_malformed),
         cmocka_unit_test(test_malformed_tokenizer_json),
         cmocka_unit_test(test_missing_and_bad_companions),
