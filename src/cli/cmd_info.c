@@ -54,7 +54,12 @@ static void print_info(const mt_session *s) {
     printf("embedding:      %d\n", c->n_embd);
     printf("heads:          %d (KV heads %d, head dim %d)\n", c->n_head, c->n_head_kv, c->head_dim);
     printf("feed-forward:   %d (%s)\n", c->n_ff, c->act == MT_ACT_GELU_TANH ? "GeGLU" : "SwiGLU");
-    printf("vocabulary:     %d\n", c->n_vocab);
+    const int n_tokens = mt_tokenizer_n_vocab(s->tok);
+    printf("vocabulary:     %d", c->n_vocab);
+    if (c->n_vocab > n_tokens)
+        printf(" (%d padded rows past the tokenizer's %d tokens, never generated)",
+               c->n_vocab - n_tokens, n_tokens);
+    printf("\n");
     printf("context:        %d\n", c->n_ctx_train);
     printf("rope:           base %g%s", c->rope_base,
            c->rope_style == MT_ROPE_NEOX ? " (neox)" : " (pairs)");

@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "infer/textbuf.h"
+#include "infer/vocab.h"
 #include "kernels/topk.h"
 #include "model/forward.h"
 
@@ -61,10 +62,11 @@ typedef struct {
     const mt_model *m;
     const mt_tokenizer *tok;
     const mt_beam_params *p;
-    int N; /* beams */
-    int K; /* candidates kept per step (transformers' beams_to_keep) */
-    int V; /* vocabulary */
-    int L; /* longest hypothesis: max_tokens, or less where the context ends first */
+    int N;     /* beams */
+    int K;     /* candidates kept per step (transformers' beams_to_keep) */
+    int V;     /* logits per row: the model's embedding rows */
+    int n_ids; /* ids a continuation may take: the tokenizer's (infer/vocab.h) */
+    int L;     /* longest hypothesis: max_tokens, or less where the context ends first */
     int n_prompt;
     mt_stop_reason at_limit; /* why a hypothesis of L tokens ends */
     int32_t stops[MAX_STOPS + 1];
@@ -144,9 +146,9 @@ static mt_status collect_stops(search *s) {
     for (int i = -1; i < p->n_stop_tokens; i++) {
         const int32_t t = i < 0 ? eos : p->stop_tokens[i];
         if (i < 0 && t < 0) continue;
-        if (t < 0 || t >= s->V)
+        if (t < 0 || t >= s->n_ids)
             return mt_fail(MT_ERR_ARG, "stop token %d is outside the vocabulary of %d", (int)t,
-                           s->V);
+                           s->n_ids);
         if (!is_stop_token(s, t)) s->stops[s->n_stops++] = t;
     }
     for (int i = 0; i < p->n_stop_strings; i++) {
@@ -165,7 +167,8 @@ static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *t
     s->N = p->n_beams;
     s->V = m->cfg.n_vocab;
     s->n_prompt = n_prompt;
-    mt_status st = collect_stops(s);
+    mt_status st = mt_decode_vocab(m, tok, &s->n_ids);
+    if (!st) st = collect_stops(s);
     if (st) return st;
     if (p->n_stop_strings && !tok) return mt_fail(MT_ERR_ARG, "stop strings need a tokenizer");
     /* As transformers: enough candidates that N of them run on even when every beam's
@@ -253,9 +256,10 @@ static void best_candidates(search *s, int *n) {
     int n_pool = 0;
     for (int b = 0; b < s->nr; b++) {
         /* A beam's own best K contain every one of its continuations that can make the
-         * global best K, so the merge never sees the whole vocabulary. */
+         * global best K, so the merge never sees the whole vocabulary. Rows past the
+         * tokenizer's ids are masked: outside the softmax and never candidates. */
         const int k =
-            mt_topk_log_softmax(s->logits + (size_t)b * V, V, s->K, s->top_idx, s->top_val);
+            mt_topk_log_softmax(s->logits + (size_t)b * V, s->n_ids, s->K, s->top_idx, s->top_val);
         for (int j = 0; j < k; j++)
             s->pool[n_pool++] =
                 (cand){.beam = b, .token = s->top_idx[j], .total = s->score_run[b] + s->top_val[j]};

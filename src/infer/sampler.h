@@ -30,6 +30,8 @@ typedef struct {
 /* Greedy defaults. */
 mt_sampler_params mt_sampler_defaults(void);
 mt_status mt_sampler_params_validate(const mt_sampler_params *p);
+/* n_vocab: the ids it picks from, the first n_vocab logits of a row; a row may be longer
+ * (padded embedding rows, infer/vocab.h) and the rest of it is never read. */
 mt_status mt_sampler_init(mt_sampler *s, const mt_sampler_params *p, int n_vocab);
 void mt_sampler_free(mt_sampler *s);
 /* Picks the next token; logits are modified in place. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "infer/vocab.h"
 
 static int is_stop_token(const mt_seq *q, int32_t t) {
     if (t == mt_tokenizer_eos(q->tok)) return 1;
@@ -77,7 +78,9 @@ mt_status mt_seq_init(mt_seq *q, const mt_model *m, const mt_tokenizer *tok, con
                        cap);
     mt_sampler_params sp = p->sampling;
     sp.seed += seed_offset;
-    mt_status s = mt_sampler_init(&q->sampler, &sp, m->cfg.n_vocab);
+    int n_tokens;
+    mt_status s = mt_decode_vocab(m, tok, &n_tokens);
+    if (!s) s = mt_sampler_init(&q->sampler, &sp, n_tokens);
     if (s) return s;
     if (!(q->hist = mt_calloc((size_t)cap, sizeof *q->hist))) {
         mt_sampler_free(&q->sampler);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/vocab.h"
 #include "kernels/matmul.h"
 #include "model/pack.h"
 
@@ -14,20 +15,17 @@ mt_status mt_session_open(mt_session *s, const char *model_path, int threads,
     mt_kernels_set_threads(threads);
     mt_status st = mt_model_load(model_path, &s->model);
     if (st) return mt_fail_prefix(st, model_path);
-    /* fast generation reads the weights through their packed copies */
-    if (!mt_kernels_precise() && (st = mt_model_pack(s->model))) {
-        mt_session_close(s);
-        return st;
-    }
-    if ((st = mt_tokenizer_load(model_path, &s->tok))) {
+    int n_tokens;
+    if ((st = mt_tokenizer_load(model_path, &s->tok)) ||
+        (st = mt_decode_vocab(s->model, s->tok, &n_tokens))) {
         mt_fail_prefix(st, model_path);
         mt_session_close(s);
         return st;
     }
-    if (mt_tokenizer_n_vocab(s->tok) > s->model->cfg.n_vocab) {
+    /* fast generation reads the weights through their packed copies */
+    if (!mt_kernels_precise() && (st = mt_model_pack(s->model))) {
         mt_session_close(s);
-        return mt_fail(MT_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d",
-                       model_path, mt_tokenizer_n_vocab(s->tok), s->model->cfg.n_vocab);
+        return st;
     }
     if (chat_override) {
         if ((st = mt_chat_family_parse(chat_override, &s->chat))) {
