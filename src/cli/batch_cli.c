@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "infer/batch.h"
-#include "io/file_util.h"
+#include "io/jsonl.h"
 
 typedef struct {
     int32_t *ids;
@@ -54,48 +54,49 @@ static mt_status encode_line(const mt_session *s, const cJSON *j, int chat, cons
     return mt_session_encode(s, m, (int)n, NULL, &out->ids, &out->n);
 }
 
+typedef struct {
+    const mt_session *s;
+    const char *path, *system;
+    int chat, cap;
+    job *jb;
+} prompt_reader;
+
+static mt_status add_prompt(void *user, cJSON *j, int line) {
+    prompt_reader *r = user;
+    job *jb = r->jb;
+    mt_status st = MT_OK;
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return mt_fail(MT_ERR_FORMAT, "%s:%d: not a JSON object", r->path, line);
+    }
+    if (jb->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        prompt *grown = realloc(jb->items, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            cJSON_Delete(j);
+            return mt_fail(MT_ERR_NOMEM, "out of memory reading %s", r->path);
+        }
+        jb->items = grown;
+        r->cap = cap;
+    }
+    prompt *pr = &jb->items[jb->n];
+    memset(pr, 0, sizeof *pr);
+    if ((st = encode_line(r->s, j, r->chat, r->system, pr))) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%d", r->path, line);
+        mt_fail_prefix(st, where);
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    pr->id = id ? cJSON_Duplicate(id, 1) : NULL;
+    cJSON_Delete(j);
+    jb->n++;
+    return st;
+}
+
 static mt_status read_prompts(const mt_session *s, const char *path, int chat, const char *system,
                               job *jb) {
-    char *data = NULL;
-    size_t len = 0;
-    mt_status st = mt_read_file(path, &data, &len);
-    if (st) return st;
-    int cap = 0, line = 0;
-    for (char *p = data, *end; !st && p < data + len; p = end + 1) {
-        end = memchr(p, '\n', (size_t)(data + len - p));
-        if (!end) end = data + len;
-        line++;
-        *end = '\0';
-        if (strspn(p, " \t\r") == strlen(p)) continue;
-        cJSON *j = cJSON_Parse(p);
-        if (!cJSON_IsObject(j)) {
-            cJSON_Delete(j);
-            st = mt_fail(MT_ERR_FORMAT, "%s:%d: not a JSON object", path, line);
-            break;
-        }
-        if (jb->n == cap) {
-            cap = cap ? 2 * cap : 64;
-            prompt *grown = realloc(jb->items, (size_t)cap * sizeof *grown);
-            if (!grown) {
-                cJSON_Delete(j);
-                st = mt_fail(MT_ERR_NOMEM, "out of memory reading %s", path);
-                break;
-            }
-            jb->items = grown;
-        }
-        prompt *pr = &jb->items[jb->n];
-        memset(pr, 0, sizeof *pr);
-        if ((st = encode_line(s, j, chat, system, pr))) {
-            char where[4200];
-            snprintf(where, sizeof where, "%s:%d", path, line);
-            mt_fail_prefix(st, where);
-        }
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-        pr->id = id ? cJSON_Duplicate(id, 1) : NULL;
-        cJSON_Delete(j);
-        jb->n++;
-    }
-    free(data);
+    prompt_reader r = {.s = s, .path = path, .system = system, .chat = chat, .jb = jb};
+    mt_status st = mt_jsonl_read(path, add_prompt, &r);
     if (!st && jb->n == 0) st = mt_fail(MT_ERR_FORMAT, "%s has no prompts", path);
     return st;
 }

@@ -11,6 +11,7 @@
 #include "core/sha256.h"
 #include "io/file_util.h"
 #include "io/json_file.h"
+#include "io/jsonl.h"
 
 /* Whitespace runs collapsed to one space, ends trimmed, appended to buf. */
 static void append_normalised(char *buf, size_t *len, const char *s) {
@@ -102,7 +103,7 @@ static mt_status parse_record(const cJSON *o, const char *where, mt_question *q)
 typedef struct {
     cJSON *arr;
     int *lines;
-    int n;
+    int n, cap;
 } question_file;
 
 static void file_free(question_file *f) {
@@ -110,27 +111,22 @@ static void file_free(question_file *f) {
     free(f->lines);
 }
 
-static mt_status read_jsonl(const char *path, char *data, size_t len, question_file *f) {
-    int line = 0, cap = 0;
-    if (!(f->arr = cJSON_CreateArray())) return MT_ERR_NOMEM;
-    for (char *p = data, *end; p < data + len; p = end + 1) {
-        end = memchr(p, '\n', (size_t)(data + len - p));
-        if (!end) end = data + len;
-        line++;
-        *end = '\0';
-        if (blank(p)) continue;
-        cJSON *j = cJSON_Parse(p);
-        if (!j) return mt_fail(MT_ERR_FORMAT, "%s:%d: not valid JSON", path, line);
-        cJSON_AddItemToArray(f->arr, j);
-        if (f->n == cap) {
-            cap = cap ? 2 * cap : 64;
-            int *l = realloc(f->lines, (size_t)cap * sizeof *l);
-            if (!l) return mt_fail(MT_ERR_NOMEM, "out of memory reading %s", path);
-            f->lines = l;
-        }
-        f->lines[f->n++] = line;
+static mt_status add_line(void *user, cJSON *value, int line) {
+    question_file *f = user;
+    cJSON_AddItemToArray(f->arr, value);
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 64;
+        int *l = realloc(f->lines, (size_t)f->cap * sizeof *l);
+        if (!l) return mt_fail(MT_ERR_NOMEM, "out of memory reading questions");
+        f->lines = l;
     }
+    f->lines[f->n++] = line;
     return MT_OK;
+}
+
+static mt_status read_jsonl(const char *path, const char *data, size_t len, question_file *f) {
+    if (!(f->arr = cJSON_CreateArray())) return MT_ERR_NOMEM;
+    return mt_jsonl_parse_text(path, data, len, add_line, f);
 }
 
 static mt_status read_array(const char *path, const char *data, size_t len, question_file *f) {

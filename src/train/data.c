@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/file_util.h"
+#include "io/jsonl.h"
 #include "train/data_internal.h"
 
 typedef struct {
@@ -15,38 +15,6 @@ typedef struct {
     int cap;
     int kind_line; /* line of the first record, which fixed the file's kind */
 } loader;
-
-static int is_blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!strchr(" \t\r\v\f", s[i])) return 0;
-    return 1;
-}
-
-static mt_status parse_line(const char *s, size_t n, const char *path, int line, cJSON **out) {
-    *out = NULL;
-    /* cJSON would end a string at the NUL, dropping the rest of the field unseen. */
-    if (memchr(s, '\0', n))
-        return mt_fail(MT_ERR_FORMAT, "%s:%d: NUL byte in the line", path, line);
-    const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(s, n, &end, 0);
-    size_t off = end && end >= s && end <= s + n ? (size_t)(end - s) : n;
-    if (!doc) {
-        if (off >= n)
-            return mt_fail(MT_ERR_FORMAT, "%s:%d: malformed JSON: the line ends inside a value",
-                           path, line);
-        return mt_fail(MT_ERR_FORMAT, "%s:%d: malformed JSON at column %zu", path, line, off + 1);
-    }
-    while (off < n && strchr(" \t\r", s[off])) off++;
-    if (off < n) {
-        cJSON_Delete(doc);
-        return mt_fail(MT_ERR_FORMAT,
-                       "%s:%d: unexpected text after the JSON object at column "
-                       "%zu (one record per line)",
-                       path, line, off + 1);
-    }
-    *out = doc;
-    return MT_OK;
-}
 
 static const char *kind_name(mt_data_kind k) {
     return k == MT_DATA_PREF ? "preference" : "SFT";
@@ -124,12 +92,10 @@ static mt_status add_record(loader *L, const mt_data_record *r, int line) {
     return MT_OK;
 }
 
-static mt_status load_line(loader *L, const char *s, size_t n, int line) {
-    cJSON *doc;
-    mt_status st = parse_line(s, n, L->path, line, &doc);
-    if (st) return st;
+static mt_status load_line(void *user, cJSON *doc, int line) {
+    loader *L = user;
     mt_data_record r;
-    st = mt_data_record_parse(doc, L->path, line, &r);
+    mt_status st = mt_data_record_parse(doc, L->path, line, &r);
     if (st == MT_OK) st = check_kind(L, &r, line);
     if (st == MT_OK) st = add_record(L, &r, line);
     mt_data_record_clear(&r);
@@ -137,34 +103,15 @@ static mt_status load_line(loader *L, const char *s, size_t n, int line) {
     return st;
 }
 
-static mt_status load_text(loader *L, const char *text, size_t len) {
-    int line = 0;
-    for (size_t pos = 0; pos < len;) {
-        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - s) : len - pos;
-        pos += n + 1;
-        line++;
-        if (line == 1 && n >= 3 && !memcmp(s, "\xef\xbb\xbf", 3)) s += 3, n -= 3; /* UTF-8 BOM */
-        if (is_blank(s, n)) continue;
-        mt_status st = load_line(L, s, n, line);
-        if (st) return st;
-    }
-    if (!L->kind_line) return mt_fail(MT_ERR_FORMAT, "%s: no records (the file is empty)", L->path);
-    return MT_OK;
-}
-
 mt_status mt_dataset_load(const char *path, const mt_tokenizer *tok, mt_chat_family fam,
                           const mt_data_opts *o, mt_dataset *out) {
     memset(out, 0, sizeof *out);
     if (o && o->max_len < 0)
         return mt_fail(MT_ERR_ARG, "data: max length %d is negative", o->max_len);
-    char *text;
-    size_t len;
-    mt_status st = mt_read_file(path, &text, &len);
-    if (st) return st;
     loader L = {path, tok, fam, o ? o->max_len : 0, out, 0, 0};
-    st = load_text(&L, text, len);
-    free(text);
+    mt_status st = mt_jsonl_read(path, load_line, &L);
+    if (!st && !L.kind_line)
+        st = mt_fail(MT_ERR_FORMAT, "%s: no records (the file is empty)", path);
     if (st) mt_dataset_free(out);
     return st;
 }

@@ -230,7 +230,7 @@ def error_line(p):
 
 
 @pytest.mark.parametrize("content,expect", [
-    ('{"title": "ok", "question_content": "fine"}\n{not json\n', ":2: not valid JSON"),
+    ('{"title": "ok", "question_content": "fine"}\n{not json\n', ":2: malformed JSON"),
     ('{"title": "ok"}\n{"category": "x"}\n', ":2: needs"),
     ('{"title": "  ", "question_content": ""}\n', ":1: the question is empty"),
     ('{"question": 7}\n', '"question" must be a string'),

@@ -187,3 +187,29 @@ def test_safetensors_truncated(run_meteor, tmp_path):
 ])
 def test_bad_flags(run_meteor, args, needle):
     assert_clean_error(run_meteor(*args, check=False), needle)
+
+
+# ---- JSONL inputs: one JSON value per line, for every reader --------------------------
+
+@pytest.mark.parametrize("line", ['{"prompt": "a"} {"prompt": "b"}', '{"prompt": "a"} garbage'])
+def test_batch_line_with_trailing_text(tiny_gguf, run_meteor, tmp_path, line):
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{"prompt": "ok"}\n' + line + "\n")
+    p = run_meteor("generate", "-m", tiny_gguf, "--batch", batch, "-n", 2, "--greedy", "-q",
+                   check=False)
+    assert_clean_error(p, "batch.jsonl:2: unexpected text after the JSON value")
+    assert p.stdout == ""
+
+
+def distill_args(run, model, questions, *extra):
+    return ["distill", "--run", run, "-m", model, "--questions", questions, "--expert-url",
+            "http://127.0.0.1:9/v1", "--expert-model", "m", "--no-guideline", "--no-train",
+            "--max-retries", "0", "--test-fraction", "0", "--quiet", *extra]
+
+
+@pytest.mark.parametrize("line", ['{"title": "a"} {"title": "b"}', '{"title": "a"} garbage'])
+def test_question_line_with_trailing_text(tiny_gguf, run_meteor, tmp_path, line):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(line + "\n")
+    p = run_meteor(*distill_args(tmp_path / "run", tiny_gguf, questions), check=False)
+    assert_clean_error(p, "q.jsonl:1: unexpected text after the JSON value")

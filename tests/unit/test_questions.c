@@ -1,7 +1,8 @@
 /* Importing questions (pipeline/questions.c): both file shapes (JSONL and a JSON array)
  * and both record formats, ids stable under whitespace changes, duplicates dropped, a bad
- * record failing the whole import with nothing stored, and a split drawn per id that does
- * not move when questions are added and cannot be redrawn with other settings. */
+ * record failing the whole import with nothing stored, one JSON value per JSONL line, and a split
+ * drawn per id that does not move when questions are added and cannot be redrawn with other
+ * settings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -116,6 +117,47 @@ static void test_bad_record_stores_nothing(void **state) {
     assert_int_equal(count(NULL), 0);
 }
 
+static const char *write_bytes(const char *name, const char *data, size_t n) {
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    fclose(f);
+    return path;
+}
+
+/* A line holds one question: a second object or trailing text on it is refused, not
+ * dropped, as the training data reader does. */
+static void test_jsonl_line_holds_one_value(void **state) {
+    (void)state;
+    mt_import_stats st;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"{\"title\": \"a\"} {\"title\": \"b\"}\n", "q.jsonl:1: unexpected text after the JSON"},
+        {"{\"title\": \"ok\"}\n\n{\"title\": \"a\"} garbage\n", "q.jsonl:3: unexpected text"},
+        {"{\"title\": \"a\"}]\n", "q.jsonl:1: unexpected text"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_int_equal(mt_questions_import(s, write_file("q.jsonl", cases[i].text), &st),
+                         MT_ERR_FORMAT);
+        if (!strstr(mt_last_error(), cases[i].want))
+            fail_msg("error '%s', want '%s'", mt_last_error(), cases[i].want);
+        assert_int_equal(count(NULL), 0);
+    }
+    /* A NUL would end the line for cJSON, hiding what follows it. */
+    static const char nul[] = "{\"title\": \"a\"}\0{\"title\": \"b\"}\n";
+    assert_int_equal(mt_questions_import(s, write_bytes("q.jsonl", nul, sizeof nul - 1), &st),
+                     MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), "q.jsonl:1: NUL byte"));
+    assert_int_equal(count(NULL), 0);
+    /* Trailing whitespace, CRLF and a BOM are fine. */
+    static const char ok[] = "\xef\xbb\xbf{\"title\": \"a\"}  \t\r\n{\"title\": \"b\"}\r\n";
+    assert_int_equal(mt_questions_import(s, write_bytes("q.jsonl", ok, sizeof ok - 1), &st), MT_OK);
+    assert_int_equal(st.added, 2);
+}
+
 static void test_split_is_stable_and_fixed(void **state) {
     (void)state;
     char buf[8192] = "";
@@ -158,6 +200,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_jsonl_both_formats_and_dedupe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_array, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_record_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jsonl_line_holds_one_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_is_stable_and_fixed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
