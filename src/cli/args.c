@@ -1,7 +1,5 @@
 #include "cli/args.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +12,9 @@ static const mt_opt *find_opt(const mt_opt *opts, int n, const char *arg) {
     return NULL;
 }
 
-static mt_status parse_value(const mt_opt *o, const char *v) {
-    char *end = NULL;
-    errno = 0;
+/* v as the option's value; `name` is how the user spelled the option (--lr, or lr in a
+ * config file), for the error. */
+static mt_status parse_value(const mt_opt *o, const char *name, const char *v) {
     switch (o->kind) {
     case MT_OPT_STR:
         *(const char **)o->dst = v;
@@ -24,35 +22,32 @@ static mt_status parse_value(const mt_opt *o, const char *v) {
     case MT_OPT_STR_LIST: {
         mt_str_list *l = o->dst;
         if (l->n == MT_OPT_LIST_MAX)
-            return mt_fail(MT_ERR_ARG, "%s given more than %d times", o->name, MT_OPT_LIST_MAX);
+            return mt_fail(MT_ERR_ARG, "%s given more than %d times", name, MT_OPT_LIST_MAX);
         l->items[l->n++] = v;
         return MT_OK;
     }
-    case MT_OPT_INT: {
-        long x = strtol(v, &end, 10);
-        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L)
-            return mt_fail(MT_ERR_ARG, "%s expects an integer, got '%s'", o->name, v);
-        *(int *)o->dst = (int)x;
-        return MT_OK;
-    }
-    case MT_OPT_U64: {
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || end == v || *end || v[0] == '-')
-            return mt_fail(MT_ERR_ARG, "%s expects a non-negative integer, got '%s'", o->name, v);
-        *(uint64_t *)o->dst = x;
-        return MT_OK;
-    }
-    case MT_OPT_FLOAT: {
-        float x = strtof(v, &end);
-        if (errno || end == v || *end || !isfinite(x))
-            return mt_fail(MT_ERR_ARG, "%s expects a number, got '%s'", o->name, v);
-        *(float *)o->dst = x;
-        return MT_OK;
-    }
+    case MT_OPT_INT:
+        return mt_range_parse_int(MT_ERR_ARG, name, v, o->range, (int *)o->dst);
+    case MT_OPT_U64:
+        return mt_range_parse_u64(MT_ERR_ARG, name, v, (uint64_t *)o->dst);
+    case MT_OPT_FLOAT:
+        return mt_range_parse_float(MT_ERR_ARG, name, v, o->range, (float *)o->dst);
     case MT_OPT_FLAG:
         break;
     }
     return mt_fail(MT_ERR_INTERNAL, "option %s has no value kind", o->name);
+}
+
+/* A numeric option without a range would take any value unchecked; the zero range (what
+ * a table entry that leaves it out gets) is never a real one. */
+static mt_status check_table(const mt_opt *opts, int n) {
+    for (int i = 0; i < n; i++) {
+        const mt_range r = opts[i].range;
+        const int unset = r.lo == 0 && r.hi == 0 && !r.lo_open && !r.hi_open;
+        if ((opts[i].kind == MT_OPT_INT || opts[i].kind == MT_OPT_FLOAT) && unset)
+            return mt_fail(MT_ERR_INTERNAL, "option %s has no range", opts[i].name);
+    }
+    return MT_OK;
 }
 
 typedef struct {
@@ -115,7 +110,7 @@ static mt_status config_kv(void *user, const char *key, const char *value, int l
     }
     const char *kept = NULL;
     mt_status s = keep_string(value, &kept);
-    if (!s) s = parse_value(o, kept);
+    if (!s) s = parse_value(o, key, kept);
     if (s) {
         char where[4200];
         snprintf(where, sizeof where, "%s:%d", c->path, line);
@@ -126,6 +121,8 @@ static mt_status config_kv(void *user, const char *key, const char *value, int l
 
 mt_status mt_parse_opts(const mt_opt *opts, int n_opts, int argc, char **argv, int *help) {
     *help = 0;
+    mt_status checked = check_table(opts, n_opts);
+    if (checked) return checked;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -162,7 +159,7 @@ mt_status mt_parse_opts(const mt_opt *opts, int n_opts, int argc, char **argv, i
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!v) return mt_fail(MT_ERR_ARG, "%s needs a value", o->name);
-        mt_status s = parse_value(o, v);
+        mt_status s = parse_value(o, a, v);
         if (s) return s;
     }
     return MT_OK;

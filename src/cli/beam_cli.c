@@ -16,13 +16,14 @@ void mt_beam_opts_defaults(mt_beam_opts *b) {
 void mt_beam_opts_table(mt_beam_opts *b, mt_opt *t) {
     const mt_opt table[MT_BEAM_OPT_COUNT] = {
         {"--beams", NULL, MT_OPT_INT, &b->beams, "N",
-         "beam search with N beams instead of sampling (0 = off)"},
+         "beam search with N beams instead of sampling (0 = off)", MT_RANGE(0, MT_CLI_MAX_BEAMS)},
         {"--length-penalty", NULL, MT_OPT_FLOAT, &b->length_penalty, "X",
-         "beam score = sum log-prob / length^X (1; > 0 favours longer replies)"},
+         "beam score = sum log-prob / length^X (1; > 0 favours longer replies)",
+         MT_RANGE_FROM(-HUGE_VAL)},
         {"--early-stopping", NULL, MT_OPT_FLAG, &b->early_stopping, NULL,
          "end beam search as soon as N hypotheses are finished"},
         {"--n-best", NULL, MT_OPT_INT, &b->n_best, "K",
-         "hypotheses to print with --beams, best first (1)"},
+         "hypotheses to print with --beams, best first (1)", MT_RANGE(1, MT_CLI_MAX_BEAMS)},
     };
     memcpy(t, table, sizeof table);
 }

@@ -101,7 +101,8 @@ int mt_cmd_export(int argc, char **argv) {
          "merged matrix type: f16 (default) | f32 | q8_0"},
         {"--out", "-o", MT_OPT_STR, &out, "PATH",
          "output folder (peft) or file (gguf-lora, --merge)"},
-        {"--threads", "-t", MT_OPT_INT, &threads, "N", "threads for merging (default: all cores)"},
+        {"--threads", "-t", MT_OPT_INT, &threads, "N", "threads for merging (default: all cores)",
+         MT_RANGE(0, MT_CLI_MAX_THREADS)},
     };
     const int n_opts = sizeof opts / sizeof *opts;
     int help = 0;

@@ -129,8 +129,13 @@ int mt_cmd_generate(int argc, char **argv) {
     opts[MT_GEN_OPT_COUNT + 4] =
         (mt_opt){"--batch", NULL,   MT_OPT_STR,
                  &batch,    "FILE", "JSONL prompts in, JSONL results out (batched)"};
-    opts[MT_GEN_OPT_COUNT + 5] = (mt_opt){
-        "--slots", NULL, MT_OPT_INT, &slots, "N", "sequences decoded together with --batch (16)"};
+    opts[MT_GEN_OPT_COUNT + 5] = (mt_opt){"--slots",
+                                          NULL,
+                                          MT_OPT_INT,
+                                          &slots,
+                                          "N",
+                                          "sequences decoded together with --batch (16)",
+                                          MT_RANGE(1, MT_CLI_MAX_SLOTS)};
     opts[MT_GEN_OPT_COUNT + 6] =
         (mt_opt){"--quiet", "-q", MT_OPT_FLAG, &quiet, NULL, "no progress bar with --batch"};
     mt_beam_opts_table(&beam, opts + MT_GEN_OPT_COUNT + 7);

@@ -1,5 +1,6 @@
 #include "cli/gen_opts.h"
 
+#include <limits.h>
 #include <string.h>
 
 void mt_gen_opts_defaults(mt_gen_opts *o) {
@@ -15,24 +16,27 @@ void mt_gen_opts_defaults(mt_gen_opts *o) {
 void mt_gen_opts_table(mt_gen_opts *o, mt_opt *t) {
     const mt_opt table[MT_GEN_OPT_COUNT] = {
         {"--model", "-m", MT_OPT_STR, &o->model, "MODEL", "GGUF file or Hugging Face folder"},
-        {"--max-tokens", "-n", MT_OPT_INT, &o->max_tokens, "N", "tokens to generate at most (256)"},
+        {"--max-tokens", "-n", MT_OPT_INT, &o->max_tokens, "N", "tokens to generate at most (256)",
+         MT_RANGE(1, MT_CLI_MAX_TOKENS)},
         {"--greedy", NULL, MT_OPT_FLAG, &o->greedy, NULL, "always take the most likely token"},
         {"--temperature", NULL, MT_OPT_FLOAT, &o->sampling.temperature, "T",
-         "sampling temperature (0.7; 0 = greedy)"},
+         "sampling temperature (0.7; 0 = greedy)", MT_RANGE_FROM(0)},
         {"--top-k", NULL, MT_OPT_INT, &o->sampling.top_k, "K",
-         "keep the K most likely tokens (50; 0 = off)"},
+         "keep the K most likely tokens (50; 0 = off)", MT_RANGE(0, INT_MAX)},
         {"--top-p", NULL, MT_OPT_FLOAT, &o->sampling.top_p, "P",
-         "nucleus sampling mass (0.95; 1 = off)"},
+         "nucleus sampling mass (0.95; 1 = off)", MT_RANGE_OPEN_LO(0, 1)},
         {"--min-p", NULL, MT_OPT_FLOAT, &o->sampling.min_p, "P",
-         "drop tokens below P x the best probability (0)"},
+         "drop tokens below P x the best probability (0)", MT_RANGE_OPEN_HI(0, 1)},
         {"--repeat-penalty", NULL, MT_OPT_FLOAT, &o->sampling.repeat_penalty, "X",
-         "repetition penalty (1 = off)"},
+         "repetition penalty (1 = off)", MT_RANGE_ABOVE(0)},
         {"--repeat-last-n", NULL, MT_OPT_INT, &o->sampling.repeat_last_n, "N",
-         "history the penalty looks at (64; -1 = all)"},
+         "history the penalty looks at (64; -1 = all)", MT_RANGE(-1, INT_MAX)},
         {"--seed", NULL, MT_OPT_U64, &o->sampling.seed, "S", "random seed (42)"},
         {"--stop", NULL, MT_OPT_STR_LIST, &o->stops, "TEXT", "stop before this text (repeatable)"},
-        {"--ctx", NULL, MT_OPT_INT, &o->n_ctx, "N", "context size (prompt + max tokens)"},
-        {"--threads", "-t", MT_OPT_INT, &o->threads, "N", "threads (0 = all cores)"},
+        {"--ctx", NULL, MT_OPT_INT, &o->n_ctx, "N", "context size (prompt + max tokens)",
+         MT_RANGE(0, MT_CLI_MAX_TOKENS)},
+        {"--threads", "-t", MT_OPT_INT, &o->threads, "N", "threads (0 = all cores)",
+         MT_RANGE(0, MT_CLI_MAX_THREADS)},
         {"--chat-template", NULL, MT_OPT_STR, &o->chat_template, "NAME",
          "chatml | llama3 | gemma (default: from the model)"},
         {"--system", NULL, MT_OPT_STR, &o->system, "TEXT", "system message for chat prompts"},

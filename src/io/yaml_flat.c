@@ -27,6 +27,16 @@ static int line(const reader *r) {
     return (int)r->ev.start_mark.line + 1;
 }
 
+/* libyaml gives a scalar's length; a NUL inside one (a quoted "\0") would leave every
+ * reader after this one with only the text before it. */
+static mt_status check_scalar(const reader *r, const char *key) {
+    const yaml_event_t *e = &r->ev;
+    if (strlen((const char *)e->data.scalar.value) == e->data.scalar.length) return MT_OK;
+    if (!key) return mt_fail(MT_ERR_FORMAT, "%s:%d: a key holds a NUL character", r->path, line(r));
+    return mt_fail(MT_ERR_FORMAT, "%s:%d: the value of '%s' holds a NUL character", r->path,
+                   line(r), key);
+}
+
 /* A list of scalars into one comma-separated string (malloc'ed). */
 static mt_status read_list(reader *r, const char *key, char **out) {
     size_t len = 0, cap = 64;
@@ -35,6 +45,7 @@ static mt_status read_list(reader *r, const char *key, char **out) {
     s[0] = '\0';
     mt_status st;
     while (!(st = next(r)) && r->ev.type == YAML_SCALAR_EVENT) {
+        if ((st = check_scalar(r, key))) break;
         const size_t n = r->ev.data.scalar.length;
         if (len + n + 2 > cap) {
             while (len + n + 2 > cap) cap *= 2;
@@ -68,6 +79,7 @@ static mt_status read_value(reader *r, const char *key, char **out, int *is_null
     *out = NULL;
     *is_null = 0;
     if (r->ev.type == YAML_SCALAR_EVENT) {
+        if ((st = check_scalar(r, key))) return st;
         const char *v = (const char *)r->ev.data.scalar.value;
         *is_null = r->ev.data.scalar.length == 0 && r->ev.data.scalar.plain_implicit;
         if (!*is_null && !(*out = strdup(v))) return mt_fail(MT_ERR_NOMEM, "out of memory");
@@ -83,6 +95,10 @@ static mt_status read_mapping(reader *r, mt_yaml_kv_fn fn, void *user) {
     while (!(st = next(r)) && r->ev.type == YAML_SCALAR_EVENT) {
         char key[128];
         const int at = line(r);
+        if ((st = check_scalar(r, NULL))) return st;
+        if (r->ev.data.scalar.length >= sizeof key)
+            return mt_fail(MT_ERR_FORMAT, "%s:%d: a key is longer than %zu characters", r->path, at,
+                           sizeof key - 1);
         snprintf(key, sizeof key, "%s", (const char *)r->ev.data.scalar.value);
         char *value = NULL;
         int is_null = 0;

@@ -184,6 +184,13 @@ def test_safetensors_truncated(run_meteor, tmp_path):
     (["generate", "-m", "x.gguf", "-p", "hi", "--temperature", "abc"], "number"),
     (["generate", "-m", "x.gguf", "-p", "hi", "--top-p", "2"], "top-p"),
     (["frobnicate"], "frobnicate"),
+    (["generate", "-m", "x.gguf", "-p", "hi", "-t", "99999999999"],
+     "-t = 99999999999 is out of range (0 .. 4096)"),
+    (["generate", "-m", "x.gguf", "-p", "hi", "-n", "0"], "-n = 0 is out of range"),
+    (["generate", "-m", "x.gguf", "-p", "hi", "--ctx", "-5"], "--ctx = -5 is out of range"),
+    (["train", "--lr", "-1"], "--lr = -1 is out of range (a finite number > 0)"),
+    (["train", "--lora-dropout", "1"], "--lora-dropout = 1 is out of range"),
+    (["distill", "--test-fraction", "nan"], "--test-fraction = nan is out of range"),
 ])
 def test_bad_flags(run_meteor, args, needle):
     assert_clean_error(run_meteor(*args, check=False), needle)

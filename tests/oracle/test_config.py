@@ -52,7 +52,11 @@ def test_config_equals_flags_and_flags_override(run_meteor, smollm_gguf, data, t
 @pytest.mark.parametrize("text,expect", [
     ("lora_rnk: 4\n", "train.yaml:1: unknown setting 'lora_rnk'"),
     ("epochs: 2\nlora_rank: {a: 1}\n", "train.yaml:2: 'lora_rank': nested mappings"),
-    ("epochs: two\n", "train.yaml:1: --epochs expects an integer"),
+    ("epochs: two\n", "train.yaml:1: epochs expects an integer"),
+    ("lr: -1\n", "train.yaml:1: lr = -1 is out of range (a finite number > 0)"),
+    ("epochs: 1\nlr: \"1\\0e9\"\n", "train.yaml:2: the value of 'lr' holds a NUL character"),
+    ("max_len: 1e9\n", "train.yaml:1: max_len expects an integer"),
+    ("lora_rank: 0\n", "train.yaml:1: lora_rank = 0 is out of range"),
     ("full: maybe\n", "train.yaml:1: 'full' must be true or false"),
     ("epochs: [1\n", "train.yaml:2:"),
     ("- 1\n", "expected a mapping"),

@@ -89,11 +89,27 @@ static void test_refusals(void **state) {
     assert_int_equal(mt_yaml_read_flat("/nonexistent/x.yaml", collect, &s), MT_ERR_IO);
 }
 
+/* A quoted "\0" gives a scalar with a NUL inside; read as a C string it would be its prefix
+ * ("lr: \"1\\0e9\"" would set lr to 1). */
+static void test_nul_in_scalar(void **state) {
+    (void)state;
+    seen s;
+    assert_int_equal(read_text("a: 1\nlr: \"1\\0e9\"\n", &s), MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), ":2: the value of 'lr' holds a NUL character"));
+    assert_int_equal(s.n, 1);
+    assert_int_equal(read_text("targets: [q, \"v\\0x\"]\n", &s), MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), ":1: the value of 'targets' holds a NUL"));
+    assert_int_equal(read_text("\"lr\\0x\": 1\n", &s), MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), ":1: a key holds a NUL character"));
+    assert_int_equal(s.n, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalars_lists_and_nulls),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_nul_in_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
