@@ -179,9 +179,13 @@ static mt_status batch_item(const mt_tokenizer *t, const tok_opts *o, const cJSO
     if (!ids) return mt_fail(MT_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
         const cJSON *x = cJSON_GetArrayItem(e, i);
+        int id;
         if (!cJSON_IsNumber(x))
             return free(ids), mt_fail(MT_ERR_ARG, "--batch: ids must be numbers");
-        ids[i] = (int32_t)x->valuedouble;
+        if (mt_range_int(MT_ERR_ARG, "--batch: token id", x->valuedouble, MT_RANGE(0, INT32_MAX),
+                         &id))
+            return free(ids), MT_ERR_ARG;
+        ids[i] = id;
     }
     mt_status st = decode_print(t, o, ids, (size_t)n, out);
     free(ids);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/range.h"
 #include "core/status.h"
 #include "kernels/dtype.h"
 
@@ -90,5 +91,12 @@ int mt_gguf_get_int(const mt_gguf *g, const char *key, int64_t *out);
 int mt_gguf_get_float(const mt_gguf *g, const char *key, double *out);
 int mt_gguf_get_bool(const mt_gguf *g, const char *key, int *out);
 const char *mt_gguf_get_str(const mt_gguf *g, const char *key); /* NULL if absent */
+
+/* Numbers a caller relies on: *out = def when the key is absent; an error naming the key
+ * when it holds another type (for ints: anything but an integer type) or a value outside
+ * r, which a cast would silently wrap or turn into inf. */
+mt_status mt_gguf_get_int_in(const mt_gguf *g, const char *key, int def, mt_range r, int *out);
+mt_status mt_gguf_get_float_in(const mt_gguf *g, const char *key, float def, mt_range r,
+                               float *out);
 
 #endif

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/range.h"
 #include "io/gguf_internal.h"
 
 size_t mt_gguf_scalar_size(uint32_t t) {
@@ -223,4 +224,44 @@ int mt_gguf_get_bool(const mt_gguf *g, const char *key, int *out) {
 const char *mt_gguf_get_str(const mt_gguf *g, const char *key) {
     const mt_gguf_kv *kv = mt_gguf_find(g, key);
     return kv && kv->type == MT_GGUF_STRING ? kv->str : NULL;
+}
+
+static const char *type_name(mt_gguf_type t) {
+    static const char *const names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
+                                        "bool", "string", "array", "u64", "i64", "f64"};
+    return (unsigned)t < sizeof names / sizeof *names ? names[t] : "unknown";
+}
+
+/* A numeric value as a double; 0 when kv holds no number. */
+static int number_of(const mt_gguf_kv *kv, int integers_only, double *out) {
+    if (kv->type == MT_GGUF_F32 || kv->type == MT_GGUF_F64) {
+        *out = kv->f64;
+        return !integers_only;
+    }
+    if (!is_integer(kv->type)) return 0;
+    *out = kv->type == MT_GGUF_U64 ? (double)kv->u64 : (double)kv->i64;
+    return 1;
+}
+
+mt_status mt_gguf_get_int_in(const mt_gguf *g, const char *key, int def, mt_range r, int *out) {
+    const mt_gguf_kv *kv = mt_gguf_find(g, key);
+    double v;
+    *out = def;
+    if (!kv) return MT_OK;
+    if (!number_of(kv, 1, &v))
+        return mt_fail(MT_ERR_FORMAT, "metadata '%s' must be an integer, not %s", key,
+                       type_name(kv->type));
+    return mt_range_int(MT_ERR_FORMAT, key, v, r, out);
+}
+
+mt_status mt_gguf_get_float_in(const mt_gguf *g, const char *key, float def, mt_range r,
+                               float *out) {
+    const mt_gguf_kv *kv = mt_gguf_find(g, key);
+    double v;
+    *out = def;
+    if (!kv) return MT_OK;
+    if (!number_of(kv, 0, &v))
+        return mt_fail(MT_ERR_FORMAT, "metadata '%s' must be a number, not %s", key,
+                       type_name(kv->type));
+    return mt_range_float(MT_ERR_FORMAT, key, v, r, out);
 }

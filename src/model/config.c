@@ -74,7 +74,21 @@ mt_status mt_config_validate(const mt_model_config *c) {
                        c->n_head, c->n_head_kv);
     if (c->head_dim % 2 != 0)
         return mt_fail(MT_ERR_FORMAT, "head dimension %d is odd; RoPE needs pairs", c->head_dim);
-    if (!(c->norm_eps > 0) || !isfinite(c->rope_base) || c->rope_base <= 0)
-        return mt_fail(MT_ERR_FORMAT, "model config has invalid norm epsilon or RoPE base");
+    /* The readers check each number as they take it; this also holds configs built in
+     * code. */
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
+        return mt_fail(MT_ERR_FORMAT, "model config has norm epsilon %g; it must be > 0 and finite",
+                       c->norm_eps);
+    if (!(c->rope_base > 0) || !isfinite(c->rope_base) || !(c->rope_scale > 0) ||
+        !isfinite(c->rope_scale) || !(c->rope_base_local >= 0) || !isfinite(c->rope_base_local))
+        return mt_fail(MT_ERR_FORMAT,
+                       "model config has RoPE base %g (local %g), scale %g; they must be > 0 and "
+                       "finite",
+                       c->rope_base, c->rope_base_local, c->rope_scale);
+    if (!(c->final_softcap >= 0) || !isfinite(c->final_softcap) || !(c->attn_softcap >= 0) ||
+        !isfinite(c->attn_softcap) || !(c->attn_scale > 0) || !isfinite(c->attn_scale))
+        return mt_fail(MT_ERR_FORMAT, "model config has a negative or non-finite softcap or scale");
+    if (c->sliding_window < 0)
+        return mt_fail(MT_ERR_FORMAT, "model config has sliding window %d", c->sliding_window);
     return MT_OK;
 }

@@ -1,12 +1,14 @@
 #include "model/lora.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/range.h"
 #include "core/rng.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -153,10 +155,19 @@ static mt_status config_from_peft(const cJSON *j, mt_lora_config *c) {
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "use_rslora");
     if (!cJSON_IsNumber(r) || !cJSON_IsNumber(alpha))
         return mt_fail(MT_ERR_FORMAT, "adapter_config.json needs numeric r and lora_alpha");
+    if (drop && !cJSON_IsNull(drop) && !cJSON_IsNumber(drop))
+        return mt_fail(MT_ERR_FORMAT, "adapter_config.json: lora_dropout must be a number");
     if (cJSON_IsTrue(rs)) return mt_fail(MT_ERR_UNSUPPORTED, "rsLoRA adapters are not supported");
-    c->rank = r->valueint;
-    c->alpha = (float)alpha->valuedouble;
-    c->dropout = cJSON_IsNumber(drop) ? (float)drop->valuedouble : 0.0f;
+    c->dropout = 0.0f;
+    mt_status s;
+    if ((s = mt_range_int(MT_ERR_FORMAT, "adapter_config.json: r", r->valuedouble,
+                          MT_RANGE(1, INT_MAX), &c->rank)) ||
+        (s = mt_range_float(MT_ERR_FORMAT, "adapter_config.json: lora_alpha", alpha->valuedouble,
+                            MT_RANGE_ABOVE(0), &c->alpha)) ||
+        (cJSON_IsNumber(drop) &&
+         (s = mt_range_float(MT_ERR_FORMAT, "adapter_config.json: lora_dropout", drop->valuedouble,
+                             MT_RANGE_OPEN_HI(0, 1), &c->dropout))))
+        return s;
     c->targets = 0;
     const cJSON *e;
     if (cJSON_IsString(targets)) return mt_lora_parse_targets(targets->valuestring, &c->targets);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/range.h"
 #include "io/gguf_write.h"
 #include "io/json_file.h"
 #include "tokenizer/tokenizer.h"
@@ -63,10 +64,12 @@ typedef struct {
     char (*pad)[24];
 } vocab;
 
-static mt_status put(vocab *v, int id, const char *text, int32_t type, const char *path) {
-    if (id < 0 || id >= v->n)
-        return mt_fail(MT_ERR_FORMAT, "%s: token id %d is outside the model's vocabulary of %d",
-                       path, id, v->n);
+static mt_status put(vocab *v, const cJSON *id_json, const char *text, int32_t type,
+                     const char *path) {
+    int id;
+    mt_status s =
+        mt_range_int(MT_ERR_FORMAT, "token id", id_json->valuedouble, MT_RANGE(0, v->n - 1), &id);
+    if (s) return mt_fail_prefix(s, path);
     v->text[id] = text;
     v->type[id] = type;
     return MT_OK;
@@ -78,14 +81,14 @@ static mt_status read_vocab(const cJSON *root, vocab *v, const char *path) {
     mt_status s = MT_OK;
     cJSON_ArrayForEach(e, model_vocab) {
         if (!cJSON_IsNumber(e)) return mt_fail(MT_ERR_FORMAT, "%s: bad vocab entry", path);
-        if ((s = put(v, e->valueint, e->string, TT_NORMAL, path))) return s;
+        if ((s = put(v, e, e->string, TT_NORMAL, path))) return s;
     }
     cJSON_ArrayForEach(e, get(root, "added_tokens")) {
         const cJSON *id = get(e, "id"), *content = get(e, "content");
         if (!cJSON_IsNumber(id) || !cJSON_IsString(content))
             return mt_fail(MT_ERR_FORMAT, "%s: bad added_tokens entry", path);
         int32_t type = cJSON_IsTrue(get(e, "special")) ? TT_CONTROL : TT_USER;
-        if ((s = put(v, id->valueint, content->valuestring, type, path))) return s;
+        if ((s = put(v, id, content->valuestring, type, path))) return s;
     }
     /* Models often have more embedding rows than tokens; llama.cpp needs one per row. */
     for (int i = 0; i < v->n; i++)

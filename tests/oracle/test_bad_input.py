@@ -28,7 +28,7 @@ def bytes_to_unicode():
 EMBD, FF, HEADS, LAYERS = 256, 512, 4, 2
 
 
-def write_tiny_gguf(path, arch="llama", q_rows=EMBD, q_type=None):
+def write_tiny_gguf(path, arch="llama", q_rows=EMBD, q_type=None, eps=1e-5):
     """A tiny llama-style GGUF with a 256-token byte-level vocabulary."""
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(LAYERS)
@@ -37,7 +37,7 @@ def write_tiny_gguf(path, arch="llama", q_rows=EMBD, q_type=None):
     w.add_feed_forward_length(FF)
     w.add_head_count(HEADS)
     w.add_head_count_kv(HEADS)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_layer_norm_rms_eps(eps)
     w.add_rope_freq_base(10000.0)
     table = bytes_to_unicode()
     w.add_tokenizer_model("gpt2")
@@ -142,6 +142,12 @@ def test_unsupported_tensor_type(run_meteor, tmp_path):
     assert_clean_error(run_meteor("info", bad, check=False), "blk.1.attn_q.weight", "Q2_K")
 
 
+def test_infinite_norm_epsilon(run_meteor, tmp_path):
+    bad = write_tiny_gguf(tmp_path / "eps.gguf", eps=float("inf"))
+    assert_clean_error(run_meteor("info", bad, check=False),
+                       "llama.attention.layer_norm_rms_epsilon = inf is out of range")
+
+
 def make_hf_folder(path):
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64,
@@ -160,6 +166,39 @@ def test_malformed_config_json(run_meteor, tmp_path):
     folder = make_hf_folder(tmp_path / "hf")
     (folder / "config.json").write_text("{not json")
     assert_clean_error(run_meteor("info", folder, check=False), "config.json")
+
+
+def add_byte_tokenizer(folder):
+    """tokenizer.json with the 256 byte tokens of make_hf_folder's vocabulary, no merges."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    table = bytes_to_unicode()
+    tok = Tokenizer(models.BPE(vocab={table[b]: b for b in range(256)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+@pytest.fixture
+def hf_folder(tmp_path, run_meteor):
+    folder = add_byte_tokenizer(make_hf_folder(tmp_path / "hf"))
+    assert "architecture:   llama" in run_meteor("info", folder).stdout
+    return folder
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("max_position_embeddings", 1e308,
+     "max_position_embeddings = 1e+308 is out of range (1 .. 2147483647)"),
+    ("num_attention_heads", 4.5, "num_attention_heads = 4.5 is not a whole number"),
+    ("rms_norm_eps", -1e-6, "rms_norm_eps = -1e-06 is out of range"),
+    ("rope_theta", 1e39, "rope_theta = 1e+39 is out of range"),
+    ("hidden_size", "32", "hidden_size must be a number"),
+])
+def test_config_json_numbers_out_of_range(hf_folder, run_meteor, key, value, needle):
+    cfg = json.loads((hf_folder / "config.json").read_text())
+    cfg[key] = value
+    (hf_folder / "config.json").write_text(json.dumps(cfg))
+    assert_clean_error(run_meteor("info", hf_folder, check=False), "config.json", needle)
 
 
 def test_unknown_hf_architecture(run_meteor, tmp_path):

@@ -231,6 +231,31 @@ static void check_metadata(const mt_gguf *g) {
     assert_null(mt_gguf_find(g, "missing"));
 }
 
+/* The checked getters a model loader uses: absent keys give the default, anything else
+ * must be a number of the right kind inside the range, or the error names the key. */
+static void check_ranged_getters(const mt_gguf *g) {
+    int i = 0;
+    float f = 0;
+    assert_int_equal(mt_gguf_get_int_in(g, "missing", 9, MT_RANGE(1, 10), &i), MT_OK);
+    assert_int_equal(i, 9);
+    assert_int_equal(mt_gguf_get_int_in(g, "k.u16", 0, MT_RANGE(1, INT32_MAX), &i), MT_OK);
+    assert_int_equal(i, 60000);
+    assert_int_equal(mt_gguf_get_int_in(g, "k.u32", 0, MT_RANGE(1, INT32_MAX), &i), MT_ERR_FORMAT);
+    assert_string_equal(mt_last_error(), "k.u32 = 4000000000 is out of range (1 .. 2147483647)");
+    assert_int_equal(mt_gguf_get_int_in(g, "k.u64", 0, MT_RANGE(1, INT32_MAX), &i), MT_ERR_FORMAT);
+    assert_non_null(strstr(mt_last_error(), "k.u64 = 1.8446744073709552e+19 is out of range"));
+    assert_int_equal(mt_gguf_get_int_in(g, "k.f32", 0, MT_RANGE(1, INT32_MAX), &i), MT_ERR_FORMAT);
+    assert_string_equal(mt_last_error(), "metadata 'k.f32' must be an integer, not f32");
+    assert_int_equal(mt_gguf_get_float_in(g, "k.f32", 0, MT_RANGE_ABOVE(0), &f), MT_OK);
+    assert_true(f == 1.5f);
+    assert_int_equal(mt_gguf_get_float_in(g, "k.u16", 0, MT_RANGE_ABOVE(0), &f), MT_OK);
+    assert_true(f == 60000.0f);
+    assert_int_equal(mt_gguf_get_float_in(g, "k.i16", 1, MT_RANGE_ABOVE(0), &f), MT_ERR_FORMAT);
+    assert_string_equal(mt_last_error(), "k.i16 = -30000 is out of range (a finite number > 0)");
+    assert_int_equal(mt_gguf_get_float_in(g, "k.str", 1, MT_RANGE_ABOVE(0), &f), MT_ERR_FORMAT);
+    assert_string_equal(mt_last_error(), "metadata 'k.str' must be a number, not string");
+}
+
 static void check_arrays(const mt_gguf *g) {
     const mt_gguf_kv *a = mt_gguf_find(g, "k.arr_u32");
     assert_non_null(a);
@@ -298,6 +323,7 @@ static void test_valid(uint32_t version, uint32_t alignment) {
     assert_int_equal(g->alignment, alignment ? alignment : 32);
     assert_int_equal(g->n_kv, alignment ? 17 : 16);
     check_metadata(g);
+    check_ranged_getters(g);
     check_arrays(g);
     check_tensors(g);
     check_unsupported_use(g);
