@@ -61,7 +61,10 @@ static mt_status build_spec(const expert_flags *f, const mt_distill_opts *o, mt_
     r->seed = o->seed;
     sp->key_env = f->key_env;
     if (!f->key_env && getenv("OPENAI_API_KEY")) sp->key_env = "OPENAI_API_KEY";
-    return parse_json_mode(f->json_mode, &r->json_mode);
+    /* A missing key stops the run before the weak model writes any guideline. */
+    const char *key;
+    mt_status st = o->dry_run ? MT_OK : mt_expert_api_key(sp, &key);
+    return st ? st : parse_json_mode(f->json_mode, &r->json_mode);
 }
 
 int mt_cmd_distill(int argc, char **argv) {

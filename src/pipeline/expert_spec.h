@@ -16,6 +16,11 @@ typedef struct {
     const char *key_env; /* environment variable holding the API key */
 } mt_expert_spec;
 
+/* The API key from the environment variable sp->key_env (*key = NULL when none is
+ * named). A variable that is not set is an error naming it, unless the name looks like a
+ * key itself; no message ever holds what was given then. */
+mt_status mt_expert_api_key(const mt_expert_spec *sp, const char **key);
+
 mt_status mt_expert_open(const mt_expert_spec *sp, mt_store *s, mt_expert **out);
 
 #endif

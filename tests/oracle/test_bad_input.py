@@ -3,6 +3,7 @@
 Each case starts from a valid file (checked to load) and breaks one thing.
 """
 import json
+import os
 import shutil
 
 import gguf
@@ -259,3 +260,18 @@ def test_question_line_with_trailing_text(tiny_gguf, run_meteor, tmp_path, line)
     questions.write_text(line + "\n")
     p = run_meteor(*distill_args(tmp_path / "run", tiny_gguf, questions), check=False)
     assert_clean_error(p, "q.jsonl:1: unexpected text after the JSON value")
+
+
+# ---- the API key's variable ----------------------------------------------------------
+
+@pytest.mark.parametrize("given", ["sk-proj-SENTINEL4242abcdefXYZ", "hf_SENTINEL4242abcdefXYZ",
+                                   "SENTINEL4242 with spaces"])
+def test_api_key_given_for_its_variable_is_never_shown(tiny_gguf, run_meteor, tmp_path, given):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"title": "What is a list?"}\n')
+    env = {k: v for k, v in os.environ.items() if k != given}
+    p = run_meteor(*distill_args(tmp_path / "run", tiny_gguf, questions, "--api-key-env", given),
+                   check=False, env=env)
+    assert_clean_error(p, "--api-key-env takes the NAME of an environment variable",
+                       "looks like an API key")
+    assert "SENTINEL4242" not in p.stderr + p.stdout
