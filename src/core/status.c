@@ -6,25 +6,40 @@
 
 static _Thread_local char last_error[1024];
 
+/* Messages quote what was read (names, values, replies), which may hold control
+ * characters: they are stored as escapes, so a message is always one line of text. */
+static void store(const char *msg) {
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        char esc[8];
+        int n = 1;
+        if (*p == '\n' || *p == '\t' || *p == '\r')
+            n = snprintf(esc, sizeof esc, "\\%c", *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
+        else if (*p < 0x20 || *p == 0x7f)
+            n = snprintf(esc, sizeof esc, "\\x%02x", *p);
+        else
+            esc[0] = (char)*p;
+        if (o + (size_t)n >= sizeof last_error) break;
+        memcpy(last_error + o, esc, (size_t)n);
+        o += (size_t)n;
+    }
+    last_error[o] = 0;
+}
+
 mt_status mt_fail(mt_status code, const char *fmt, ...) {
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    store(msg);
     return code;
 }
 
 mt_status mt_fail_prefix(mt_status code, const char *prefix) {
-    char copy[sizeof last_error];
-    memcpy(copy, last_error, sizeof copy);
-    size_t n = strlen(prefix);
-    if (n > sizeof last_error - 3) n = sizeof last_error - 3;
-    memcpy(last_error, prefix, n);
-    memcpy(last_error + n, ": ", 2);
-    size_t room = sizeof last_error - n - 3;
-    size_t m = strnlen(copy, room);
-    memcpy(last_error + n + 2, copy, m);
-    last_error[n + 2 + m] = 0;
+    char msg[2 * sizeof last_error]; /* store() cuts it to size */
+    snprintf(msg, sizeof msg, "%s: %s", prefix, last_error);
+    store(msg);
     return code;
 }
 

@@ -1,5 +1,5 @@
 /* Malformed inputs found by the fuzz stage (tests/fuzz): each must fail with one clear
- * error, quickly and without touching memory it does not own. */
+ * error on one line, quickly and without touching memory it does not own. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,9 +61,23 @@ static void test_tokenizer_json_id_far_past_the_vocabulary(void **state) {
                      MT_OK);
 }
 
+/* Messages quote names and values from the input; a newline in one (a YAML block scalar,
+ * a GGUF tensor name) split the CLI's single `meteor: error:` line in two. */
+static void test_error_messages_stay_one_line(void **state) {
+    (void)state;
+    assert_int_equal(load_tokenizer_json("{\"model\": {\"type\": \"BPE\", \"vocab\": "
+                                         "{\"a\\nb\": \"x\"}, \"merges\": []}}"),
+                     MT_ERR_FORMAT);
+    assert_string_equal(mt_last_error(), "tokenizer.json: vocab entry 'a\\nb' is not a token id");
+    mt_fail(MT_ERR_ARG, "got '%s'", "folded\n\tx\r\x01\x7f");
+    mt_fail_prefix(MT_ERR_ARG, "conf\nig.yaml:1");
+    assert_string_equal(mt_last_error(), "conf\\nig.yaml:1: got 'folded\\n\\tx\\r\\x01\\x7f'");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_json_id_far_past_the_vocabulary),
+        cmocka_unit_test(test_error_messages_stay_one_line),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
