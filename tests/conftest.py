@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from e2e.fault_proxy import FaultProxy
-from e2e.servers import LlamaServer, ServerError
+from e2e.servers import CannedServer, LlamaServer, ServerError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,6 +151,15 @@ def llama_server(smollm_gguf, tmp_path_factory):
 def smollm_server(llama_server) -> str:
     """Base URL ("http://127.0.0.1:PORT/v1") of a session-wide SmolLM2 server, no API key."""
     return llama_server()
+
+
+@pytest.fixture
+def canned_server():
+    """An e2e.servers.CannedServer for one test: an OpenAI-compatible endpoint on loopback
+    whose answers are canned and immediate (.url is its base URL, .requests() what it got).
+    For tests whose outcome must not hang on how fast a real model answers."""
+    with CannedServer() as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ order its headers were read. Whether request n is faulted, and with which fault,
 (seed, n, rate, faults) -- see fault_for() -- so a seed gives the same fault sequence on every
 run. With probability `rate` one fault is drawn uniformly from the enabled ones:
 
-  delay     sleep delay_s (meant to outlast the client's timeout), then forward and relay the
-            answer only if the client is still connected; otherwise drop the request unsent
+  delay     hold the request delay_s before forwarding it, then forward and relay the answer;
+            a client that hangs up during the hold ends it at once and the request is never
+            sent, so an abandoned request costs the upstream nothing. A delay_s far beyond the
+            client's timeout makes the fault a certain timeout, however fast the machine
   429       answer 429 with `Retry-After: <retry_after>` and an OpenAI-style JSON error; not forwarded
   500       answer 500 with a JSON error; not forwarded
   drop      close the connection without any response; not forwarded
@@ -292,11 +294,9 @@ class FaultProxy:
             elif fault == "drop":
                 pass  # close without a byte
             else:
-                if fault == "delay":
-                    time.sleep(delay_s)
-                    if not self._client_connected(h):
-                        rec["error"] = "client disconnected during the delay"
-                        return
+                if fault == "delay" and not self._hold(h, delay_s):
+                    rec["error"] = "client disconnected during the delay"
+                    return
                 up = self._forward(h, body, rec)
                 if up is None:
                     self._send(h, rec, 502, "Bad Gateway", [("Content-Type", "application/json")],
@@ -340,14 +340,24 @@ class FaultProxy:
             return b"", f"unreadable request body: {e}"
 
     @staticmethod
-    def _client_connected(h: _Handler) -> bool:
-        """After the request was read, the client sends nothing more: readable means EOF/reset."""
+    def _hold(h: _Handler, seconds: float) -> bool:
+        """Wait `seconds` unless the client hangs up first; True if it is still connected.
+
+        After the request was read the client sends nothing more, so the socket turning
+        readable means EOF or a reset: the wait ends there instead of running its course."""
         sock = h.connection
+        deadline = time.monotonic() + seconds
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return True
-            return sock.recv(1, socket.MSG_PEEK) != b""
+            while True:
+                left = deadline - time.monotonic()
+                readable, _, _ = select.select([sock], [], [], max(left, 0))
+                if readable:
+                    if sock.recv(1, socket.MSG_PEEK) == b"":
+                        return False
+                    time.sleep(max(deadline - time.monotonic(), 0))  # pipelined bytes: not a hang-up
+                    return True
+                if left <= 0:
+                    return True
         except OSError:
             return False
 
@@ -421,7 +431,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rate", type=float, default=0.0, help="probability of a fault per request")
     ap.add_argument("--faults", default=",".join(ALL_FAULTS), help="comma-separated, from: " + ",".join(ALL_FAULTS))
-    ap.add_argument("--delay-s", type=float, default=5.0, help="sleep of the delay fault (s)")
+    ap.add_argument("--delay-s", type=float, default=5.0, help="hold of the delay fault (s)")
     ap.add_argument("--retry-after", default="1", help="Retry-After value of the 429 fault")
     ap.add_argument("--upstream-timeout", type=float, default=600.0)
     a = ap.parse_args(argv)

@@ -1,27 +1,37 @@
-"""Servers for the end-to-end tests: a real OpenAI-compatible server on loopback.
+"""Servers for the end-to-end tests: a real OpenAI-compatible server on loopback, and a
+canned one that answers at once.
 
-    from e2e.servers import LlamaServer, llama_server
+    from e2e.servers import CannedServer, LlamaServer, llama_server
 
     with llama_server(model_path) as url:          # "http://127.0.0.1:PORT/v1"
         ...
     with LlamaServer(model_path, api_key="k") as srv:
         srv.url, srv.port, srv.log_path, srv.log_tail()
+    with CannedServer() as srv:                    # srv.url, srv.root_url, srv.requests()
+        ...
 
-The server is llama-cpp-python's (`python -m llama_cpp.server`, from the project venv), one
-thread, greedy when asked for temperature 0. Its output goes to a log file whose tail is shown
-when it fails to start. Nothing here skips: a server that does not come up fails the test.
+The real server is llama-cpp-python's (`python -m llama_cpp.server`, from the project venv),
+one thread, greedy when asked for temperature 0. Its output goes to a log file whose tail is
+shown when it fails to start. Nothing here skips: a server that does not come up fails the
+test. How long the real server takes to answer depends on the machine and on what else it
+is computing, so a test whose outcome hangs on a timeout uses the canned server instead: its
+answers take milliseconds, thousands of times less than a client timeout of seconds.
 The pytest fixtures built on these live in tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.server
 import json
 import os
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -211,3 +221,109 @@ def chat_request(url: str, content: str, *, max_tokens: int = 4, api_key: str | 
     except urllib.error.HTTPError as e:
         with e:
             return e.code, dict(e.headers), json.loads(e.read() or b"null")
+
+
+class _CannedHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_CannedHTTPServer"
+
+    def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
+        pass
+
+    def _reply(self, status: int, payload: dict):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.close_connection = True
+
+    def do_GET(self):
+        if self.path.rstrip("/") != "/v1/models":
+            return self._reply(404, {"error": {"message": f"no route {self.path}"}})
+        self._reply(200, {"object": "list", "data": [{"id": "canned", "object": "model"}]})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.canned.count(self.path, body)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            return self._reply(404, {"error": {"message": f"no route {self.path}"}})
+        try:
+            req = json.loads(body)
+            user = next(m["content"] for m in reversed(req["messages"]) if m["role"] == "user")
+        except (ValueError, KeyError, TypeError, StopIteration):
+            return self._reply(400, {"error": {"message": "not a chat completion request"}})
+        self._reply(200, canned_completion(user))
+
+
+class _CannedHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    # TCPServer, not HTTPServer: HTTPServer.server_bind looks up the host's FQDN (DNS).
+    daemon_threads = True
+    allow_reuse_address = True
+    canned: "CannedServer"
+
+
+def canned_completion(user: str) -> dict:
+    """The canned server's answer to a user message: fixed text naming the message's hash."""
+    digest = hashlib.sha256(user.encode()).hexdigest()[:12]
+    text = f"A canned expert answer ({digest}): read the question, then the documentation."
+    return {
+        "id": f"chatcmpl-canned-{digest}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "canned",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(text.split()),
+                  "total_tokens": len(user.split()) + len(text.split())},
+    }
+
+
+class CannedServer:
+    """An OpenAI-compatible endpoint on 127.0.0.1:<free port> that answers every chat
+    completion at once with canned_completion(last user message). start()/stop() or `with`."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._requests: list[tuple[str, bytes]] = []
+        self._httpd = _CannedHTTPServer(("127.0.0.1", 0), _CannedHandler)
+        self._httpd.canned = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def count(self, path: str, body: bytes):
+        with self._lock:
+            self._requests.append((path, body))
+
+    def requests(self) -> list[tuple[str, bytes]]:
+        """(path, body) of every POST received so far."""
+        with self._lock:
+            return list(self._requests)
+
+    def start(self) -> "CannedServer":
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

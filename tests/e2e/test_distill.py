@@ -6,6 +6,8 @@ and restarted; and fed bad input.
 Outputs are kept short (guidelines 24 tokens, answers 40) so every run takes seconds. The server
 answers greedily (temperature 0) and, where two runs are compared, each run gets a fresh server
 and sends its requests one at a time in the same order, so both see identical computations.
+The fault test puts the proxy in front of a canned server instead: how long a real model
+takes to answer depends on the machine, and that test's outcome must depend only on its seed.
 """
 
 import json
@@ -15,11 +17,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import http.server
 from pathlib import Path
 
 import pytest
 
+from e2e.fault_proxy import ALL_FAULTS, fault_for
 from e2e.servers import LlamaServer
 
 N_QUESTIONS = 5  # 4 train + 1 test with --test-fraction 0.25 and seed 42 (checked below)
@@ -157,29 +161,70 @@ def test_judge_scores_through_the_server(run_meteor, smollm_gguf, smollm_server,
     assert metric and abs(metric[0] - sum(scored) / len(scored)) < 1e-9
 
 
-def test_faults_every_item_completes_once(run_meteor, smollm_gguf, smollm_server, fault_proxy,
+# The fault test's sequence: seed 185 at rate 0.6 faults 17 of the first 21 requests, with
+# every kind of fault among them and one delay (each delay costs one client timeout).
+FAULT_SEED, FAULT_RATE = 185, 0.6
+# The canned expert answers in milliseconds, so a 10 s timeout is never reached by an answer,
+# and the proxy holds a delayed request 600 s, so a delay always ends in that timeout.
+FAULT_TIMEOUT_S, FAULT_DELAY_S = 10, 600
+
+
+def expected_fault_sequence(n_items):
+    """The faults of requests 1..K, where K is the request that brings the last item its
+    answer. Every faulted request fails and every other one succeeds, so K is where the
+    n_items-th unfaulted request falls, however the requests of the items interleave."""
+    seq, ok, n = [], 0, 0
+    while ok < n_items:
+        n += 1
+        seq.append(fault_for(FAULT_SEED, n, FAULT_RATE, ALL_FAULTS))
+        ok += seq[-1] is None
+    return seq
+
+
+def wait_for_records(proxy, count, timeout_s=60):
+    """The proxy logs a request once done with it (a delayed one when the client has hung
+    up): wait until `count` are logged."""
+    deadline = time.monotonic() + timeout_s
+    while len(proxy.records()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proxy.records()
+
+
+def test_faults_every_item_completes_once(run_meteor, smollm_gguf, canned_server, fault_proxy,
                                           questions, tmp_path):
-    proxy = fault_proxy(smollm_server, seed=7, rate=0.6, delay_s=3, retry_after=1)
+    proxy = fault_proxy(canned_server.url, seed=FAULT_SEED, rate=FAULT_RATE,
+                        delay_s=FAULT_DELAY_S, retry_after=1)
     run = tmp_path / "run"
-    args = ["--expert-url", proxy.url + "/v1", "--expert-model", "smollm", "--json-mode", "object",
-            "--concurrency", "3", "--timeout", "2", "--max-retries", "25", "--backoff-base",
-            "0.05", "--backoff-max", "0.4"]
+    args = ["--expert-url", proxy.url + "/v1", "--expert-model", "canned", "--json-mode",
+            "object", "--concurrency", "3", "--timeout", str(FAULT_TIMEOUT_S), "--max-retries",
+            "25", "--backoff-base", "0.05", "--backoff-max", "0.4"]
     distill(run_meteor, run, smollm_gguf, questions, *args, extra=["--no-train"])
     recs = records(run)
     ids = train_split(run)
     assert sorted(r["id"] for r in recs) == sorted(ids), "every item, none lost or duplicated"
-    faults = [r["fault"] for r in proxy.records() if r["fault"]]
-    assert faults, "the proxy injected faults"
+
+    expected = expected_fault_sequence(len(ids))
+    assert set(expected) == {None, *ALL_FAULTS}, "the seed exercises every fault"
+    logged = sorted(wait_for_records(proxy, len(expected)), key=lambda r: r["n"])
+    assert [r["fault"] for r in logged] == expected, "exactly the seeded requests, no more"
+    delayed = [r for r in logged if r["fault"] == "delay"]
+    answered = [r for r in logged if r["delivered"]]
+    assert len(answered) == len(ids) and all(r["fault"] is None for r in answered)
+    # Only answers and the faults made of an answer (truncate, badjson) reach the upstream.
+    sent_on = [f in (None, "truncate", "badjson") for f in expected]
+    assert [r["forwarded"] for r in logged] == sent_on
+    assert len(canned_server.requests()) == sum(sent_on)
     with db(run) as c:
         failed_attempts = c.execute("select count(*) from attempts where error is not null").fetchone()[0]
         ok_attempts = c.execute("select count(*) from attempts where error is null").fetchone()[0]
-        (answered,) = c.execute("select count(*) from requests").fetchone()
-    assert answered == len(ids)
-    assert ok_attempts == len(ids)
-    assert failed_attempts > 0, "retries are visible in the store"
-    print(f"\n[faults] {len(proxy.records())} HTTP requests for {len(ids)} answers; injected: "
-          + ", ".join(f"{f}={faults.count(f)}" for f in sorted(set(faults)))
-          + f"; failed attempts logged: {failed_attempts}")
+        timeouts = c.execute("select count(*) from attempts where error like '%timeout%'").fetchone()[0]
+        (stored,) = c.execute("select count(*) from requests").fetchone()
+    assert stored == ok_attempts == len(ids)
+    assert failed_attempts == len(expected) - len(ids), "every fault is one logged retry"
+    assert timeouts == len(delayed)
+    faults = [f for f in expected if f]
+    print(f"\n[faults] {len(expected)} HTTP requests for {len(ids)} answers; injected: "
+          + ", ".join(f"{f}={faults.count(f)}" for f in sorted(set(faults))))
 
 
 def fresh_server(model, tmp_path, name):

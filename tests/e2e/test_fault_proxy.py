@@ -1,7 +1,8 @@
 """The fault proxy (tests/e2e/fault_proxy.py) against a real llama server on loopback.
 
 Requests are tiny (max_tokens 4, temperature 0) so the file runs in seconds. Nothing depends
-on timing beyond generous timeouts: the delay fault sleeps 2 s against a 0.5 s client timeout.
+on timing beyond generous timeouts: the delay fault holds a request 600 s against a 2 s client
+timeout (and ends when the client hangs up), or 1 s against a 60 s one.
 """
 
 import hashlib
@@ -184,10 +185,11 @@ def test_fault_badjson(smollm_server, fault_proxy):
 
 
 def test_fault_delay_client_gives_up(smollm_server, fault_proxy):
-    proxy = fault_proxy(smollm_server, rate=1.0, faults="delay", delay_s=2)
+    proxy = fault_proxy(smollm_server, rate=1.0, faults="delay", delay_s=600)
     with pytest.raises(TimeoutError):
-        request(proxy.port, body=chat_body(), timeout=0.5)
-    (rec,) = wait_records(proxy, 1, timeout=30)  # written once the 2 s delay is over
+        request(proxy.port, body=chat_body(), timeout=2)
+    # Written as soon as the proxy sees the client hang up, not when the 600 s are over.
+    (rec,) = wait_records(proxy, 1, timeout=30)
     assert rec["fault"] == "delay"
     assert not rec["forwarded"] and rec["upstream_status"] is None
     assert rec["client_status"] is None and not rec["delivered"]
