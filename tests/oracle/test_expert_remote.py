@@ -5,11 +5,15 @@ with each request from a script keyed by the request's first user message: the n
 with key K gets script[K][n] (the last entry repeats). The client is driven through
 build/tools/expert_tool, which prints one JSON line per attempt, per finished request and a
 summary. Assertions are on what was sent and reported (attempt counts and order); time
-enters only as a lower bound where the client must have waited.
+enters only as a lower bound where the client must have waited. No outcome hangs on how
+fast anything runs: a request meant to time out or to be cancelled "hangs" (the server never
+answers it; it waits for the client to hang up), and a wait that others must finish inside
+(Retry-After) is thousands of times longer than their instant canned answers.
 """
 
 import json
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -51,17 +55,36 @@ def status(code, body, headers=None):
     return ("status", code, body, headers or {})
 
 
+HANG_LIMIT_S = 120  # longer than any run_tool call: a hung request ends with its client
+
+
+def wait_for_hangup(sock, limit_s):
+    """Block until the client closes or resets the connection (it sends nothing more once
+    its request is read), or limit_s passes."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], deadline - time.monotonic())
+        if readable:
+            try:
+                if sock.recv(1, socket.MSG_PEEK) == b"":
+                    return
+            except OSError:
+                return
+            time.sleep(0.05)  # stray bytes, not a hang-up: keep waiting
+
+
 class FakeOpenAI:
     """Actions: "ok" (answer "answer to KEY"), ("content", text), ("status", code, body,
     headers) (body: dict → JSON, str → as is; the token "{AUTH}" in a str body is replaced
     by the request's Authorization header, to prove the client redacts echoed keys),
-    ("sleep", s) then ok, "drop" (close without a response), "truncate" (Content-Length
-    beyond the bytes sent), "badjson", "html", ("call", fn) with fn(body) -> action."""
+    "hang" (never answer; return once the client hangs up, or after HANG_LIMIT_S), "drop"
+    (close without a response), "truncate" (Content-Length beyond the bytes sent),
+    "badjson", "html", ("call", fn) with fn(body) -> action."""
 
     def __init__(self, script=None, default="ok", wait_for_peak=0, hold=0.0):
         self.script = script or {}
         self.default = default
-        self.wait_for_peak = wait_for_peak  # handlers wait (≤ 5 s) until this many overlap
+        self.wait_for_peak = wait_for_peak  # handlers wait (≤ 30 s) until this many overlap
         self.hold = hold  # seconds each handler keeps its slot (lets overlaps happen)
         self.log = []
         self.counts = {}
@@ -125,7 +148,7 @@ class FakeOpenAI:
             self.peak = max(self.peak, self.active)
             self.cond.notify_all()
             if self.wait_for_peak:
-                self.cond.wait_for(lambda: self.peak >= self.wait_for_peak, timeout=5)
+                self.cond.wait_for(lambda: self.peak >= self.wait_for_peak, timeout=30)
         try:
             if self.hold:
                 time.sleep(self.hold)
@@ -172,9 +195,11 @@ class FakeOpenAI:
             ctype = headers.pop("Content-Type", None)
             ctype = ctype or ("application/json" if not isinstance(payload, str) else "text/plain")
             return self.send(h, code, text, ctype, headers)
-        if kind == "sleep":
-            time.sleep(action[1])
-            return self.send(h, 200, json.dumps(completion(f"answer to {key}")))
+        if kind == "hang":
+            self.leave()
+            h.close_connection = True
+            wait_for_hangup(h.connection, HANG_LIMIT_S)
+            return None
         if kind == "drop":
             h.close_connection = True
             h.connection.shutdown(socket.SHUT_RDWR)
@@ -362,14 +387,14 @@ def test_transient_failures_are_retried(run_tool):
 
 
 def test_timeout_is_retried(run_tool):
-    with FakeOpenAI({"q0": [("sleep", 3), "ok"]}) as srv:
-        res = run_tool(srv.url, [req("q0")], "--timeout", 1)
+    with FakeOpenAI({"q0": ["hang", "ok"]}) as srv:
+        res = run_tool(srv.url, [req("q0")], "--timeout", 2)
     assert res.rc == 0, res.stderr
     d = res.done[0]
     assert d["ok"] and d["attempts"] == 2
     first, second = res.attempts_of(0)
     assert first["http_status"] == 0 and "timeout" in first["error"]
-    assert first["seconds"] >= 0.9
+    assert first["seconds"] >= 1.9
     assert second["error"] is None
 
 
@@ -386,7 +411,8 @@ def test_gives_up_after_max_retries(run_tool):
 
 
 def test_waiting_retry_does_not_block_others(run_tool):
-    script = {"slow": [status(429, "later", {"Retry-After": "1"}), "ok"]}
+    # 3 s of Retry-After against four instant answers: the order below is not a race.
+    script = {"slow": [status(429, "later", {"Retry-After": "3"}), "ok"]}
     with FakeOpenAI(script) as srv:
         res = run_tool(srv.url, [req("slow")] + [req(f"q{i}") for i in range(4)], "--concurrency", 2)
     assert res.rc == 0, res.stderr
@@ -403,8 +429,8 @@ def test_waiting_retry_does_not_block_others(run_tool):
 def test_401_aborts_without_leaking_the_key(run_tool):
     script = {
         "q0": [status(401, "{\"error\": {\"message\": \"Incorrect API key provided: {AUTH}\"}}")],
-        "q1": [("sleep", 1.5)],
-        "q2": [("sleep", 1.5)],
+        "q1": ["hang"],
+        "q2": ["hang"],
     }
     with FakeOpenAI(script) as srv:
         res = run_tool(
@@ -623,7 +649,7 @@ def test_concurrency_one_is_serial(run_tool):
 
 
 def test_on_done_status_aborts_the_batch(run_tool):
-    script = {"q1": [("sleep", 1.5)], "q2": [("sleep", 1.5)]}
+    script = {"q1": ["hang"], "q2": ["hang"]}
     with FakeOpenAI(script) as srv:
         res = run_tool(srv.url, [req("q0"), req("q1"), req("q2")], "--concurrency", 3,
                        "--abort-after", 1)
