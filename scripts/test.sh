@@ -5,6 +5,8 @@
 #   3. Python oracle tests                .venv/bin/python -m pytest tests/oracle
 #   4. Python end-to-end tests            .venv/bin/python -m pytest tests/e2e
 #      (a real OpenAI-compatible server on loopback, with a fault-injection proxy)
+#   5. fuzz stage under ASan + UBSan      .venv/bin/python -m pytest tests/fuzz
+#      (seeded mutants of model files, JSONL and YAML: clean errors only, no crash)
 # Every stage runs even if an earlier one failed; the summary at the end lists each
 # stage and the test counts its runner reported. Exit status is non-zero if anything
 # failed. A missing model or binary is a failure, never a skip.
@@ -69,6 +71,7 @@ make -j"$JOBS" asan-bin >"$LOGDIR/asan-bin.log" 2>&1 || { cat "$LOGDIR/asan-bin.
 # --durations: the slowest tests are listed so the suite can be kept well inside CI time.
 run_stage oracle pytest .venv/bin/python -m pytest tests/oracle -ra -p no:cacheprovider --durations=25
 run_stage e2e pytest .venv/bin/python -m pytest tests/e2e -ra -p no:cacheprovider --durations=10
+run_stage fuzz pytest .venv/bin/python -m pytest tests/fuzz -ra -p no:cacheprovider
 
 printf '\n[test] ===== summary (%ds)\n' "$((SECONDS - T0))"
 for i in "${!NAMES[@]}"; do
