@@ -1,55 +1,103 @@
 #include "kernels/matmul.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 
+#include "core/pool.h"
 #include "kernels/dequant.h"
 #include "kernels/qdot.h"
 #include "kernels/qpack.h"
 #include "kernels/sgemm.h"
 
-static int n_threads = 0;
-
 /* Rows per block when a prompt's tokens pass over a quantised weight in groups. */
 enum { PROMPT_ROW_BLOCK = 256 };
 
 void mt_kernels_set_threads(int n) {
-    n_threads = n > 0 ? n : omp_get_num_procs();
     openblas_set_num_threads(1);
-    omp_set_num_threads(n_threads);
+    mt_pool_set_threads(n);
 }
 
 int mt_kernels_threads(void) {
-    if (!n_threads) mt_kernels_set_threads(0);
-    return n_threads;
+    return mt_pool_threads();
+}
+
+/* Per-worker scratch of one loop, allocated by the first task a worker runs. */
+typedef struct {
+    size_t floats;
+    float *buf[MT_POOL_MAX_THREADS];
+} worker_bufs;
+
+static float *worker_buf(worker_bufs *b, int worker) {
+    if (!b->buf[worker]) b->buf[worker] = malloc(b->floats * sizeof(float));
+    return b->buf[worker];
+}
+
+static void free_worker_bufs(worker_bufs *b) {
+    for (int w = 0; w < MT_POOL_MAX_THREADS; w++) free(b->buf[w]);
 }
 
 void mt_embedding_row(const mt_tensor *w, int64_t r, float *out) {
     mt_dequantize_row(w, r, out);
 }
 
+typedef struct {
+    const mt_tensor *w;
+    const float *x;
+    int n, n_tasks;
+    float *y;
+    worker_bufs bufs;
+} rows_job;
+
+/* Task k: rows [k rows / n_tasks, (k + 1) rows / n_tasks). */
+static int rows_task(void *ctx, int k, int worker) {
+    rows_job *j = ctx;
+    const int64_t cols = j->w->ne[0], rows = j->w->ne[1];
+    float *buf = worker_buf(&j->bufs, worker);
+    if (!buf) return 1;
+    for (int64_t r = rows * k / j->n_tasks; r < rows * (k + 1) / j->n_tasks; r++) {
+        mt_dequantize_row(j->w, r, buf);
+        for (int t = 0; t < j->n; t++)
+            j->y[(int64_t)t * rows + r] =
+                cblas_sdot((int)cols, buf, 1, j->x + (int64_t)t * cols, 1);
+    }
+    return 0;
+}
+
 /* Few tokens: each weight row is dequantised once into L1 and dotted with every token. */
 static mt_status matmul_rows(const mt_tensor *w, const float *x, int n, float *y) {
-    const int64_t cols = w->ne[0], rows = w->ne[1];
-    int failed = 0;
-#pragma omp parallel num_threads(mt_kernels_threads())
-    {
-        float *buf = malloc((size_t)cols * sizeof *buf);
-        if (!buf) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            if (!buf) continue;
-            mt_dequantize_row(w, r, buf);
-            for (int t = 0; t < n; t++)
-                y[(int64_t)t * rows + r] = cblas_sdot((int)cols, buf, 1, x + (int64_t)t * cols, 1);
-        }
-        free(buf);
-    }
+    const int64_t rows = w->ne[1], most = 4 * (int64_t)mt_kernels_threads();
+    rows_job j = {.w = w,
+                  .x = x,
+                  .n = n,
+                  .n_tasks = (int)(rows < most ? rows : most),
+                  .y = y,
+                  .bufs = {.floats = (size_t)w->ne[0]}};
+    const int failed = mt_pool_run(j.n_tasks, rows_task, &j);
+    free_worker_bufs(&j.bufs);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul") : MT_OK;
+}
+
+typedef struct {
+    const mt_tensor *w;
+    const float *x;
+    int n;
+    float *y;
+    int64_t unit, base, extra;
+    worker_bufs bufs;
+} slabs_job;
+
+static int slab_task(void *ctx, int s, int worker) {
+    slabs_job *j = ctx;
+    const int64_t cols = j->w->ne[0], rows = j->w->ne[1];
+    float *buf = worker_buf(&j->bufs, worker);
+    if (!buf) return 1;
+    const int64_t r0 = j->unit * (s * j->base + (s < j->extra ? s : j->extra));
+    const int64_t len = j->unit * (j->base + (s < j->extra)),
+                  r1 = r0 + len < rows ? r0 + len : rows;
+    for (int64_t r = r0; r < r1; r++) mt_dequantize_row(j->w, r, buf + (r - r0) * cols);
+    mt_sgemm(0, 1, j->n, (int)(r1 - r0), (int)cols, 1.0f, j->x, (int)cols, buf, (int)cols, 0.0f,
+             j->y + r0, (int)rows);
+    return 0;
 }
 
 /* Many tokens: dequantise a slab of rows per thread and multiply it with BLAS. */
@@ -67,26 +115,16 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
     const int64_t unit = rows >= 32 * n_slabs ? 32 : 1, units = (rows + unit - 1) / unit;
     if (n_slabs > units) n_slabs = units;
     const int64_t base = units / n_slabs, extra = units % n_slabs;
-    const int64_t slab = unit * (base + (extra > 0));
-    int failed = 0;
-#pragma omp parallel num_threads(nt)
-    {
-        float *buf = malloc((size_t)(slab * cols) * sizeof *buf);
-        if (!buf) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t s = 0; s < n_slabs; s++) {
-            if (!buf) continue;
-            const int64_t r0 = unit * (s * base + (s < extra ? s : extra));
-            const int64_t len = unit * (base + (s < extra)), r1 = r0 + len < rows ? r0 + len : rows;
-            for (int64_t r = r0; r < r1; r++) mt_dequantize_row(w, r, buf + (r - r0) * cols);
-            mt_sgemm(0, 1, n, (int)(r1 - r0), (int)cols, 1.0f, x, (int)cols, buf, (int)cols, 0.0f,
-                     y + r0, (int)rows);
-        }
-        free(buf);
-    }
+    slabs_job j = {.w = w,
+                   .x = x,
+                   .n = n,
+                   .y = y,
+                   .unit = unit,
+                   .base = base,
+                   .extra = extra,
+                   .bufs = {.floats = (size_t)(unit * (base + (extra > 0)) * cols)}};
+    const int failed = mt_pool_run((int)n_slabs, slab_task, &j);
+    free_worker_bufs(&j.bufs);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul") : MT_OK;
 }
 
@@ -120,6 +158,44 @@ static int run_rows(const mt_tensor *w, int n, const char *xa, const float *x, f
                     r0, r1);
     }
     return 0;
+}
+
+typedef struct {
+    const mt_tensor *const *w;
+    const float *x;
+    int n;
+    float *const *y;
+    int nw;
+    const int *own;
+    const size_t *ab, *off;
+    const int64_t *rows_before;
+    char *xq;
+    const char *const *xa; /* each weight's activations: its layout in xq, or NULL (floats) */
+    int64_t range;         /* rows per task, the weights' rows laid end to end */
+    int pass;              /* tokens per call of the decoding kernels */
+} qdot_job;
+
+/* Task k: token k % n's activations in the layout of weight own[k / n]. */
+static int quantize_task(void *ctx, int k, int worker) {
+    (void)worker;
+    const qdot_job *j = ctx;
+    const int i = j->own[k / j->n], t = k % j->n;
+    const int64_t cols = j->w[0]->ne[0];
+    return mt_quantize_act(j->w[i]->type, j->x + (size_t)t * cols, cols,
+                           j->xq + j->off[i] + j->ab[i] * (size_t)t) != MT_OK;
+}
+
+/* Task b: rows [b range, (b + 1) range) of the weights laid end to end. */
+static int qdot_rows_task(void *ctx, int b, int worker) {
+    (void)worker;
+    const qdot_job *j = ctx;
+    int nomem = 0;
+    for (int i = 0; i < j->nw; i++) {
+        int64_t r0, r1;
+        if (clip_range(b * j->range, j->range, j->rows_before[i], j->rows_before[i + 1], &r0, &r1))
+            nomem |= run_rows(j->w[i], j->n, j->xa[i], j->x, j->y[i], r0, r1, j->pass);
+    }
+    return nomem;
 }
 
 /* Decoding a few tokens: weight rows are dotted in their stored form with activations
@@ -170,44 +246,28 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
         (total + (int64_t)nt * PROMPT_ROW_BLOCK - 1) / ((int64_t)nt * PROMPT_ROW_BLOCK);
     const int64_t n_blocks = per_thread * nt;
     const int64_t block = ((total + n_blocks - 1) / n_blocks + 15) / 16 * 16;
-    int failed = 0, nomem = 0;
-    /* The tokens' activations are quantised inside the parallel region, split over the
-     * threads: done serially before it, 16 tokens of batched decoding left the other
-     * thread waiting a sixth of the time. */
-#pragma omp parallel num_threads(nt)
-    {
-#pragma omp for schedule(static)
-        for (int k = 0; k < n_own * n; k++) {
-            const int i = own[k / n], t = k % n;
-            if (mt_quantize_act(w[i]->type, x + (size_t)t * cols, cols,
-                                xq + off[i] + ab[i] * (size_t)t)) {
-#pragma omp atomic write
-                failed = i + 1;
-            }
-        }
-        if (!failed && decode) {
-            /* Range p of the weights' rows laid end to end; a team smaller than asked
-             * for (a nested region) takes the ranges of the missing threads too. */
-            for (int p = omp_get_thread_num(); p < nt; p += omp_get_num_threads())
-                for (int i = 0; i < nw; i++) {
-                    int64_t r0, r1;
-                    if (clip_range(p * per, per, rows_before[i], rows_before[i + 1], &r0, &r1) &&
-                        run_rows(w[i], n, xa[i], x, y[i], r0, r1, n))
-#pragma omp atomic write
-                        nomem = 1;
-                }
-        } else if (!failed) {
-#pragma omp for schedule(static)
-            for (int64_t b = 0; b < n_blocks; b++)
-                for (int i = 0; i < nw; i++) {
-                    int64_t r0, r1;
-                    if (clip_range(b * block, block, rows_before[i], rows_before[i + 1], &r0,
-                                   &r1) &&
-                        run_rows(w[i], n, xa[i], x, y[i], r0, r1, MT_QDOT_MAX_TOKENS))
-#pragma omp atomic write
-                        nomem = 1;
-                }
-        }
+    qdot_job j = {.w = w,
+                  .x = x,
+                  .n = n,
+                  .y = y,
+                  .nw = nw,
+                  .own = own,
+                  .ab = ab,
+                  .off = off,
+                  .rows_before = rows_before,
+                  .xq = xq,
+                  .xa = xa,
+                  .range = decode ? per : block,
+                  .pass = decode ? n : MT_QDOT_MAX_TOKENS};
+    /* The tokens' activations are quantised on the threads: done serially, 16 tokens of
+     * batched decoding left the other thread waiting a sixth of the time. */
+    int failed = mt_pool_run(n_own * n, quantize_task, &j);
+    int nomem = 0;
+    if (!failed) nomem = mt_pool_run((int)((total + j.range - 1) / j.range), qdot_rows_task, &j);
+    if (failed) {
+        /* the first weight whose activations could not be quantised, for the message */
+        for (int k = 0; k < n_own * n && failed == 1; k++)
+            if (quantize_task(&j, k, 0)) failed = own[k / n] + 1;
     }
     free(xq);
     if (nomem) return mt_fail(MT_ERR_NOMEM, "out of memory in matmul");
@@ -261,21 +321,52 @@ mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int
     return MT_OK;
 }
 
+typedef struct {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    int by_columns, per; /* each task's share: `per` columns, or `per` rows of C */
+} gemm_job;
+
+static int gemm_task(void *ctx, int t, int worker) {
+    (void)worker;
+    const gemm_job *g = ctx;
+    if (g->by_columns) {
+        const int j0 = t * g->per, nc = j0 + g->per <= g->n ? g->per : g->n - j0;
+        mt_sgemm(g->trans_a, g->trans_b, g->m, nc, g->k, g->alpha, g->a, g->lda,
+                 g->trans_b ? g->b + (size_t)j0 * g->ldb : g->b + j0, g->ldb, g->beta, g->c + j0,
+                 g->ldc);
+        return 0;
+    }
+    const int r0 = t * g->per, nr = r0 + g->per <= g->m ? g->per : g->m - r0;
+    /* Rows r0.. of op(A): offset along A's rows, or its columns when transposed. */
+    const float *a0 = g->trans_a ? g->a + r0 : g->a + (size_t)r0 * g->lda;
+    mt_sgemm(g->trans_a, g->trans_b, nr, g->n, g->k, g->alpha, a0, g->lda, g->b, g->ldb, g->beta,
+             g->c + (size_t)r0 * g->ldc, g->ldc);
+    return 0;
+}
+
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
     const int64_t cols = w->ne[0], rows = w->ne[1];
     if (takes_qdot(w, n)) return matmul_qdot(1, &w, x, n, &y);
     if (w->type == MT_F32 && n > 1) {
-        /* One big sgemm split by rows across our threads. */
+        /* One big sgemm, y = x w^T, split by the weight's rows across our threads. */
         const int nt = mt_kernels_threads();
-        const int64_t per = (rows + nt - 1) / nt;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < nt; t++) {
-            const int64_t r0 = t * per;
-            if (r0 >= rows) continue;
-            const int64_t nr = r0 + per <= rows ? per : rows - r0;
-            mt_sgemm(0, 1, n, (int)nr, (int)cols, 1.0f, x, (int)cols,
-                     (const float *)w->data + r0 * cols, (int)cols, 0.0f, y + r0, (int)rows);
-        }
+        gemm_job g = {.trans_b = 1,
+                      .m = n,
+                      .n = (int)rows,
+                      .k = (int)cols,
+                      .lda = (int)cols,
+                      .ldb = (int)cols,
+                      .ldc = (int)rows,
+                      .alpha = 1.0f,
+                      .a = x,
+                      .b = w->data,
+                      .c = y,
+                      .by_columns = 1,
+                      .per = (int)((rows + nt - 1) / nt)};
+        mt_pool_run((int)((rows + g.per - 1) / g.per), gemm_task, &g);
         return MT_OK;
     }
     return n < 4 ? matmul_rows(w, x, n, y) : matmul_slabs(w, x, n, y);
@@ -284,31 +375,64 @@ mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
 void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc) {
     const int nt = mt_kernels_threads();
+    gemm_job g = {.trans_a = trans_a,
+                  .trans_b = trans_b,
+                  .m = m,
+                  .n = n,
+                  .k = k,
+                  .lda = lda,
+                  .ldb = ldb,
+                  .ldc = ldc,
+                  .alpha = alpha,
+                  .beta = beta,
+                  .a = a,
+                  .b = b,
+                  .c = c};
+    int tasks;
     if (m < 16 * nt && n >= 64 * nt) {
         /* Few rows (LoRA's A-factor gradient has rank rows): split the columns instead,
          * in multiples of 32, so no thread is left with a sliver of rows. */
-        const int per = ((n + nt - 1) / nt + 31) / 32 * 32;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < nt; t++) {
-            const int j0 = t * per;
-            if (j0 >= n) continue;
-            const int nc = j0 + per <= n ? per : n - j0;
-            mt_sgemm(trans_a, trans_b, m, nc, k, alpha, a, lda,
-                     trans_b ? b + (size_t)j0 * ldb : b + j0, ldb, beta, c + j0, ldc);
-        }
-        return;
+        g.by_columns = 1;
+        g.per = ((n + nt - 1) / nt + 31) / 32 * 32;
+        tasks = (n + g.per - 1) / g.per;
+    } else {
+        g.per = (m + nt - 1) / nt;
+        tasks = m > 0 ? (m + g.per - 1) / g.per : 0;
     }
-    const int per = (m + nt - 1) / nt;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < nt; t++) {
-        const int r0 = t * per;
-        if (r0 >= m) continue;
-        const int nr = r0 + per <= m ? per : m - r0;
-        /* Rows r0.. of op(A): offset along A's rows, or its columns when transposed. */
-        const float *a0 = trans_a ? a + r0 : a + (size_t)r0 * lda;
-        mt_sgemm(trans_a, trans_b, nr, n, k, alpha, a0, lda, b, ldb, beta, c + (size_t)r0 * ldc,
-                 ldc);
+    mt_pool_run(tasks, gemm_task, &g);
+}
+
+typedef struct {
+    const mt_tensor *w;
+    const float *dy;
+    float *dx;
+    int n, accumulate;
+    int64_t slab, band;
+    int n_bands, n_dequant;
+    float *buf[2];
+    int64_t s; /* the slab being dequantised; s - 1 is being multiplied */
+} dx_job;
+
+/* The first n_bands tasks of a loop (when s > 0) multiply a band of slab s - 1; the
+ * others dequantise a share of slab s's rows. */
+static int dx_task(void *ctx, int t, int worker) {
+    (void)worker;
+    const dx_job *j = ctx;
+    const int64_t cols = j->w->ne[0], rows = j->w->ne[1];
+    if (j->s > 0 && t < j->n_bands) {
+        const int64_t r0 = (j->s - 1) * j->slab, nr = r0 + j->slab <= rows ? j->slab : rows - r0;
+        const int64_t c0 = t * j->band, c1 = c0 + j->band < cols ? c0 + j->band : cols;
+        const float beta = (r0 == 0 && !j->accumulate) ? 0.0f : 1.0f;
+        mt_sgemm(0, 0, j->n, (int)(c1 - c0), (int)nr, 1.0f, j->dy + r0, (int)rows,
+                 j->buf[(j->s - 1) & 1] + c0, (int)cols, beta, j->dx + c0, (int)cols);
+        return 0;
     }
+    const int k = j->s > 0 ? t - j->n_bands : t;
+    const int64_t r0 = j->s * j->slab, nr = r0 + j->slab <= rows ? j->slab : rows - r0;
+    float *bs = j->buf[j->s & 1];
+    for (int64_t r = nr * k / j->n_dequant; r < nr * (k + 1) / j->n_dequant; r++)
+        mt_dequantize_row(j->w, r0 + r, bs + r * cols);
+    return 0;
 }
 
 mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, int accumulate) {
@@ -318,34 +442,33 @@ mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, in
                 accumulate ? 1.0f : 0.0f, dx, (int)cols);
         return MT_OK;
     }
-    /* Slab by slab, the threads dequantise the slab's rows together, then each multiplies
-     * its own band of columns. (Giving each thread a band of tokens instead made every
-     * thread dequantise and pack the whole weight.) Two slab buffers alternate, so the
-     * barrier after a slab's dequantisation also proves the slab before it is no longer
-     * being read. */
+    /* Slab by slab: the threads dequantise a slab's rows together, then each task
+     * multiplies one band of columns. (Giving each thread a band of tokens instead made
+     * every thread dequantise and pack the whole weight.) Two slab buffers alternate, so
+     * one loop multiplies slab s - 1 while it dequantises slab s, and the end of the loop
+     * proves both done. */
     int64_t slab = (256 * 1024) / cols;
     if (slab < 1) slab = 1;
     const int nt = mt_kernels_threads();
-    /* Column bands in multiples of 32, the GEMM's tile width. */
-    const int64_t band = ((cols + nt - 1) / nt + 31) / 32 * 32;
     float *buf[2] = {malloc((size_t)(slab * cols) * sizeof(float)),
                      malloc((size_t)(slab * cols) * sizeof(float))};
     const int failed = !buf[0] || !buf[1];
     if (!failed) {
-#pragma omp parallel num_threads(nt)
-        {
-            const int t = omp_get_thread_num();
-            const int64_t c0 = t * band, c1 = c0 + band < cols ? c0 + band : cols;
-            for (int64_t r0 = 0, s = 0; r0 < rows; r0 += slab, s ^= 1) {
-                const int64_t nr = r0 + slab <= rows ? slab : rows - r0;
-                float *bs = buf[s];
-#pragma omp for schedule(static)
-                for (int64_t r = 0; r < nr; r++) mt_dequantize_row(w, r0 + r, bs + r * cols);
-                if (c0 >= c1) continue;
-                const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
-                mt_sgemm(0, 0, n, (int)(c1 - c0), (int)nr, 1.0f, dy + r0, (int)rows, bs + c0,
-                         (int)cols, beta, dx + c0, (int)cols);
-            }
+        dx_job j = {.w = w,
+                    .dy = dy,
+                    .dx = dx,
+                    .n = n,
+                    .accumulate = accumulate,
+                    .slab = slab,
+                    /* column bands in multiples of 32, the GEMM's tile width */
+                    .band = ((cols + nt - 1) / nt + 31) / 32 * 32,
+                    .buf = {buf[0], buf[1]}};
+        j.n_bands = (int)((cols + j.band - 1) / j.band);
+        j.n_dequant = 2 * nt;
+        const int64_t n_slabs = (rows + slab - 1) / slab;
+        for (j.s = 0; j.s <= n_slabs; j.s++) {
+            const int bands = j.s > 0 ? j.n_bands : 0, dequants = j.s < n_slabs ? j.n_dequant : 0;
+            mt_pool_run(bands + dequants, dx_task, &j);
         }
     }
     free(buf[0]);

@@ -2,10 +2,10 @@
  * qpack.h. Packing runs once per weight when a model is opened, so it is plain C. */
 #include "kernels/qpack.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "kernels/matmul.h"
 #include "kernels/qdot.h"
 #include "kernels/qdot_internal.h"
@@ -99,6 +99,22 @@ static void pack_group(const mt_tensor *w, int64_t g, int nr, uint8_t *dst) {
     }
 }
 
+typedef struct {
+    const mt_tensor *w;
+    void *dst;
+    int64_t rows;
+    size_t group_bytes;
+} pack_job;
+
+static void pack_range(void *ctx, int64_t g0, int64_t g1) {
+    const pack_job *j = ctx;
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t left = j->rows - g * MT_QPACK_ROWS;
+        pack_group(j->w, g, left < MT_QPACK_ROWS ? (int)left : MT_QPACK_ROWS,
+                   (uint8_t *)j->dst + (size_t)g * j->group_bytes);
+    }
+}
+
 mt_status mt_qpack(const mt_tensor *w, void *dst) {
     if (!mt_qpack_supported(w->type))
         return mt_fail(MT_ERR_UNSUPPORTED, "no packed layout for %s rows",
@@ -106,12 +122,8 @@ mt_status mt_qpack(const mt_tensor *w, void *dst) {
     const int64_t n = w->ne[0], rows = mt_tensor_nelements(w) / n;
     const int64_t groups = (rows + MT_QPACK_ROWS - 1) / MT_QPACK_ROWS;
     const size_t gb = mt_qpack_group_bytes(w->type, n);
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-    for (int64_t g = 0; g < groups; g++) {
-        const int64_t left = rows - g * MT_QPACK_ROWS;
-        pack_group(w, g, left < MT_QPACK_ROWS ? (int)left : MT_QPACK_ROWS,
-                   (uint8_t *)dst + (size_t)g * gb);
-    }
+    pack_job j = {.w = w, .dst = dst, .rows = rows, .group_bytes = gb};
+    mt_pool_for(groups, 1, pack_range, &j);
     return MT_OK;
 }
 

@@ -3,15 +3,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "kernels/attention.h"
 #include "kernels/dequant.h"
 #include "kernels/half.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int dim;
+    float eps;
+} norm_job;
+
+static void norm_range(void *ctx, int64_t t0, int64_t t1) {
+    const norm_job *j = ctx;
+    for (int64_t t = t0; t < t1; t++)
+        mt_rmsnorm(j->out + (size_t)t * j->dim, j->x + (size_t)t * j->dim, j->w, j->dim, j->eps);
+}
+
 static void norm_rows(float *out, const float *x, const float *w, int n, int dim, float eps) {
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (n > 1)
-    for (int t = 0; t < n; t++) mt_rmsnorm(out + (size_t)t * dim, x + (size_t)t * dim, w, dim, eps);
+    norm_job j = {.out = out, .x = x, .w = w, .dim = dim, .eps = eps};
+    mt_pool_for(n, 1, norm_range, &j);
 }
 
 static void add_bias(float *y, const float *b, int n, int dim) {
@@ -19,25 +33,45 @@ static void add_bias(float *y, const float *b, int n, int dim) {
     for (int t = 0; t < n; t++) mt_add(y + (size_t)t * dim, b, dim);
 }
 
+typedef struct {
+    const mt_model_config *c;
+    const mt_layout *lay;
+    float *dst;
+    const float *norm, *freqs;
+    float inv_scale;
+    int n_heads;
+} position_job;
+
+static void position_range(void *ctx, int64_t t0, int64_t t1) {
+    const position_job *p = ctx;
+    const mt_model_config *c = p->c;
+    const size_t hd = (size_t)c->head_dim;
+    for (int64_t t = t0; t < t1; t++) {
+        float cs[512];
+        mt_rope_angles(cs, c->head_dim, (float)p->lay->pos[t] * p->inv_scale, p->freqs);
+        for (int j = 0; j < p->n_heads; j++) {
+            float *v = p->dst + ((size_t)t * p->n_heads + j) * hd;
+            if (p->norm) mt_rmsnorm(v, v, p->norm, c->head_dim, c->norm_eps);
+            mt_rope_apply(v, c->head_dim, cs, c->rope_style == MT_ROPE_NEOX, 0);
+        }
+    }
+}
+
 /* Per-head QK-norm (from src into dst), then RoPE in dst. */
 static void position_heads(const mt_model_config *c, const mt_layout *lay, float *dst,
                            const float *src, const float *norm, int n_heads, int local) {
     const float base = local ? c->rope_base_local : c->rope_base;
-    const float inv_scale = local ? 1.0f : 1.0f / c->rope_scale;
-    const size_t hd = (size_t)c->head_dim;
-    if (dst != src) memcpy(dst, src, (size_t)lay->n * n_heads * hd * sizeof *dst);
+    if (dst != src) memcpy(dst, src, (size_t)lay->n * n_heads * c->head_dim * sizeof *dst);
     float freqs[512];
     mt_rope_freqs(freqs, c->head_dim, base);
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (lay->n > 1)
-    for (int t = 0; t < lay->n; t++) {
-        float cs[512];
-        mt_rope_angles(cs, c->head_dim, (float)lay->pos[t] * inv_scale, freqs);
-        for (int j = 0; j < n_heads; j++) {
-            float *v = dst + ((size_t)t * n_heads + j) * hd;
-            if (norm) mt_rmsnorm(v, v, norm, c->head_dim, c->norm_eps);
-            mt_rope_apply(v, c->head_dim, cs, c->rope_style == MT_ROPE_NEOX, 0);
-        }
-    }
+    position_job p = {.c = c,
+                      .lay = lay,
+                      .dst = dst,
+                      .norm = norm,
+                      .freqs = freqs,
+                      .inv_scale = local ? 1.0f : 1.0f / c->rope_scale,
+                      .n_heads = n_heads};
+    mt_pool_for(lay->n, 1, position_range, &p);
 }
 
 /* Several projections of one input (q/k/v, gate/up) in one pass; the LoRA branch's
@@ -71,22 +105,22 @@ int mt_scratch_reserve(float **p, size_t *cap, size_t need) {
     return *p != NULL;
 }
 
+typedef struct {
+    mt_task_fn fn;
+    const void *ctx;
+    mt_scratch *scratch; /* one per worker */
+} scratch_job;
+
+static int scratch_task(void *ctx, int task, int worker) {
+    const scratch_job *j = ctx;
+    return j->fn(j->ctx, task, &j->scratch[worker]);
+}
+
 mt_status mt_run_tasks(int tasks, mt_task_fn fn, const void *ctx, const char *what) {
-    int failed = 0;
-#pragma omp parallel num_threads(mt_kernels_threads())
-    {
-        mt_scratch sc = {0};
-#pragma omp for schedule(dynamic, 1)
-        for (int task = 0; task < tasks; task++) {
-            int skip;
-#pragma omp atomic read
-            skip = failed;
-            if (skip || fn(ctx, task, &sc) == 0) continue;
-#pragma omp atomic write
-            failed = 1;
-        }
-        free(sc.p);
-    }
+    mt_scratch scratch[MT_POOL_MAX_THREADS] = {{0}};
+    scratch_job j = {.fn = fn, .ctx = ctx, .scratch = scratch};
+    const int failed = mt_pool_run(tasks, scratch_task, &j);
+    for (int w = 0; w < MT_POOL_MAX_THREADS; w++) free(scratch[w].p);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in %s", what) : MT_OK;
 }
 
@@ -282,23 +316,34 @@ static mt_status attention_block(const mt_model *m, int l, const mt_layout *lay,
     return linear(L, MT_LIN_O, a->att, n, a->o, a);
 }
 
+typedef struct {
+    float *act;
+    const float *gate, *up;
+    int ff, kind;
+} gate_job;
+
+static void gate_range(void *ctx, int64_t t0, int64_t t1) {
+    const gate_job *g = ctx;
+    const size_t ff = (size_t)g->ff;
+    for (int64_t t = t0; t < t1; t++) {
+        /* the gate pre-activation is kept for the backward pass; act gets its copy here,
+         * row by row on the threads, not serially before the loop */
+        if (g->act != g->gate) memcpy(g->act + t * ff, g->gate + t * ff, ff * sizeof(float));
+        if (g->kind == MT_ACT_GELU_TANH)
+            mt_gelu_tanh_mul(g->act + t * ff, g->up + t * ff, (int)ff);
+        else
+            mt_silu_mul(g->act + t * ff, g->up + t * ff, (int)ff);
+    }
+}
+
 static mt_status mlp_block(const mt_model *m, int l, int n, mt_layer_acts *a) {
     const mt_model_config *c = &m->cfg;
     const mt_layer *L = &m->layers[l];
     mt_status s;
     const mt_lin_role gate_up[2] = {MT_LIN_GATE, MT_LIN_UP};
     if ((s = linears(L, 2, gate_up, a->xn2, n, (float *const[]){a->gate, a->up}, a))) return s;
-    const size_t ff = (size_t)c->n_ff;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (n > 1)
-    for (int t = 0; t < n; t++) {
-        /* the gate pre-activation is kept for the backward pass; act gets its copy here,
-         * row by row on the threads, not serially before the loop */
-        if (a->act != a->gate) memcpy(a->act + t * ff, a->gate + t * ff, ff * sizeof(float));
-        if (c->act == MT_ACT_GELU_TANH)
-            mt_gelu_tanh_mul(a->act + t * ff, a->up + t * ff, (int)ff);
-        else
-            mt_silu_mul(a->act + t * ff, a->up + t * ff, (int)ff);
-    }
+    gate_job g = {.act = a->act, .gate = a->gate, .up = a->up, .ff = c->n_ff, .kind = c->act};
+    mt_pool_for(n, 1, gate_range, &g);
     return linear(L, MT_LIN_DOWN, a->act, n, a->dn, a);
 }
 
@@ -307,21 +352,39 @@ static mt_status mlp_block(const mt_model *m, int l, int n, mt_layer_acts *a) {
  * residual ran on one thread while the other waited, about 2% of a 16-sequence decoding
  * step.) delta is normed in a separate pass so the un-normed value stays available to
  * the backward pass. */
-static void residual(const mt_model *m, const float *post_norm, const float *base,
-                     const float *delta, float *dst, int n, const float *norm, float *xn) {
-    const int d = m->cfg.n_embd;
-    const float eps = m->cfg.norm_eps;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (n > 1)
-    for (int t = 0; t < n; t++) {
-        const float *dl = delta + (size_t)t * d;
-        float *out = dst + (size_t)t * d;
-        if (out != base + (size_t)t * d) memcpy(out, base + (size_t)t * d, (size_t)d * sizeof *out);
-        if (post_norm)
-            mt_rmsnorm_add(out, dl, post_norm, d, eps);
+typedef struct {
+    const float *post_norm, *base, *delta, *norm;
+    float *dst, *xn;
+    int d;
+    float eps;
+} residual_job;
+
+static void residual_range(void *ctx, int64_t t0, int64_t t1) {
+    const residual_job *r = ctx;
+    const int d = r->d;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *dl = r->delta + (size_t)t * d, *in = r->base + (size_t)t * d;
+        float *out = r->dst + (size_t)t * d;
+        if (out != in) memcpy(out, in, (size_t)d * sizeof *out);
+        if (r->post_norm)
+            mt_rmsnorm_add(out, dl, r->post_norm, d, r->eps);
         else
             mt_add(out, dl, d);
-        if (norm) mt_rmsnorm(xn + (size_t)t * d, out, norm, d, eps);
+        if (r->norm) mt_rmsnorm(r->xn + (size_t)t * d, out, r->norm, d, r->eps);
     }
+}
+
+static void residual(const mt_model *m, const float *post_norm, const float *base,
+                     const float *delta, float *dst, int n, const float *norm, float *xn) {
+    residual_job r = {.post_norm = post_norm,
+                      .base = base,
+                      .delta = delta,
+                      .norm = norm,
+                      .dst = dst,
+                      .xn = xn,
+                      .d = m->cfg.n_embd,
+                      .eps = m->cfg.norm_eps};
+    mt_pool_for(n, 1, residual_range, &r);
 }
 
 mt_status mt_layer_forward(const mt_model *m, int l, const mt_layout *lay, mt_layer_acts *a,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -172,16 +173,31 @@ fail:
 
 /* The normed final hidden states of the listed rows, into xn (and the raw ones into h
  * when given). */
+typedef struct {
+    const mt_model *m;
+    const float *hfinal;
+    const int *rows;
+    float *h, *xn;
+} gather_job;
+
+static void gather_range(void *ctx, int64_t i0, int64_t i1) {
+    const gather_job *j = ctx;
+    const size_t d = j->m->cfg.n_embd;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *src = j->hfinal + (size_t)j->rows[i] * d;
+        if (j->h) memcpy(j->h + i * d, src, d * sizeof *j->h);
+        mt_rmsnorm(j->xn + i * d, src, j->m->output_norm, (int)d, j->m->cfg.norm_eps);
+    }
+}
+
 static void gather_normed(const mt_model *m, const mt_tape *t, const int *rows, int n, float *h,
                           float *xn) {
-    const size_t d = m->cfg.n_embd;
-    const float *hfinal = t->x + (size_t)m->cfg.n_layer * t->n * d;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *src = hfinal + (size_t)rows[i] * d;
-        if (h) memcpy(h + i * d, src, d * sizeof *h);
-        mt_rmsnorm(xn + i * d, src, m->output_norm, (int)d, m->cfg.norm_eps);
-    }
+    gather_job j = {.m = m,
+                    .hfinal = t->x + (size_t)m->cfg.n_layer * t->n * m->cfg.n_embd,
+                    .rows = rows,
+                    .h = h,
+                    .xn = xn};
+    mt_pool_for(n, 1, gather_range, &j);
 }
 
 mt_status mt_head_logprobs(const mt_model *m, const mt_tape *t, const int32_t *targets,
@@ -245,12 +261,36 @@ static mt_status ws_alloc(grad_ws *w, const mt_model *m, int n) {
 }
 
 /* Row-wise RMSNorm backward over n rows. */
+typedef struct {
+    float *dx, *dw;
+    const float *x, *w, *dy;
+    int dim, accumulate;
+    float eps;
+} norm_back_job;
+
+static void norm_back_range(void *ctx, int64_t t0, int64_t t1) {
+    const norm_back_job *j = ctx;
+    const size_t dim = (size_t)j->dim;
+    for (int64_t t = t0; t < t1; t++)
+        mt_rmsnorm_backward(j->dx + t * dim, j->dw, j->x + t * dim, j->w, j->dy + t * dim, j->dim,
+                            j->eps, j->accumulate);
+}
+
+/* Rows run on the threads unless a weight gradient is summed over them (in row order). */
 static void norm_backward(float *dx, float *dw, const float *x, const float *w, const float *dy,
                           int n, int dim, float eps, int accumulate) {
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (!dw)
-    for (int t = 0; t < n; t++)
-        mt_rmsnorm_backward(dx + (size_t)t * dim, dw, x + (size_t)t * dim, w, dy + (size_t)t * dim,
-                            dim, eps, accumulate);
+    norm_back_job j = {.dx = dx,
+                       .dw = dw,
+                       .x = x,
+                       .w = w,
+                       .dy = dy,
+                       .dim = dim,
+                       .accumulate = accumulate,
+                       .eps = eps};
+    if (dw)
+        norm_back_range(&j, 0, n);
+    else
+        mt_pool_for(n, 1, norm_back_range, &j);
 }
 
 /* head_backward for a frozen head: the listed rows through mt_head_online, then the
@@ -283,6 +323,46 @@ static mt_status head_backward_online(const mt_model *m, const mt_tape *t, const
     return s;
 }
 
+typedef struct {
+    const int32_t *targets;
+    const float *coef;
+    const int *rows;
+    float *lg, *logprobs;
+    int V;
+    float cap;
+} logit_grad_job;
+
+/* Each listed row's logits become their gradient (and its target's log-prob is kept). */
+static void logit_grad_range(void *ctx, int64_t i0, int64_t i1) {
+    const logit_grad_job *j = ctx;
+    const int V = j->V;
+    const float cap = j->cap;
+    for (int64_t i = i0; i < i1; i++) {
+        const int32_t tg = j->targets[j->rows[i]];
+        const float c = j->coef[j->rows[i]];
+        float *row = j->lg + (size_t)i * V;
+        if (cap > 0.0f) mt_softcap(row, cap, V);
+        const float lse = mt_logsumexp(row, V);
+        /* Equal to mt_head_logprobs's up to rounding (that one, like a frozen head's
+         * step, runs the online softmax). */
+        if (j->logprobs) j->logprobs[j->rows[i]] = row[tg] - lse;
+        if (c == 0.0f) {
+            memset(row, 0, (size_t)V * sizeof *row);
+            continue;
+        }
+        if (cap > 0.0f) {
+            /* Through the softcap: d(capped)/d(raw) = 1 − (capped / cap)². */
+            for (int v = 0; v < V; v++) {
+                const float th = row[v] / cap;
+                const float gc = (v == tg ? c : 0.0f) - c * expf(row[v] - lse);
+                row[v] = gc * (1.0f - th * th);
+            }
+            continue;
+        }
+        mt_xent_grad_row(row, V, tg, lse, c);
+    }
+}
+
 /* head_backward for a trainable head (full fine-tuning), whose weight gradient needs each
  * row's logit gradients: the listed rows in chunks, each chunk's logits held whole. */
 static mt_status head_backward_chunks(const mt_model *m, const mt_tape *t, const int32_t *targets,
@@ -302,31 +382,14 @@ static mt_status head_backward_chunks(const mt_model *m, const mt_tape *t, const
         const int *rr = rows + r0;
         gather_normed(m, t, rr, nr, h, xn);
         if ((s = mt_matmul(&m->output, xn, nr, lg))) break;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-        for (int i = 0; i < nr; i++) {
-            const int32_t tg = targets[rr[i]];
-            const float c = coef[rr[i]];
-            float *row = lg + (size_t)i * V;
-            if (cap > 0.0f) mt_softcap(row, cap, V);
-            const float lse = mt_logsumexp(row, V);
-            /* Equal to mt_head_logprobs's up to rounding (that one, like a frozen head's
-             * step, runs the online softmax). */
-            if (logprobs) logprobs[rr[i]] = row[tg] - lse;
-            if (c == 0.0f) {
-                memset(row, 0, (size_t)V * sizeof *row);
-                continue;
-            }
-            if (cap > 0.0f) {
-                /* Through the softcap: d(capped)/d(raw) = 1 − (capped / cap)². */
-                for (int v = 0; v < V; v++) {
-                    const float th = row[v] / cap;
-                    const float gc = (v == tg ? c : 0.0f) - c * expf(row[v] - lse);
-                    row[v] = gc * (1.0f - th * th);
-                }
-                continue;
-            }
-            mt_xent_grad_row(row, V, tg, lse, c);
-        }
+        logit_grad_job lj = {.targets = targets,
+                             .coef = coef,
+                             .rows = rr,
+                             .lg = lg,
+                             .logprobs = logprobs,
+                             .V = V,
+                             .cap = cap};
+        mt_pool_for(nr, 1, logit_grad_range, &lj);
         if ((s = mt_matmul_dx(&m->output, lg, nr, dxn, 0))) break;
         mt_gemm(1, 0, V, d, nr, 1.0f, lg, V, xn, d, 1.0f, gout, d);
         norm_backward(dxc, g->output_norm, h, m->output_norm, dxn, nr, d, m->cfg.norm_eps, 0);
@@ -375,6 +438,25 @@ static void bias_backward(float *gb, const float *dy, int n, int dim) {
     for (int t = 0; t < n; t++) mt_add(gb, dy + (size_t)t * dim, dim);
 }
 
+typedef struct {
+    float *dgate, *dup;
+    const float *gate, *up, *dact;
+    int ff, kind;
+} gate_back_job;
+
+static void gate_back_range(void *ctx, int64_t i0, int64_t i1) {
+    const gate_back_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        const size_t o = (size_t)i * j->ff;
+        if (j->kind == MT_ACT_GELU_TANH)
+            mt_gelu_tanh_mul_backward(j->dgate + o, j->dup + o, j->gate + o, j->up + o, j->dact + o,
+                                      j->ff);
+        else
+            mt_silu_mul_backward(j->dgate + o, j->dup + o, j->gate + o, j->up + o, j->dact + o,
+                                 j->ff);
+    }
+}
+
 static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const mt_layer_acts *a,
                               mt_layer_grads *lg, grad_ws *w) {
     const mt_model_config *c = &m->cfg;
@@ -388,17 +470,14 @@ static mt_status mlp_backward(const mt_model *m, int l, const mt_tape *t, const 
         d_dn = w->dtmp;
     }
     if ((s = lin_back(L, a, lg, MT_LIN_DOWN, a->act, d_dn, n, w->dact, 0, w->dh))) return s;
-    const size_t ff = (size_t)c->n_ff;
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static)
-    for (int i = 0; i < n; i++) {
-        const size_t o = (size_t)i * ff;
-        if (c->act == MT_ACT_GELU_TANH)
-            mt_gelu_tanh_mul_backward(w->dgate + o, w->dup + o, a->gate + o, a->up + o, w->dact + o,
-                                      (int)ff);
-        else
-            mt_silu_mul_backward(w->dgate + o, w->dup + o, a->gate + o, a->up + o, w->dact + o,
-                                 (int)ff);
-    }
+    gate_back_job gj = {.dgate = w->dgate,
+                        .dup = w->dup,
+                        .gate = a->gate,
+                        .up = a->up,
+                        .dact = w->dact,
+                        .ff = c->n_ff,
+                        .kind = c->act};
+    mt_pool_for(n, 1, gate_back_range, &gj);
     if ((s = lin_back(L, a, lg, MT_LIN_GATE, a->xn2, w->dgate, n, w->dxn, 0, w->dh))) return s;
     if ((s = lin_back(L, a, lg, MT_LIN_UP, a->xn2, w->dup, n, w->dxn, 1, w->dh))) return s;
     norm_backward(w->dx, lg->ffn_norm, a->x_mid, L->ffn_norm, w->dxn, n, d, c->norm_eps, 1);
@@ -483,28 +562,53 @@ static mt_status attention_core_backward(const mt_model *m, int l, const mt_tape
     return st;
 }
 
+typedef struct {
+    const mt_model_config *c;
+    const int *pos;
+    float *dh, *dnorm;
+    const float *h0, *norm, *freqs;
+    float inv_scale;
+    int n_heads;
+} unposition_job;
+
+static void unposition_range(void *ctx, int64_t i0, int64_t i1) {
+    const unposition_job *u = ctx;
+    const mt_model_config *c = u->c;
+    for (int64_t i = i0; i < i1; i++) {
+        float cs[512];
+        mt_rope_angles(cs, c->head_dim, (float)u->pos[i] * u->inv_scale, u->freqs);
+        for (int j = 0; j < u->n_heads; j++) {
+            const size_t off = ((size_t)i * u->n_heads + j) * c->head_dim;
+            mt_rope_apply(u->dh + off, c->head_dim, cs, c->rope_style == MT_ROPE_NEOX, 1);
+            if (u->norm)
+                mt_rmsnorm_backward(u->dh + off, u->dnorm, u->h0 + off, u->norm, u->dh + off,
+                                    c->head_dim, c->norm_eps, 0);
+        }
+    }
+}
+
 /* Undo RoPE, then QK-norm, on the gradient of n_heads heads per token. */
 static void unposition_heads(const mt_model *m, int l, const mt_tape *t, float *dh, const float *h0,
                              const float *norm, float *dnorm, int n_heads) {
     const mt_model_config *c = &m->cfg;
     const int local = mt_config_layer_is_local(c, l);
     const float base = local ? c->rope_base_local : c->rope_base;
-    const float inv_scale = local ? 1.0f : 1.0f / c->rope_scale;
     float freqs[512];
     mt_rope_freqs(freqs, c->head_dim, base);
+    unposition_job u = {.c = c,
+                        .pos = t->pos,
+                        .dh = dh,
+                        .dnorm = dnorm,
+                        .h0 = h0,
+                        .norm = norm,
+                        .freqs = freqs,
+                        .inv_scale = local ? 1.0f : 1.0f / c->rope_scale,
+                        .n_heads = n_heads};
     /* Rows are independent unless a norm weight gradient is summed over them. */
-#pragma omp parallel for num_threads(mt_kernels_threads()) schedule(static) if (!dnorm)
-    for (int i = 0; i < t->n; i++) {
-        float cs[512];
-        mt_rope_angles(cs, c->head_dim, (float)t->pos[i] * inv_scale, freqs);
-        for (int j = 0; j < n_heads; j++) {
-            const size_t off = ((size_t)i * n_heads + j) * c->head_dim;
-            mt_rope_apply(dh + off, c->head_dim, cs, c->rope_style == MT_ROPE_NEOX, 1);
-            if (norm)
-                mt_rmsnorm_backward(dh + off, dnorm, h0 + off, norm, dh + off, c->head_dim,
-                                    c->norm_eps, 0);
-        }
-    }
+    if (dnorm)
+        unposition_range(&u, 0, t->n);
+    else
+        mt_pool_for(t->n, 1, unposition_range, &u);
 }
 
 static mt_status attention_backward(const mt_model *m, int l, const mt_tape *t,

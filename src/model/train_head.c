@@ -3,7 +3,7 @@
  * Holding a chunk of rows' logits ([rows x vocab]) needs two passes over the output
  * matrix per chunk, one for the logits and one for dx, each dequantising the whole
  * matrix: for Gemma 3's 262144 x 640 head, 64 rows per chunk, that was two full
- * dequantisations per 64 rows. Here each thread takes a fixed range of vocabulary slabs;
+ * dequantisations per 64 rows. Here each task takes a fixed range of vocabulary slabs;
  * a slab is dequantised once, its logits computed for every row, and folded into the
  * row's running max m, sum of exponentials z and
  *     U = sum_v exp(l_v - m) * dcap_v * W_v       (dcap = 1 - tanh^2 through a soft cap)
@@ -17,11 +17,11 @@
 #include "model/train_head.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -100,6 +100,21 @@ static int run_slabs(const job *j, partial *p, int s0, int s1) {
     return ok;
 }
 
+typedef struct {
+    const job *j;
+    partial *p;
+    int n_slabs, n_ranges;
+} range_job;
+
+/* Range k takes slabs [k n_slabs / n_ranges, (k + 1) n_slabs / n_ranges) into partial k:
+ * fixed by the range count, whichever thread runs it. */
+static int range_task(void *ctx, int k, int worker) {
+    (void)worker;
+    const range_job *r = ctx;
+    return !run_slabs(r->j, &r->p[k], (int)((long)k * r->n_slabs / r->n_ranges),
+                      (int)((long)(k + 1) * r->n_slabs / r->n_ranges));
+}
+
 static void partial_free(partial *p) {
     free(p->m);
     free(p->z);
@@ -155,16 +170,8 @@ mt_status mt_head_online(const mt_model *m, const float *xn, const int32_t *tgt,
                    .dct = dct,
                    .wt = wt};
     if (ok) {
-        int failed = 0;
-        /* thread k takes slabs [k n_slabs / nt, (k + 1) n_slabs / nt): fixed by the
-         * thread count, and a smaller team takes the missing threads' ranges in order */
-#pragma omp parallel num_threads(nt)
-        for (int k = omp_get_thread_num(); k < nt; k += omp_get_num_threads())
-            if (!run_slabs(&j, &p[k], (int)((long)k * n_slabs / nt),
-                           (int)((long)(k + 1) * n_slabs / nt)))
-#pragma omp atomic write
-                failed = 1;
-        ok = !failed;
+        range_job rj = {.j = &j, .p = p, .n_slabs = n_slabs, .n_ranges = nt};
+        ok = !mt_pool_run(nt, range_task, &rj);
     }
     if (ok) {
         merge(p, nt, n, d, lse);

@@ -4,22 +4,38 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/pool.h"
+
 #define PAR_MIN 65536
 /* A tensor's squared norm is summed as this many fixed slices and then in slice order, so the
  * total does not depend on the thread count (resume must reproduce a run exactly). */
 #define SLICES 64
 
-static double sum_squares(const float *x, int64_t n) {
-    double part[SLICES];
-    const int64_t len = (n + SLICES - 1) / SLICES;
-#pragma omp parallel for if (n >= PAR_MIN)
-    for (int s = 0; s < SLICES; s++) {
+typedef struct {
+    const float *x;
+    int64_t n;
+    double *part;
+} squares_job;
+
+static void squares_range(void *ctx, int64_t s0, int64_t s1) {
+    const squares_job *j = ctx;
+    const int64_t n = j->n, len = (n + SLICES - 1) / SLICES;
+    for (int64_t s = s0; s < s1; s++) {
         const int64_t lo = s * len < n ? s * len : n, hi = lo + len < n ? lo + len : n;
         double acc = 0;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t i = lo; i < hi; i++) acc += (double)x[i] * x[i];
-        part[s] = acc;
+        for (int64_t i = lo; i < hi; i++) acc += (double)j->x[i] * j->x[i];
+        j->part[s] = acc;
     }
+}
+
+static double sum_squares(const float *x, int64_t n) {
+    double part[SLICES];
+    squares_job j = {.x = x, .n = n, .part = part};
+    if (n >= PAR_MIN)
+        mt_pool_for(SLICES, 1, squares_range, &j);
+    else
+        squares_range(&j, 0, SLICES);
     double total = 0;
     for (int s = 0; s < SLICES; s++) total += part[s];
     return total;
@@ -32,12 +48,26 @@ double mt_grad_norm(const mt_param *params, int n_params) {
     return sqrt(total);
 }
 
+typedef struct {
+    float *g;
+    float scale;
+} scale_job;
+
+static void scale_range(void *ctx, int64_t i0, int64_t i1) {
+    const scale_job *j = ctx;
+    float *restrict g = j->g;
+    const float scale = j->scale;
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) g[i] *= scale;
+}
+
 void mt_scale_grads(mt_param *params, int n_params, float scale) {
     for (int i = 0; i < n_params; i++) {
-        float *restrict g = params[i].g;
-        const int64_t n = params[i].n;
-#pragma omp parallel for simd if (n >= PAR_MIN)
-        for (int64_t j = 0; j < n; j++) g[j] *= scale;
+        scale_job j = {.g = params[i].g, .scale = scale};
+        if (params[i].n >= PAR_MIN)
+            mt_pool_for(params[i].n, PAR_MIN / 4, scale_range, &j);
+        else
+            scale_range(&j, 0, params[i].n);
     }
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pool.h"
 #include "io/gguf_write.h"
 #include "kernels/dequant.h"
 #include "kernels/quantize.h"
@@ -41,6 +42,37 @@ static mt_status fill_vector(const job *j, void *dst, size_t nbytes) {
     return MT_OK;
 }
 
+typedef struct {
+    const job *j;
+    void *dst;
+    size_t row_bytes;
+    int64_t rows;
+    int n_tasks;
+    float *row_buf[MT_POOL_MAX_THREADS]; /* one row per worker, allocated on first use */
+} merge_job;
+
+/* Task k: output rows [k rows / n_tasks, (k + 1) rows / n_tasks). */
+static int merge_rows_task(void *ctx, int k, int worker) {
+    merge_job *mj = ctx;
+    const job *j = mj->j;
+    const int64_t cols = j->src.ne[0];
+    float *row = mj->row_buf[worker];
+    if (!row && !(row = mj->row_buf[worker] = malloc((size_t)cols * sizeof *row))) return 1;
+    const int64_t g0 = mj->rows * k / mj->n_tasks, g1 = mj->rows * (k + 1) / mj->n_tasks;
+    for (int64_t g = g0; g < g1; g++) {
+        const int64_t r = mt_rows_source_row(j->order, g, j->head_dim);
+        mt_dequantize_row(&j->src, r, row);
+        for (int i = 0; j->a && i < j->rank; i++) {
+            const float c = j->scale * j->b[r * j->rank + i];
+            const float *a = j->a + (int64_t)i * cols;
+            for (int64_t x = 0; x < cols; x++) row[x] += c * a[x];
+        }
+        /* Arguments were checked when the job was made, so this cannot fail. */
+        mt_quantize(j->out, row, (char *)mj->dst + (size_t)g * mj->row_bytes, cols);
+    }
+    return 0;
+}
+
 static mt_status fill_tensor(void *ctx, void *dst, size_t nbytes) {
     const job *j = ctx;
     if (j->src.n_dims == 1) return fill_vector(j, dst, nbytes);
@@ -48,29 +80,14 @@ static mt_status fill_tensor(void *ctx, void *dst, size_t nbytes) {
     const size_t row_bytes = mt_dtype_row_bytes(j->out, cols);
     if (nbytes != (size_t)rows * row_bytes)
         return mt_fail(MT_ERR_INTERNAL, "export: wrong size for tensor %s", j->name);
-    int failed = 0;
-#pragma omp parallel
-    {
-        float *row = malloc((size_t)cols * sizeof *row);
-        if (!row) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int64_t g = 0; g < rows; g++) {
-            if (!row) continue;
-            const int64_t r = mt_rows_source_row(j->order, g, j->head_dim);
-            mt_dequantize_row(&j->src, r, row);
-            for (int k = 0; j->a && k < j->rank; k++) {
-                const float c = j->scale * j->b[r * j->rank + k];
-                const float *a = j->a + (int64_t)k * cols;
-                for (int64_t i = 0; i < cols; i++) row[i] += c * a[i];
-            }
-            /* Arguments were checked when the job was made, so this cannot fail. */
-            mt_quantize(j->out, row, (char *)dst + (size_t)g * row_bytes, cols);
-        }
-        free(row);
-    }
+    const int64_t most = 4 * (int64_t)mt_pool_threads();
+    merge_job mj = {.j = j,
+                    .dst = dst,
+                    .row_bytes = row_bytes,
+                    .rows = rows,
+                    .n_tasks = (int)(rows < most ? rows : most)};
+    const int failed = mt_pool_run(mj.n_tasks, merge_rows_task, &mj);
+    for (int w = 0; w < MT_POOL_MAX_THREADS; w++) free(mj.row_buf[w]);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory writing %s", j->name) : MT_OK;
 }
 

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/pool.h"
+
 /* Rows are processed in blocks: parallel within a block, then the block's per-row values are
  * added in row order, so the loss does not depend on the thread count. */
 #define BLOCK 256
@@ -60,26 +62,54 @@ static double ce_row(float *x, int vocab, int32_t t, float scale) {
     return (double)xt - ((double)mx + log(s));
 }
 
+/* Runs fn over n rows of `vocab` logits, on the threads when the rows are big enough. */
+static void rows_in_parallel(int n, int vocab, mt_pool_range_fn fn, void *ctx) {
+    if ((int64_t)n * vocab >= PAR_MIN)
+        mt_pool_for(n, 1, fn, ctx);
+    else
+        fn(ctx, 0, n);
+}
+
+typedef struct {
+    float *logits;
+    int vocab, r0;
+    const int32_t *targets;
+    const float *row_scale;
+    float grad_scale;
+    double *lp; /* per row of the block */
+} ce_job;
+
+static void ce_range(void *ctx, int64_t i0, int64_t i1) {
+    const ce_job *j = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        const int r = j->r0 + (int)i;
+        float *x = j->logits + (int64_t)r * j->vocab;
+        if (j->targets[r] == MT_IGNORE_INDEX) {
+            memset(x, 0, (size_t)j->vocab * sizeof(float));
+            j->lp[i] = 0;
+            continue;
+        }
+        const float scale = j->row_scale ? j->row_scale[r] * j->grad_scale : j->grad_scale;
+        j->lp[i] = ce_row(x, j->vocab, j->targets[r], scale);
+    }
+}
+
 mt_status mt_ce_rows_weighted(float *logits, int n_rows, int vocab, const int32_t *targets,
                               const float *row_scale, float grad_scale, double *loss_sum,
                               double *logprob_out) {
     mt_status st = check_rows(logits, n_rows, vocab, targets);
     if (st) return st;
     double total = 0, lp[BLOCK];
+    ce_job j = {.logits = logits,
+                .vocab = vocab,
+                .targets = targets,
+                .row_scale = row_scale,
+                .grad_scale = grad_scale,
+                .lp = lp};
     for (int r0 = 0; r0 < n_rows; r0 += BLOCK) {
         const int nb = n_rows - r0 < BLOCK ? n_rows - r0 : BLOCK;
-#pragma omp parallel for if ((int64_t)nb * vocab >= PAR_MIN)
-        for (int i = 0; i < nb; i++) {
-            const int r = r0 + i;
-            float *x = logits + (int64_t)r * vocab;
-            if (targets[r] == MT_IGNORE_INDEX) {
-                memset(x, 0, (size_t)vocab * sizeof(float));
-                lp[i] = 0;
-                continue;
-            }
-            const float scale = row_scale ? row_scale[r] * grad_scale : grad_scale;
-            lp[i] = ce_row(x, vocab, targets[r], scale);
-        }
+        j.r0 = r0;
+        rows_in_parallel(nb, vocab, ce_range, &j);
         for (int i = 0; i < nb; i++) {
             total -= lp[i];
             if (logprob_out) logprob_out[r0 + i] = lp[i];
@@ -95,21 +125,33 @@ mt_status mt_ce_rows(float *logits, int n_rows, int vocab, const int32_t *target
                                logprob_out);
 }
 
+typedef struct {
+    const float *logits;
+    int vocab;
+    const int32_t *targets;
+    double *out;
+} target_job;
+
+static void target_range(void *ctx, int64_t r0, int64_t r1) {
+    const target_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = j->logits + r * j->vocab;
+        if (j->targets[r] == MT_IGNORE_INDEX) {
+            j->out[r] = 0;
+            continue;
+        }
+        const float mx = row_max(x, j->vocab);
+        j->out[r] = (double)x[j->targets[r]] - ((double)mx + log(row_sumexp(x, j->vocab, mx)));
+    }
+}
+
 mt_status mt_target_logprobs(const float *logits, int n_rows, int vocab, const int32_t *targets,
                              double *logprob_out, double *sum_out) {
     mt_status st = check_rows(logits, n_rows, vocab, targets);
     if (st) return st;
     if (n_rows > 0 && !logprob_out) return mt_fail(MT_ERR_ARG, "target log-probs: null output");
-#pragma omp parallel for if ((int64_t)n_rows * vocab >= PAR_MIN)
-    for (int r = 0; r < n_rows; r++) {
-        const float *x = logits + (int64_t)r * vocab;
-        if (targets[r] == MT_IGNORE_INDEX) {
-            logprob_out[r] = 0;
-            continue;
-        }
-        const float mx = row_max(x, vocab);
-        logprob_out[r] = (double)x[targets[r]] - ((double)mx + log(row_sumexp(x, vocab, mx)));
-    }
+    target_job j = {.logits = logits, .vocab = vocab, .targets = targets, .out = logprob_out};
+    rows_in_parallel(n_rows, vocab, target_range, &j);
     if (sum_out) {
         double s = 0;
         for (int r = 0; r < n_rows; r++) s += logprob_out[r];

@@ -5,7 +5,9 @@
 #include <math.h>
 #include <string.h>
 
-/* Below this many elements a parallel region costs more than it saves. */
+#include "core/pool.h"
+
+/* Below this many elements a parallel loop costs more than it saves. */
 #define PAR_MIN 65536
 
 mt_adamw_params mt_adamw_defaults(void) {
@@ -51,15 +53,22 @@ static adamw_consts adamw_consts_at(const mt_adamw_params *hp, int64_t t, float 
     };
 }
 
-static void adamw_update(const adamw_consts *c, mt_param *p, int decay) {
-    float *restrict w = p->w, *restrict m = p->m, *restrict v = p->v;
-    const float *restrict g = p->g;
-    const int64_t n = p->n;
-    const float dm = decay ? c->decay_mul : 1.0f;
+typedef struct {
+    const adamw_consts *c;
+    mt_param *p;
+    int decay;
+} adamw_job;
+
+static void adamw_range(void *ctx, int64_t i0, int64_t i1) {
+    const adamw_job *j = ctx;
+    const adamw_consts *c = j->c;
+    float *restrict w = j->p->w, *restrict m = j->p->m, *restrict v = j->p->v;
+    const float *restrict g = j->p->g;
+    const float dm = j->decay ? c->decay_mul : 1.0f;
     /* torch's lerp switches formula at weight 0.5 for accuracy; the branch is per step. */
     const int lerp_lo = fabsf(c->w1) < 0.5f;
-#pragma omp parallel for simd if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; i++) {
         const float gi = g[i];
         w[i] = w[i] * dm;
         m[i] = lerp_lo ? m[i] + c->w1 * (gi - m[i]) : gi - (gi - m[i]) * (1.0f - c->w1);
@@ -67,6 +76,14 @@ static void adamw_update(const adamw_consts *c, mt_param *p, int decay) {
         const float denom = sqrtf(v[i]) / c->bc2_sqrt + c->eps;
         w[i] = w[i] + c->neg_step * (m[i] / denom);
     }
+}
+
+static void adamw_update(const adamw_consts *c, mt_param *p, int decay) {
+    adamw_job j = {.c = c, .p = p, .decay = decay};
+    if (p->n >= PAR_MIN)
+        mt_pool_for(p->n, PAR_MIN / 4, adamw_range, &j);
+    else
+        adamw_range(&j, 0, p->n);
 }
 
 static mt_status check_params(const mt_param *params, int n_params) {
