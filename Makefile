@@ -4,9 +4,9 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  ?=
-CFLAGS  += -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -Isrc -MMD -MP \
+CFLAGS  += -fopenmp-simd -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -Isrc -MMD -MP \
            $(shell pkg-config --cflags libcjson libpcre2-8 openblas libcurl sqlite3 yaml-0.1 cmocka 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs libcjson libpcre2-8 openblas libcurl sqlite3 yaml-0.1) -fopenmp -lm -lpthread
+LDLIBS  += $(shell pkg-config --libs libcjson libpcre2-8 openblas libcurl sqlite3 yaml-0.1) -lm -lpthread
 
 LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))

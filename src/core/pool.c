@@ -276,15 +276,11 @@ static int range_task(void *ctx, int task, int worker) {
     return 0;
 }
 
-/* Ranges per thread: enough that a thread slowed by another process delays the loop by a
- * fraction of its share, few enough that taking them costs nothing. */
-enum { RANGES_PER_THREAD = 4 };
-
 void mt_pool_for(int64_t n, int64_t grain, mt_pool_range_fn fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int64_t tasks = (n + grain - 1) / grain;
-    const int64_t most = (int64_t)mt_pool_threads() * RANGES_PER_THREAD;
+    const int64_t most = (int64_t)mt_pool_threads() * MT_POOL_TASKS_PER_THREAD;
     if (tasks > most) tasks = most;
     if (tasks <= 1 || in_task) {
         fn(ctx, 0, n);

@@ -19,6 +19,11 @@
 /* Upper bound on the thread count (callers size per-worker scratch arrays with it). */
 enum { MT_POOL_MAX_THREADS = 64 };
 
+/* How many tasks a loop cuts its work into per thread: with one share per thread, a thread
+ * slowed by another process on its core holds the whole loop back by its share; with
+ * several, the other threads take its remaining tasks and it delays the loop by one. */
+enum { MT_POOL_TASKS_PER_THREAD = 4 };
+
 /* Runs task `task` of a loop on the thread numbered `worker` (0 .. mt_pool_threads() - 1;
  * it names the thread, for per-thread scratch, never the work). Returns 0, or non-zero
  * for a failure (the loop still runs every other task). */

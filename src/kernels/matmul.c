@@ -65,7 +65,7 @@ static int rows_task(void *ctx, int k, int worker) {
 
 /* Few tokens: each weight row is dequantised once into L1 and dotted with every token. */
 static mt_status matmul_rows(const mt_tensor *w, const float *x, int n, float *y) {
-    const int64_t rows = w->ne[1], most = 4 * (int64_t)mt_kernels_threads();
+    const int64_t rows = w->ne[1], most = MT_POOL_TASKS_PER_THREAD * (int64_t)mt_kernels_threads();
     rows_job j = {.w = w,
                   .x = x,
                   .n = n,
@@ -103,11 +103,12 @@ static int slab_task(void *ctx, int s, int worker) {
 /* Many tokens: dequantise a slab of rows per thread and multiply it with BLAS. */
 static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *y) {
     const int64_t cols = w->ne[0], rows = w->ne[1];
-    /* About 1 MiB of f32 per slab, and a slab count that is a multiple of the thread count:
-     * with 2 threads, 3 slabs (Gemma's 1024-row Q projection) left one thread idle a third
-     * of the time. */
+    /* At most about 1 MiB of f32 per slab, at least MT_POOL_TASKS_PER_THREAD slabs per
+     * thread, and a slab count that is a multiple of the thread count: with 2 threads, 3
+     * slabs (Gemma's 1024-row Q projection) left one thread idle a third of the time. */
     const int nt = mt_kernels_threads();
     int64_t n_slabs = (rows * cols + 256 * 1024 - 1) / (256 * 1024);
+    if (n_slabs < MT_POOL_TASKS_PER_THREAD * nt) n_slabs = MT_POOL_TASKS_PER_THREAD * nt;
     n_slabs = (n_slabs + nt - 1) / nt * nt;
     /* Slabs of whole 32-row strips (the GEMM's tile width), the larger ones first so the
      * dynamic schedule evens them out: SmolLM2's down projection as 4 slabs of 144 rows
@@ -232,19 +233,20 @@ static mt_status matmul_qdot(int nw, const mt_tensor *const *w, const float *x, 
     const char *xa[MT_MATMUL_MAX_WEIGHTS];
     for (int i = 0; i < nw; i++) xa[i] = ab[i] ? xq + off[act[i]] : NULL;
     const int64_t total = rows_before[nw];
-    /* Up to 16 tokens (decoding): one range of rows per thread, in multiples of 16 (the
+    /* Up to 16 tokens (decoding): a few ranges of rows per thread, in multiples of 16 (the
      * packed groups; the decoding kernels rearrange the tokens' activations once per
      * call, so fewer, larger calls cost less). More tokens (a prompt) go through blocks
      * of 256 rows, which stay in L2 while every token passes over them. */
     const int nt = mt_kernels_threads();
     const int decode = n <= MT_QDOT_MAX_TOKENS;
-    const int64_t per = ((total + nt - 1) / nt + 15) / 16 * 16;
+    const int64_t tasks = (int64_t)nt * MT_POOL_TASKS_PER_THREAD;
+    const int64_t per = ((total + tasks - 1) / tasks + 15) / 16 * 16;
     /* A prompt: the rows laid end to end in blocks of at most PROMPT_ROW_BLOCK, as many
-     * per thread. Blocks per weight (576 rows as 256 + 256 + 64) had left one thread
-     * twice the rows of the other on o and down. */
-    const int64_t per_thread =
-        (total + (int64_t)nt * PROMPT_ROW_BLOCK - 1) / ((int64_t)nt * PROMPT_ROW_BLOCK);
-    const int64_t n_blocks = per_thread * nt;
+     * per thread, a few at least. Blocks per weight (576 rows as 256 + 256 + 64) had left one
+     * thread twice the rows of the other on o and down. */
+    int64_t n_blocks = (total + PROMPT_ROW_BLOCK - 1) / PROMPT_ROW_BLOCK;
+    if (n_blocks < tasks) n_blocks = tasks;
+    n_blocks = (n_blocks + nt - 1) / nt * nt;
     const int64_t block = ((total + n_blocks - 1) / n_blocks + 15) / 16 * 16;
     qdot_job j = {.w = w,
                   .x = x,
@@ -365,7 +367,8 @@ mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {
                       .b = w->data,
                       .c = y,
                       .by_columns = 1,
-                      .per = (int)((rows + nt - 1) / nt)};
+                      .per = (int)((rows + nt * MT_POOL_TASKS_PER_THREAD - 1) /
+                                   (nt * MT_POOL_TASKS_PER_THREAD))};
         mt_pool_run((int)((rows + g.per - 1) / g.per), gemm_task, &g);
         return MT_OK;
     }
@@ -393,10 +396,12 @@ void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const f
         /* Few rows (LoRA's A-factor gradient has rank rows): split the columns instead,
          * in multiples of 32, so no thread is left with a sliver of rows. */
         g.by_columns = 1;
-        g.per = ((n + nt - 1) / nt + 31) / 32 * 32;
+        const int split = nt * MT_POOL_TASKS_PER_THREAD;
+        g.per = ((n + split - 1) / split + 31) / 32 * 32;
         tasks = (n + g.per - 1) / g.per;
     } else {
-        g.per = (m + nt - 1) / nt;
+        const int split = nt * MT_POOL_TASKS_PER_THREAD;
+        g.per = (m + split - 1) / split;
         tasks = m > 0 ? (m + g.per - 1) / g.per : 0;
     }
     mt_pool_run(tasks, gemm_task, &g);
@@ -454,15 +459,18 @@ mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, in
                      malloc((size_t)(slab * cols) * sizeof(float))};
     const int failed = !buf[0] || !buf[1];
     if (!failed) {
-        dx_job j = {.w = w,
-                    .dy = dy,
-                    .dx = dx,
-                    .n = n,
-                    .accumulate = accumulate,
-                    .slab = slab,
-                    /* column bands in multiples of 32, the GEMM's tile width */
-                    .band = ((cols + nt - 1) / nt + 31) / 32 * 32,
-                    .buf = {buf[0], buf[1]}};
+        dx_job j = {
+            .w = w,
+            .dy = dy,
+            .dx = dx,
+            .n = n,
+            .accumulate = accumulate,
+            .slab = slab,
+            /* column bands in multiples of 32, the GEMM's tile width */
+            .band = ((cols + nt * MT_POOL_TASKS_PER_THREAD - 1) / (nt * MT_POOL_TASKS_PER_THREAD) +
+                     31) /
+                    32 * 32,
+            .buf = {buf[0], buf[1]}};
         j.n_bands = (int)((cols + j.band - 1) / j.band);
         j.n_dequant = 2 * nt;
         const int64_t n_slabs = (rows + slab - 1) / slab;

@@ -7,13 +7,13 @@
  * a slab is dequantised once, its logits computed for every row, and folded into the
  * row's running max m, sum of exponentials z and
  *     U = sum_v exp(l_v - m) * dcap_v * W_v       (dcap = 1 - tanh^2 through a soft cap)
- * rescaled whenever m grows. After the last slab the threads' partial sums are merged,
+ * rescaled whenever m grows. After the last slab the ranges' partial sums are merged,
  * and per row lse = m + log z, the log-prob is l_target - lse, and the gradient of
  * coef * log-prob with respect to the normed input is
  *     dxn = coef * (dcap_target * W_target - U / z).
  * The matrix is read once per step and no [rows x vocab] buffer exists. The slab ranges
- * depend on the thread count alone, so a row gets the same bits whichever other rows
- * come with it, with or without gradients. */
+ * (a few per thread) depend on the thread count alone, so a row gets the same bits
+ * whichever other rows come with it, with or without gradients. */
 #include "model/train_head.h"
 
 #include <math.h>
@@ -130,14 +130,14 @@ static int partial_alloc(partial *p, int n, int d, int grad) {
     return 1;
 }
 
-/* Merges the threads' partials into lse per row and, with gradients, U / z into *p[0].u. */
-static void merge(partial *p, int nt, int n, int d, float *lse) {
+/* Merges the ranges' partials into lse per row and, with gradients, U / z into *p[0].u. */
+static void merge(partial *p, int n_ranges, int n, int d, float *lse) {
     for (int r = 0; r < n; r++) {
         float mx = -INFINITY;
-        for (int k = 0; k < nt; k++) mx = p[k].m[r] > mx ? p[k].m[r] : mx;
+        for (int k = 0; k < n_ranges; k++) mx = p[k].m[r] > mx ? p[k].m[r] : mx;
         float *u = p[0].u ? p[0].u + (size_t)r * d : NULL;
         double z = 0.0;
-        for (int k = 0; k < nt; k++) {
+        for (int k = 0; k < n_ranges; k++) {
             const float w = expf(p[k].m[r] - mx);
             z += (double)p[k].z[r] * w;
             if (!u) continue;
@@ -152,12 +152,14 @@ static void merge(partial *p, int nt, int n, int d, float *lse) {
 mt_status mt_head_online(const mt_model *m, const float *xn, const int32_t *tgt, int n, float *lse,
                          float *lt, float *dxn, const float *coef) {
     const int d = m->cfg.n_embd, V = m->cfg.n_vocab, grad = dxn != NULL;
-    const int nt = mt_kernels_threads(), n_slabs = (V + SLAB - 1) / SLAB;
-    partial *p = calloc((size_t)nt, sizeof *p);
+    const int n_slabs = (V + SLAB - 1) / SLAB;
+    int n_ranges = mt_kernels_threads() * MT_POOL_TASKS_PER_THREAD;
+    if (n_ranges > n_slabs) n_ranges = n_slabs;
+    partial *p = calloc((size_t)n_ranges, sizeof *p);
     float *dct = grad ? malloc((size_t)n * sizeof *dct) : NULL;
     float *wt = grad ? calloc((size_t)n * d, sizeof *wt) : NULL;
     int ok = p && (!grad || (dct && wt));
-    for (int k = 0; ok && k < nt; k++) ok = partial_alloc(&p[k], n, d, grad);
+    for (int k = 0; ok && k < n_ranges; k++) ok = partial_alloc(&p[k], n, d, grad);
     const job j = {.m = m,
                    .xn = xn,
                    .tgt = tgt,
@@ -170,11 +172,11 @@ mt_status mt_head_online(const mt_model *m, const float *xn, const int32_t *tgt,
                    .dct = dct,
                    .wt = wt};
     if (ok) {
-        range_job rj = {.j = &j, .p = p, .n_slabs = n_slabs, .n_ranges = nt};
-        ok = !mt_pool_run(nt, range_task, &rj);
+        range_job rj = {.j = &j, .p = p, .n_slabs = n_slabs, .n_ranges = n_ranges};
+        ok = !mt_pool_run(n_ranges, range_task, &rj);
     }
     if (ok) {
-        merge(p, nt, n, d, lse);
+        merge(p, n_ranges, n, d, lse);
         for (int r = 0; grad && r < n; r++) {
             const float c = coef[r];
             float *g = dxn + (size_t)r * d;
@@ -182,7 +184,7 @@ mt_status mt_head_online(const mt_model *m, const float *xn, const int32_t *tgt,
             for (int i = 0; i < d; i++) g[i] = c * (dct[r] * w[i] - u[i]);
         }
     }
-    for (int k = 0; p && k < nt; k++) partial_free(&p[k]);
+    for (int k = 0; p && k < n_ranges; k++) partial_free(&p[k]);
     free(p);
     free(dct);
     free(wt);

@@ -14,12 +14,13 @@
  * activations quantised, rows split over THREADS (default: all cores), for N_TOK tokens
  * at once (default 1), scalar, AVX2 and AVX-512 — an upper bound on tokens/s from the matvecs
  * alone. */
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/pool.h"
 #include "core/rng.h"
 #include "io/gguf.h"
 #include "kernels/dequant.h"
@@ -40,6 +41,32 @@ typedef struct {
     float *y;
 } job;
 
+typedef struct {
+    const mt_tensor *w;
+    int n_tok, n_tasks;
+    const void *xq;
+    const float *xf;
+    float *y;
+} rows_job;
+
+/* Task t: rows [rows t / n_tasks, rows (t + 1) / n_tasks). */
+static int rows_task(void *ctx, int t, int worker) {
+    (void)worker;
+    const rows_job *r = ctx;
+    const int64_t rows = r->w->ne[1];
+    mt_matmul_q(r->w, r->n_tok, r->xq, r->xf, r->y, rows * t / r->n_tasks,
+                rows * (t + 1) / r->n_tasks);
+    return 0;
+}
+
+/* The rows split evenly over `threads` tasks on the kernel threads. */
+static void split_rows(const mt_tensor *w, int n_tok, const void *xq, const float *xf, float *y,
+                       int threads) {
+    rows_job r = {.w = w, .n_tok = n_tok, .n_tasks = threads, .xq = xq, .xf = xf, .y = y};
+    mt_pool_set_threads(threads);
+    mt_pool_run(threads, rows_task, &r);
+}
+
 static void run(const job *j) {
     const int64_t rows = j->w->ne[1];
     if (j->old_path) {
@@ -50,12 +77,7 @@ static void run(const job *j) {
         mt_matmul_q(j->w, j->n_tok, j->xq, j->xf, j->y, 0, rows);
         return;
     }
-#pragma omp parallel num_threads(j->threads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-        mt_matmul_q(j->w, j->n_tok, j->xq, j->xf, j->y, r0, r1);
-    }
+    split_rows(j->w, j->n_tok, j->xq, j->xf, j->y, j->threads);
 }
 
 /* Seconds per call: best of five runs of at least min_s each. */
@@ -111,15 +133,10 @@ static double model_step(const mt_gguf *g, int threads, int n_tok, float *x, uin
             if (gt->n_dims != 2 || !mt_dtype_supported(gt->ggml_type)) continue;
             if (!tied && !strcmp(gt->name, "token_embd.weight")) continue;
             const mt_tensor *w = &gt->view;
-            const int64_t n = w->ne[0], rows = w->ne[1];
+            const int64_t n = w->ne[0];
             const size_t ab = mt_act_bytes(w->type, n);
             for (int k = 0; k < n_tok; k++) mt_quantize_act(w->type, x + k * n, n, xq + k * ab);
-#pragma omp parallel num_threads(threads)
-            {
-                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-                const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-                mt_matmul_q(w, n_tok, xq, x, y, r0, r1);
-            }
+            split_rows(w, n_tok, xq, x, y, threads);
         }
         const double el = now() - t0;
         if (rep && el < best) best = el; /* the first pass pages the file in */
@@ -166,7 +183,7 @@ static int bench_model(const char *path, int threads, int n_tok) {
 
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--model"))
-        return bench_model(argv[2], argc > 3 ? atoi(argv[3]) : omp_get_num_procs(),
+        return bench_model(argv[2], argc > 3 ? atoi(argv[3]) : (int)sysconf(_SC_NPROCESSORS_ONLN),
                            argc > 4 ? atoi(argv[4]) : 1);
     const int64_t rows = argc > 2 ? atoll(argv[1]) : 2048, cols = argc > 2 ? atoll(argv[2]) : 2048;
     const double min_s = argc > 3 ? atof(argv[3]) : 0.3;
@@ -177,7 +194,7 @@ int main(int argc, char **argv) {
     }
     const mt_dtype types[] = {MT_Q4_0, MT_Q4_1, MT_Q5_0, MT_Q5_1, MT_Q8_0, MT_Q4_K,
                               MT_Q5_K, MT_Q6_K, MT_F16,  MT_BF16, MT_F32};
-    const int max_tok = 16, threads = omp_get_num_procs();
+    const int max_tok = 16, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     mt_kernels_set_threads(1);
     float *x = malloc((size_t)(max_tok * cols) * sizeof *x);
     float *y = malloc((size_t)(max_tok * rows) * sizeof *y);
