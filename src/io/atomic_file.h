@@ -2,7 +2,17 @@
  * the target's folder, which is synced and renamed over the target only on commit, so
  * readers see the old file or the complete new one, never a torn write, and a failed
  * write leaves nothing behind. Used by the GGUF and safetensors writers to stream
- * tensors without holding a whole model in memory. */
+ * tensors without holding a whole model in memory.
+ *
+ * A process killed mid-write leaves its temporary, NAME.tmp.XXXXXX (mkstemp's six
+ * letters and digits), beside the target. Such leftovers are removed under a lock on the
+ * folder: every writer holds a shared flock(2) on the target's folder from before it
+ * creates its temporary until after the rename, and the kernel drops the lock of a killed
+ * process, so whoever gets the folder's exclusive lock knows that no writer of any
+ * process is mid-write there and that every temporary present is a leftover. A writer
+ * removes the leftovers of its own target before writing; runs remove those of their
+ * files when they start (mt_atomic_clean_stale, mt_atomic_clean_dir). Where the folder
+ * cannot be locked (a file system without flock), nothing is removed. */
 #ifndef MT_IO_ATOMIC_FILE_H
 #define MT_IO_ATOMIC_FILE_H
 
@@ -13,6 +23,7 @@
 
 typedef struct {
     int fd;
+    int dir_fd; /* the target's folder, share-locked while the temporary exists; -1: none */
     char *tmp;  /* temporary file name */
     char *path; /* final name */
     uint64_t written;
@@ -31,5 +42,16 @@ mt_status mt_atomic_pad(mt_atomic_file *f, uint64_t align);
 mt_status mt_atomic_commit(mt_atomic_file *f);
 /* Drops the temporary file; safe on a file that was never opened or already closed. */
 void mt_atomic_abort(mt_atomic_file *f);
+
+/* Whether name (a folder entry) is a temporary of this writer for the target named base
+ * (a file name without folder): exactly base + ".tmp." + six of mkstemp's letters and
+ * digits. base NULL accepts any non-empty base. */
+int mt_atomic_is_temp_name(const char *name, const char *base);
+/* Removes the leftover temporaries of the target path, if the folder's exclusive lock is
+ * free (no writer is mid-write there). Best effort: returns how many were removed. */
+int mt_atomic_clean_stale(const char *path);
+/* The same for every target in folder dir: only for folders that meteor alone writes
+ * (a run directory's), as other programs may name their temporaries alike. */
+int mt_atomic_clean_dir(const char *dir);
 
 #endif

@@ -1,5 +1,6 @@
 #include "pipeline/run_dir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,29 @@ mt_status mt_run_mkdir(const mt_run_dir *d, const char *rel) {
     return mkdir_p(path);
 }
 
+/* Removes what killed runs left of atomic writes in the run's folders (the root, data/,
+ * and each folder under train/ and adapters/), even of files this run may not write
+ * again soon. A run directory is meteor's alone, so every leftover there is a run's. */
+static void clean_leftovers(const mt_run_dir *d) {
+    char path[4096];
+    mt_atomic_clean_dir(d->root);
+    mt_run_path(d, "data", path, sizeof path);
+    mt_atomic_clean_dir(path);
+    static const char *const nested[] = {"train", "adapters"};
+    for (size_t i = 0; i < sizeof nested / sizeof *nested; i++) {
+        mt_run_path(d, nested[i], path, sizeof path);
+        DIR *dir = opendir(path);
+        for (struct dirent *e; dir && (e = readdir(dir));) {
+            if (e->d_name[0] == '.') continue;
+            char sub[4096 + 256];
+            struct stat st;
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) mt_atomic_clean_dir(sub);
+        }
+        if (dir) closedir(dir);
+    }
+}
+
 mt_status mt_run_dir_open(const char *root, mt_run_dir *d, mt_store **s) {
     *s = NULL;
     if (!root || !*root) return mt_fail(MT_ERR_ARG, "no run directory given (--run DIR)");
@@ -45,6 +69,7 @@ mt_status mt_run_dir_open(const char *root, mt_run_dir *d, mt_store **s) {
     mt_status st = mkdir_p(root);
     if (!st) st = mt_run_mkdir(d, "data");
     if (!st) st = mt_run_mkdir(d, "adapters");
+    if (!st) clean_leftovers(d);
     char db[4096];
     mt_run_path(d, "run.db", db, sizeof db);
     if (!st) st = mt_store_open(db, s);

@@ -11,7 +11,8 @@ typedef struct {
     char root[3072];
 } mt_run_dir;
 
-/* Creates the directory and its sub-folders when missing and opens run.db. */
+/* Creates the directory and its sub-folders when missing, removes the temporaries that
+ * killed runs left of atomic writes there (io/atomic_file.h) and opens run.db. */
 mt_status mt_run_dir_open(const char *root, mt_run_dir *d, mt_store **s);
 /* root/rel into buf. */
 void mt_run_path(const mt_run_dir *d, const char *rel, char *buf, size_t cap);

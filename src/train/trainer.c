@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "core/progress.h"
+#include "io/atomic_file.h"
 #include "io/file_util.h"
 #include "kernels/ops.h"
 #include "train/checkpoint.h"
@@ -262,9 +263,19 @@ static mt_status save_checkpoint(const mt_train_opts *o, const mt_trainable *t, 
     return s;
 }
 
-static mt_status prepare_out_dir(const char *dir) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return mt_fail(MT_ERR_IO, "cannot create output folder %s: %s", dir, strerror(errno));
+/* Creates the folder and removes what a killed run left of its files' atomic writes (the
+ * folder may be the user's, so only the temporaries of the trainer's own files). */
+static mt_status prepare_out_dir(const mt_train_opts *o) {
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
+        return mt_fail(MT_ERR_IO, "cannot create output folder %s: %s", o->out_dir,
+                       strerror(errno));
+    static const char *const files[] = {"checkpoint.safetensors", "metrics.jsonl",
+                                        "ref_logps.json"};
+    char path[4096];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        mt_train_path(o, files[i], path, sizeof path);
+        mt_atomic_clean_stale(path);
+    }
     return MT_OK;
 }
 
@@ -283,7 +294,7 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
         return mt_fail(MT_ERR_ARG, "loss %s needs %s data",
                        o->loss == MT_LOSS_SFT ? "sft" : "margin/dpo",
                        o->loss == MT_LOSS_SFT ? "question/answer" : "question/chosen/rejected");
-    mt_status s = prepare_out_dir(o->out_dir);
+    mt_status s = prepare_out_dir(o);
     if (s) return s;
     data_cursor cur = {0};
     if ((s = mt_batch_plan(d, &o->batch, 0, &cur.plan))) return s;

@@ -1,17 +1,22 @@
 /* Whole-file reads, atomic writes, mappings and JSON files. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "io/atomic_file.h"
 #include "io/file_util.h"
 #include "io/json_file.h"
 
@@ -184,6 +189,159 @@ static void test_json_parse_len(void **state) {
     assert_non_null(strstr(mt_last_error(), "buf"));
 }
 
+static int exists(const char *name) {
+    char p[128];
+    struct stat sb;
+    in_dir(p, name);
+    return lstat(p, &sb) == 0;
+}
+
+static void make_file(const char *name, const char *text) {
+    char p[128];
+    in_dir(p, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int count_temps(void) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return n;
+}
+
+/* Exactly <base>.tmp. + six of mkstemp's letters and digits, nothing else. */
+static void test_temp_name_rule(void **state) {
+    (void)state;
+    assert_true(mt_atomic_is_temp_name("a.bin.tmp.AbC019", "a.bin"));
+    assert_true(mt_atomic_is_temp_name("a.bin.tmp.zzzzzz", NULL));
+    assert_true(mt_atomic_is_temp_name("x.tmp.tmp.Q1w2E3", "x.tmp"));
+    assert_false(mt_atomic_is_temp_name("a.bin", "a.bin"));
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC01", "a.bin"));   /* five */
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC0123", "a.bin")); /* seven */
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC0123", NULL));
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC-01", "a.bin")); /* not mkstemp's */
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC01.", NULL));
+    assert_false(mt_atomic_is_temp_name("a.bin.TMP.AbC019", "a.bin"));
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC019.json", NULL));
+    assert_false(mt_atomic_is_temp_name("b.bin.tmp.AbC019", "a.bin")); /* other target */
+    assert_false(mt_atomic_is_temp_name("xa.bin.tmp.AbC019", "a.bin"));
+    assert_false(mt_atomic_is_temp_name("a.bin.tmp.AbC019", "bin"));
+    assert_false(mt_atomic_is_temp_name(".tmp.AbC019", NULL)); /* no target name */
+    assert_false(mt_atomic_is_temp_name(".tmp.AbC019", ""));
+}
+
+/* Cleaning one target removes its leftover regular files only; cleaning a folder removes
+ * every target's, still never a link, a folder or a name off the pattern. */
+static void test_clean_leftovers(void **state) {
+    (void)state;
+    char target[128], p[128], outside[128];
+    in_dir(target, "t.bin");
+    make_file("t.bin", "old");
+    make_file("t.bin.tmp.Qx9zZ1", "stale");
+    make_file("t.bin.tmp.keep", "not ours");
+    make_file("t.bin.tmp.Abc12_", "not ours");
+    make_file("u.bin.tmp.Abc123", "stale, other target");
+    make_file("outside", "pointed at");
+    in_dir(outside, "outside");
+    in_dir(p, "t.bin.tmp.Lnk123");
+    assert_int_equal(symlink(outside, p), 0);
+    in_dir(p, "t.bin.tmp.Dir123");
+    assert_int_equal(mkdir(p, 0755), 0);
+
+    assert_int_equal(mt_atomic_clean_stale(target), 1);
+    assert_false(exists("t.bin.tmp.Qx9zZ1"));
+    assert_true(exists("t.bin") && exists("t.bin.tmp.keep") && exists("t.bin.tmp.Abc12_"));
+    assert_true(exists("u.bin.tmp.Abc123") && exists("t.bin.tmp.Lnk123") && exists("outside"));
+    assert_true(exists("t.bin.tmp.Dir123"));
+    assert_int_equal(mt_atomic_clean_stale(target), 0);
+
+    assert_int_equal(mt_atomic_clean_dir(dir), 1);
+    assert_false(exists("u.bin.tmp.Abc123"));
+    assert_true(exists("t.bin.tmp.keep") && exists("t.bin.tmp.Lnk123") && exists("outside"));
+    assert_int_equal(mt_atomic_clean_dir("/nonexistent/dir"), 0);
+    assert_int_equal(mt_atomic_clean_stale("/nonexistent/dir/t.bin"), 0);
+
+    in_dir(p, "t.bin.tmp.Lnk123");
+    unlink(p);
+    in_dir(p, "t.bin.tmp.Dir123");
+    rmdir(p);
+    const char *rest[] = {"t.bin", "t.bin.tmp.keep", "t.bin.tmp.Abc12_", "outside"};
+    for (size_t i = 0; i < sizeof rest / sizeof *rest; i++) {
+        in_dir(p, rest[i]);
+        unlink(p);
+    }
+    assert_int_equal(count_entries(), 0);
+}
+
+/* A writer removes its target's leftovers before it writes, not other targets'. */
+static void test_writer_removes_its_leftovers(void **state) {
+    (void)state;
+    char p[128];
+    in_dir(p, "w.json");
+    make_file("w.json.tmp.Old123", "stale");
+    make_file("v.json.tmp.Old123", "stale, other target");
+    assert_int_equal(mt_write_file_atomic(p, "{}", 2), MT_OK);
+    assert_false(exists("w.json.tmp.Old123"));
+    assert_true(exists("v.json.tmp.Old123"));
+    unlink(p);
+    in_dir(p, "v.json.tmp.Old123");
+    unlink(p);
+}
+
+/* While a writer holds the folder (its shared lock, as during any atomic write), nothing
+ * is removed: the temporary may be that writer's. Writes still go ahead. */
+static void test_busy_folder_is_left_alone(void **state) {
+    (void)state;
+    char p[128];
+    in_dir(p, "b.bin");
+    make_file("b.bin.tmp.Busy12", "maybe mid-write");
+    int held = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_SH), 0);
+    assert_int_equal(mt_atomic_clean_stale(p), 0);
+    assert_int_equal(mt_atomic_clean_dir(dir), 0);
+    assert_int_equal(mt_write_file_atomic(p, "x", 1), MT_OK);
+    assert_true(exists("b.bin.tmp.Busy12"));
+    close(held);
+    assert_int_equal(mt_atomic_clean_stale(p), 1);
+    assert_int_equal(count_entries(), 1);
+    unlink(p);
+}
+
+/* Killed between writing its temporary and renaming it (crash point "atomic_written"),
+ * a writer leaves the complete temporary and the old target; the next write of the
+ * target removes the leftover, as the kernel dropped the dead writer's lock. */
+static void test_kill_before_rename(void **state) {
+    (void)state;
+    char p[128];
+    in_dir(p, "k.bin");
+    assert_int_equal(mt_write_file_atomic(p, "old", 3), MT_OK);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("METEOR_FAULT_KILL", "atomic_written:1", 1);
+        mt_write_file_atomic(p, "new data", 8);
+        _exit(0);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+    assert_int_equal(count_temps(), 1);
+    char *got;
+    size_t len;
+    assert_int_equal(mt_read_file(p, &got, &len), MT_OK);
+    assert_int_equal(len, 3);
+    free(got);
+    assert_int_equal(mt_write_file_atomic(p, "again", 5), MT_OK);
+    assert_int_equal(count_temps(), 0);
+    assert_int_equal(count_entries(), 1);
+    unlink(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_then_read),
@@ -192,6 +350,11 @@ int main(void) {
         cmocka_unit_test(test_map_release),
         cmocka_unit_test(test_json_file),
         cmocka_unit_test(test_json_parse_len),
+        cmocka_unit_test(test_temp_name_rule),
+        cmocka_unit_test(test_clean_leftovers),
+        cmocka_unit_test(test_writer_removes_its_leftovers),
+        cmocka_unit_test(test_busy_folder_is_left_alone),
+        cmocka_unit_test(test_kill_before_rename),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
