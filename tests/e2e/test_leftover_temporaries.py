@@ -86,5 +86,5 @@ def test_distill_removes_leftovers_when_it_opens_the_run(run_meteor, smollm_gguf
     bad.write_text('{"title": "ok", "question_content": "fine"}\n{not json\n')
     p = run_meteor("distill", "--run", run, "-m", smollm_gguf, "--questions", bad, "--expert-url",
                    "http://127.0.0.1:9/v1", "--expert-model", "m", "--quiet", check=False)
-    assert p.returncode == 1 and ":2: not valid JSON" in p.stderr
+    assert p.returncode == 1 and "q.jsonl:2:" in p.stderr
     assert temporaries(run) == [other]
