@@ -55,7 +55,10 @@ static mt_status restore_one(const mt_safetensors *st, const char *path, const m
     return MT_OK;
 }
 
-mt_status mt_checkpoint_load(const char *path, mt_trainable *t, mt_ckpt_meta *meta) {
+/* Opens path and checks that it is a checkpoint of this run (format, run key, tensor
+ * count) for t; fills meta. */
+static mt_status open_checked(const char *path, const mt_trainable *t, mt_ckpt_meta *meta,
+                              mt_safetensors **out) {
     mt_safetensors *st = NULL;
     mt_status s = mt_safetensors_open(path, &st);
     if (s) return s;
@@ -74,11 +77,27 @@ mt_status mt_checkpoint_load(const char *path, mt_trainable *t, mt_ckpt_meta *me
         s = mt_fail(MT_ERR_FORMAT, "%s holds %zu tensors, expected %d", path,
                     mt_safetensors_count(st), 3 * t->n);
     }
-    for (int i = 0; !s && i < t->n; i++) s = restore_one(st, path, &t->params[i]);
     if (!s) {
         meta->step = strtoll(step, NULL, 10);
         meta->seed = strtoull(seed, NULL, 10);
-    }
+        *out = st;
+    } else
+        mt_safetensors_close(st);
+    return s;
+}
+
+mt_status mt_checkpoint_check(const char *path, const mt_trainable *t, mt_ckpt_meta *meta) {
+    mt_safetensors *st = NULL;
+    mt_status s = open_checked(path, t, meta, &st);
+    if (!s) mt_safetensors_close(st);
+    return s;
+}
+
+mt_status mt_checkpoint_load(const char *path, mt_trainable *t, mt_ckpt_meta *meta) {
+    mt_safetensors *st = NULL;
+    mt_status s = open_checked(path, t, meta, &st);
+    if (s) return s;
+    for (int i = 0; !s && i < t->n; i++) s = restore_one(st, path, &t->params[i]);
     mt_safetensors_close(st);
     return s;
 }

@@ -16,6 +16,9 @@ typedef struct {
 } mt_ckpt_meta;
 
 mt_status mt_checkpoint_save(const char *path, const mt_trainable *t, const mt_ckpt_meta *meta);
+/* Checks that path is a checkpoint of this run (run key in meta) for t and fills meta,
+ * restoring nothing. */
+mt_status mt_checkpoint_check(const char *path, const mt_trainable *t, mt_ckpt_meta *meta);
 /* Restores weights and moments into t; fails if the tensors or run key do not match. */
 mt_status mt_checkpoint_load(const char *path, mt_trainable *t, mt_ckpt_meta *meta);
 

@@ -127,6 +127,8 @@ static mt_status micro_loss(const mt_train_opts *o, const mt_ref_logps *ref, con
     for (int p = 0; p < np; p++) {
         seq_sums(b, 2 * p, &lp[p], &cnt[p]);
         seq_sums(b, 2 * p + 1, &lp[64 + p], &cnt[64 + p]);
+        if (ref && !ref->have[idx[p]])
+            return mt_fail(MT_ERR_INTERNAL, "no reference log-probs for training pair %d", idx[p]);
         if (ref) {
             refs[p] = ref->chosen[idx[p]];
             refs[64 + p] = ref->rejected[idx[p]];
@@ -301,41 +303,51 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
     cur.have_plan = 1;
     mt_train_opts opts = *o;
     opts.sched.total_steps = total_steps(d, o, cur.plan.n_batches);
-    if ((s = mt_lr_schedule_check(&opts.sched))) goto done_plan;
     mt_adamw opt;
-    if ((s = mt_adamw_init(&opt, &o->adam))) goto done_plan;
+    if ((s = mt_lr_schedule_check(&opts.sched)) || (s = mt_adamw_init(&opt, &o->adam))) {
+        mt_batches_free(&cur.plan);
+        return s;
+    }
     char path[4096];
-    if (o->resume) {
-        mt_train_path(o, "checkpoint.safetensors", path, sizeof path);
-        mt_ckpt_meta meta = {0};
-        snprintf(meta.run_key, sizeof meta.run_key, "%s", o->run_key);
-        if ((s = mt_checkpoint_load(path, t, &meta))) goto done_plan;
-        opt.step = meta.step;
-        cur.pos = (mt_data_pos){meta.epoch, meta.batch};
-        out->start_step = meta.step;
-        mt_train_path(o, "metrics.jsonl", path, sizeof path);
-        if ((s = trim_metrics(path, meta.step))) goto done_plan;
-    } else {
-        mt_train_path(o, "metrics.jsonl", path, sizeof path);
-        if ((s = mt_write_file_atomic(path, "", 0))) goto done_plan;
-    }
     mt_ref_logps ref = {0}, *refp = NULL;
-    if (o->loss == MT_LOSS_DPO) {
-        if ((s = mt_ref_logps_prepare(m, d, o, &ref))) goto done_plan;
-        refp = &ref;
-    }
-    mt_train_path(o, "metrics.jsonl", path, sizeof path);
-    FILE *mf = fopen(path, "a");
-    unsigned char *ckpt = mt_calloc((size_t)m->cfg.n_layer, 1);
+    FILE *mf = NULL;
     micro b = {0};
-    if (!mf || !ckpt) {
-        s = mf ? MT_ERR_NOMEM : mt_fail(MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    unsigned char *ckpt = mt_calloc((size_t)m->cfg.n_layer, 1);
+    if (!ckpt) {
+        s = mt_fail(MT_ERR_NOMEM, "out of memory starting training");
         goto done;
     }
     for (int l = 0; l < m->cfg.n_layer; l++) ckpt[l] = (unsigned char)(o->recompute != 0);
     if (o->recompute_layers && *o->recompute_layers && !o->recompute &&
         (s = mt_parse_layer_list(o->recompute_layers, m->cfg.n_layer, ckpt)))
         goto done;
+    mt_ckpt_meta meta = {0};
+    snprintf(meta.run_key, sizeof meta.run_key, "%s", o->run_key);
+    mt_train_path(o, "checkpoint.safetensors", path, sizeof path);
+    /* The checkpoint is checked before the reference pass and loaded after it: missing
+     * reference values must come from the starting model, not the trained one. */
+    if (o->resume && (s = mt_checkpoint_check(path, t, &meta))) goto done;
+    if (o->loss == MT_LOSS_DPO) {
+        const int64_t n_micro = opts.sched.total_steps * o->grad_accum;
+        if ((s = mt_ref_logps_prepare(m, d, o, ckpt, n_micro, &ref))) goto done;
+        refp = &ref;
+    }
+    if (o->resume) {
+        if ((s = mt_checkpoint_load(path, t, &meta))) goto done;
+        opt.step = meta.step;
+        cur.pos = (mt_data_pos){meta.epoch, meta.batch};
+        out->start_step = meta.step;
+        mt_train_path(o, "metrics.jsonl", path, sizeof path);
+        if ((s = trim_metrics(path, meta.step))) goto done;
+    } else {
+        mt_train_path(o, "metrics.jsonl", path, sizeof path);
+        if ((s = mt_write_file_atomic(path, "", 0))) goto done;
+    }
+    mt_train_path(o, "metrics.jsonl", path, sizeof path);
+    if (!(mf = fopen(path, "a"))) {
+        s = mt_fail(MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        goto done;
+    }
     mt_progress bar;
     mt_progress_start(&bar, "train", opts.sched.total_steps, opt.step);
     bar.quiet = o->quiet;
@@ -403,7 +415,6 @@ done:
     free(ckpt);
     micro_free(&b);
     mt_ref_logps_free(&ref);
-done_plan:
     if (cur.have_plan) mt_batches_free(&cur.plan);
     return s;
 }
