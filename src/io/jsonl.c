@@ -16,6 +16,21 @@ static int is_blank(const char *s, size_t n) {
     return 1;
 }
 
+/* Whether a string of the (valid) JSON text s holds the escape \u0000: cJSON's strings
+ * end at a NUL, so the text after it would be dropped unseen. */
+static int has_nul_escape(const char *s, size_t n) {
+    int in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') {
+            in_string = !in_string;
+        } else if (in_string && s[i] == '\\' && i + 1 < n) {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return 1;
+            i++; /* the escaped character, which may be a quote */
+        }
+    }
+    return 0;
+}
+
 mt_status mt_jsonl_parse_line(const char *s, size_t n, const char *path, int line, cJSON **out) {
     *out = NULL;
     /* cJSON would end a string at the NUL, dropping the rest of the field unseen. */
@@ -29,6 +44,11 @@ mt_status mt_jsonl_parse_line(const char *s, size_t n, const char *path, int lin
             return mt_fail(MT_ERR_FORMAT, "%s:%d: malformed JSON: the line ends inside a value",
                            path, line);
         return mt_fail(MT_ERR_FORMAT, "%s:%d: malformed JSON at column %zu", path, line, off + 1);
+    }
+    if (has_nul_escape(s, off)) {
+        cJSON_Delete(doc);
+        return mt_fail(MT_ERR_FORMAT,
+                       "%s:%d: a string holds \\u0000 (NUL), which meteor cannot keep", path, line);
     }
     while (off < n && is_space(s[off])) off++;
     if (off < n) {

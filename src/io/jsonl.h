@@ -2,8 +2,8 @@
  * Every reader of such a file goes through here so that they agree on what a line may
  * hold: blank lines (spaces, tabs, CR) are skipped but counted, a UTF-8 BOM opening the
  * file is ignored, CRLF endings are accepted, and a line holding anything but one JSON
- * value and trailing whitespace (a second value, other text, a NUL byte) is refused with
- * "FILE:LINE: ...". */
+ * value and trailing whitespace (a second value, other text, a NUL byte, a string with a
+ * \u0000 escape) is refused with "FILE:LINE: ...". */
 #ifndef MT_IO_JSONL_H
 #define MT_IO_JSONL_H
 

@@ -78,6 +78,20 @@ static void test_one_value_per_line(void **state) {
     expect_error(cut, sizeof cut - 1, "in.jsonl:1: malformed JSON");
 }
 
+static void test_nul_escape(void **state) {
+    (void)state;
+    /* cJSON would cut "a\u0000b" to "a": the rest of the field would be lost unseen */
+    static const char escaped[] = "{\"t\": \"x\"}\n{\"t\": \"a\\u0000b\"}\n";
+    expect_error(escaped, sizeof escaped - 1, "in.jsonl:2: a string holds \\u0000");
+    static const char in_key[] = "{\"t\\u0000\": 1}\n";
+    expect_error(in_key, sizeof in_key - 1, "in.jsonl:1: a string holds \\u0000");
+    /* an escaped backslash followed by the text u0000, and other \u escapes, are fine */
+    static const char literal[] = "{\"t\": \"a\\\\u0000\", \"u\": \"\\u0041\\\"\"}\n";
+    seen s;
+    assert_int_equal(parse(literal, sizeof literal - 1, &s), MT_OK);
+    assert_string_equal(s.titles[0], "a\\u0000");
+}
+
 static mt_status stop_at_two(void *user, cJSON *value, int line) {
     (void)user;
     cJSON_Delete(value);
@@ -97,6 +111,7 @@ int main(void) {
         cmocka_unit_test(test_lines),
         cmocka_unit_test(test_one_value_per_line),
         cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_nul_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
