@@ -13,7 +13,8 @@ often busy with another process. This measures, with SmolLM2 (Q4_1):
     steps after the first, from metrics.jsonl);
 each with --threads 1 and 2, on a quiet machine and with a busy loop pinned to one core
 (a child process spinning on the last CPU). With --baseline, another meteor binary (e.g.
-one built from an older commit) runs the same cells, so the quiet figures compare.
+one built from an older commit) runs the quiet cells too, so the quiet figures compare
+(beside a busy core an OpenMP build can take minutes per run: --baseline-busy adds those).
 Targets: beside the busy core, 2 threads >= 1 thread; quiet, within 3 % of the baseline.
 """
 
@@ -129,7 +130,9 @@ def lora_step(meteor, threads, data, work, steps):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--meteor", default=str(REPO / "build" / "meteor"))
-    ap.add_argument("--baseline", help="another meteor binary to measure the same way")
+    ap.add_argument("--baseline", help="another meteor binary to measure on the quiet machine")
+    ap.add_argument("--baseline-busy", action="store_true",
+                    help="measure the baseline beside the busy core too")
     ap.add_argument("--reps", type=int, default=3, help="runs per cell; the median is kept")
     ap.add_argument("--quick", action="store_true", help="shorter runs")
     ap.add_argument("--wait-quiet", type=float, default=20,
@@ -159,23 +162,26 @@ def main():
         if cond == "quiet":
             share = wait_quiet(args.wait_quiet)
             log(f"[quiet] CPUs {100 * share:.0f}% busy before the runs")
+        cells = [(w, b, t) for w in workloads for b in binaries for t in (1, 2)
+                 if not (b[0] == "baseline" and cond != "quiet" and not args.baseline_busy)]
+        runs = {(w[0], b[0], t): [] for w, b, t in cells}
         busy = BusyCore(NCPU - 1) if cond == "busy core" else None
         if busy:
             busy.__enter__()
         try:
-            for wname, fn in workloads:
-                for bname, binary in binaries:
-                    for threads in (1, 2):
-                        vals = []
-                        for rep in range(args.reps):
-                            vals.append(fn(binary, threads))
-                        med = statistics.median(vals)
-                        results[(cond, wname, bname, threads)] = med
-                        log(f"[{cond}] {wname}, {bname}, {threads} thread(s): "
-                            + ", ".join(f"{v:.1f}" for v in vals) + f" tok/s -> {med:.1f}")
+            # the cells take turns within each repetition, so a drift in the machine's
+            # speed touches them alike
+            for rep in range(args.reps):
+                for (wname, fn), (bname, binary), threads in cells:
+                    v = fn(binary, threads)
+                    runs[(wname, bname, threads)].append(v)
+                    log(f"[{cond}] rep {rep + 1}: {wname}, {bname}, {threads} thread(s): "
+                        f"{v:.1f} tok/s")
         finally:
             if busy:
                 busy.__exit__(None, None, None)
+        for (wname, bname, threads), vals in runs.items():
+            results[(cond, wname, bname, threads)] = statistics.median(vals)
 
     print(f"meteor threads benchmark on {cpu_model()}; SmolLM2-135M Q4_1; "
           f"median of {args.reps} runs; tokens/s")
@@ -183,8 +189,11 @@ def main():
           f"{'busy 2T':>9} {'busy 2T/1T':>11}")
     for wname, _ in workloads:
         for bname, _ in binaries:
-            q1, q2, b1, b2 = (results[(c, wname, bname, t)]
-                              for c in ("quiet", "busy core") for t in (1, 2))
+            q1, q2 = (results[("quiet", wname, bname, t)] for t in (1, 2))
+            if ("busy core", wname, bname, 1) not in results:
+                print(f"{wname:22} {bname:9} {q1:9.1f} {q2:9.1f} {'-':>9} {'-':>9}")
+                continue
+            b1, b2 = (results[("busy core", wname, bname, t)] for t in (1, 2))
             print(f"{wname:22} {bname:9} {q1:9.1f} {q2:9.1f} {b1:9.1f} {b2:9.1f} "
                   f"{b2 / b1:10.2f}x" + ("" if b2 >= b1 else "  (target >= 1)"))
     if args.baseline:

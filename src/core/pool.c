@@ -17,8 +17,9 @@
 #define SPIN_NS 100000
 /* A loop whose caller, done with every task it could take, waited longer than this for
  * a worker (and longer than its own share took) is taken as a preempted worker: the
- * worker was descheduled in the middle of a task. */
-#define STALL_NS 300000
+ * worker was descheduled in the middle of a task for another process's time slice. Much
+ * shorter waits happen on a quiet machine too (a page fault, a kernel thread). */
+#define STALL_NS 500000
 /* After a stall the caller runs loops alone for a back-off period, doubling while the
  * stalls go on (the other core stays busy) and reset once loops run together without one
  * for RECOVER_NS. */

@@ -347,7 +347,7 @@ def test_cli_stop_string_ends_hypothesis(run_meteor, smollm_gguf):
 @pytest.mark.parametrize("args, message", [
     (["--beams", 2, "--n-best", 3], "--n-best must be in 1..2"),
     (["--beams", 0, "--n-best", 2], None),  # --beams 0 is plain generation; n-best unused
-    (["--beams", -1], "--beams must be positive"),
+    (["--beams", -1], "--beams = -1 is out of range"),
     (["--beams", 2, "--repeat-penalty", 1.1], "--repeat-penalty is not supported with --beams"),
     (["--beams", 2, "--batch", "x.jsonl"], "--beams does not combine with --batch"),
 ])
