@@ -3,8 +3,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
+#include "core/range.h"
 #include "io/safetensors.h"
 #include "io/safetensors_write.h"
 
@@ -57,6 +59,28 @@ static mt_status restore_one(const mt_safetensors *st, const char *path, const m
 
 /* Opens path and checks that it is a checkpoint of this run (format, run key, tensor
  * count) for t; fills meta. */
+/* The checkpoint's step, seed and data position ("epoch:batch"), each checked whole. */
+static mt_status read_numbers(const char *step, const char *seed, const char *pos,
+                              mt_ckpt_meta *meta) {
+    int step_int;
+    mt_status s = mt_range_parse_int(MT_ERR_FORMAT, "step", step, MT_RANGE(0, INT_MAX), &step_int);
+    if (!s) s = mt_range_parse_u64(MT_ERR_FORMAT, "seed", seed, &meta->seed);
+    if (s) return s;
+    const char *colon = strchr(pos, ':');
+    char epoch[32];
+    if (!colon || (size_t)(colon - pos) >= sizeof epoch)
+        return mt_fail(MT_ERR_FORMAT, "data_pos = %s is not EPOCH:BATCH", pos);
+    memcpy(epoch, pos, (size_t)(colon - pos));
+    epoch[colon - pos] = '\0';
+    s = mt_range_parse_int(MT_ERR_FORMAT, "data_pos epoch", epoch, MT_RANGE(0, INT_MAX),
+                           &meta->epoch);
+    if (!s)
+        s = mt_range_parse_int(MT_ERR_FORMAT, "data_pos batch", colon + 1, MT_RANGE(0, INT_MAX),
+                               &meta->batch);
+    meta->step = step_int;
+    return s;
+}
+
 static mt_status open_checked(const char *path, const mt_trainable *t, mt_ckpt_meta *meta,
                               mt_safetensors **out) {
     mt_safetensors *st = NULL;
@@ -65,9 +89,10 @@ static mt_status open_checked(const char *path, const mt_trainable *t, mt_ckpt_m
     const char *fmt = mt_safetensors_meta(st, "format"), *step = mt_safetensors_meta(st, "step");
     const char *seed = mt_safetensors_meta(st, "seed"), *key = mt_safetensors_meta(st, "run_key");
     const char *pos = mt_safetensors_meta(st, "data_pos");
-    if (!fmt || strcmp(fmt, FORMAT) || !step || !seed || !key || !pos ||
-        sscanf(pos, "%d:%d", &meta->epoch, &meta->batch) != 2) {
+    if (!fmt || strcmp(fmt, FORMAT) || !step || !seed || !key || !pos) {
         s = mt_fail(MT_ERR_FORMAT, "%s is not a meteor training checkpoint", path);
+    } else if ((s = read_numbers(step, seed, pos, meta))) {
+        s = mt_fail_prefix(s, path);
     } else if (strcmp(key, meta->run_key)) {
         s = mt_fail(MT_ERR_ARG,
                     "%s was written by a run with different settings (model, data or training "
@@ -77,11 +102,9 @@ static mt_status open_checked(const char *path, const mt_trainable *t, mt_ckpt_m
         s = mt_fail(MT_ERR_FORMAT, "%s holds %zu tensors, expected %d", path,
                     mt_safetensors_count(st), 3 * t->n);
     }
-    if (!s) {
-        meta->step = strtoll(step, NULL, 10);
-        meta->seed = strtoull(seed, NULL, 10);
+    if (!s)
         *out = st;
-    } else
+    else
         mt_safetensors_close(st);
     return s;
 }

@@ -275,3 +275,40 @@ def test_api_key_given_for_its_variable_is_never_shown(tiny_gguf, run_meteor, tm
     assert_clean_error(p, "--api-key-env takes the NAME of an environment variable",
                        "looks like an API key")
     assert "SENTINEL4242" not in p.stderr + p.stdout
+
+
+# ---- a training checkpoint's numbers ---------------------------------------------------
+
+def rewrite_checkpoint_meta(path, **changes):
+    """Rewrites values of a safetensors file's __metadata__ (the header keeps its size class)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"].update(changes)
+    text = json.dumps(header).encode()
+    # the tensors' offsets are relative to the data, so a longer header only moves it
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"step": "-3"}, "step = -3 is out of range"),
+    ({"step": "1e999"}, "step expects an integer, got '1e999'"),
+    ({"seed": "abc"}, "seed expects a non-negative integer"),
+    ({"data_pos": "0:x"}, "data_pos batch expects an integer"),
+    ({"data_pos": "-1:0"}, "data_pos epoch = -1 is out of range"),
+    ({"data_pos": "7"}, "data_pos = 7 is not EPOCH:BATCH"),
+])
+def test_checkpoint_numbers_checked(tiny_gguf, run_meteor, tmp_path, changes, needle):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"answer {i}"}) + "\n"
+                            for i in range(4)))
+    out = tmp_path / "out"
+    args = ["train", "-m", tiny_gguf, "--data", data, "--out", out, "--save-every", "1",
+            "--max-steps", "2", "--quiet", "-t", "1", "--lora-rank", "2", "--max-len", "64",
+            "--batch-size", "2"]
+    killed = run_meteor(*args, check=False,
+                        env=dict(os.environ, METEOR_FAULT_KILL="checkpoint_saved:1"))
+    assert killed.returncode == -9, killed.stderr
+    rewrite_checkpoint_meta(out / "checkpoint.safetensors", **changes)
+    p = run_meteor(*args, "--resume", check=False)
+    assert_clean_error(p, "checkpoint.safetensors", needle)
