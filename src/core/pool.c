@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -289,6 +290,15 @@ void mt_pool_for(int64_t n, int64_t grain, mt_pool_range_fn fn, void *ctx) {
     }
     range_job j = {.fn = fn, .ctx = ctx, .n = n, .tasks = (int)tasks};
     mt_pool_run((int)tasks, range_task, &j);
+}
+
+float *mt_worker_buf(mt_worker_bufs *b, int worker) {
+    if (!b->buf[worker]) b->buf[worker] = malloc(b->floats * sizeof(float));
+    return b->buf[worker];
+}
+
+void mt_worker_bufs_free(mt_worker_bufs *b) {
+    for (int w = 0; w < MT_POOL_MAX_THREADS; w++) free(b->buf[w]);
 }
 
 mt_pool_stats mt_pool_get_stats(void) {

@@ -14,6 +14,7 @@
 #ifndef MT_CORE_POOL_H
 #define MT_CORE_POOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Upper bound on the thread count (callers size per-worker scratch arrays with it). */
@@ -44,6 +45,17 @@ void mt_pool_for(int64_t n, int64_t grain, mt_pool_range_fn fn, void *ctx);
  * Waits for a loop in progress to end. */
 void mt_pool_set_threads(int n);
 int mt_pool_threads(void);
+
+/* A float buffer per worker for one loop, allocated by the first task a worker runs
+ * (so a loop run by fewer threads allocates fewer). Zero-initialise with .floats set. */
+typedef struct {
+    size_t floats;
+    float *buf[MT_POOL_MAX_THREADS];
+} mt_worker_bufs;
+
+/* Worker `worker`'s buffer, or NULL when out of memory. */
+float *mt_worker_buf(mt_worker_bufs *b, int worker);
+void mt_worker_bufs_free(mt_worker_bufs *b);
 
 /* Counters since the process started, for benchmarks and tests. */
 typedef struct {

@@ -21,21 +21,6 @@ int mt_kernels_threads(void) {
     return mt_pool_threads();
 }
 
-/* Per-worker scratch of one loop, allocated by the first task a worker runs. */
-typedef struct {
-    size_t floats;
-    float *buf[MT_POOL_MAX_THREADS];
-} worker_bufs;
-
-static float *worker_buf(worker_bufs *b, int worker) {
-    if (!b->buf[worker]) b->buf[worker] = malloc(b->floats * sizeof(float));
-    return b->buf[worker];
-}
-
-static void free_worker_bufs(worker_bufs *b) {
-    for (int w = 0; w < MT_POOL_MAX_THREADS; w++) free(b->buf[w]);
-}
-
 void mt_embedding_row(const mt_tensor *w, int64_t r, float *out) {
     mt_dequantize_row(w, r, out);
 }
@@ -45,14 +30,14 @@ typedef struct {
     const float *x;
     int n, n_tasks;
     float *y;
-    worker_bufs bufs;
+    mt_worker_bufs bufs;
 } rows_job;
 
 /* Task k: rows [k rows / n_tasks, (k + 1) rows / n_tasks). */
 static int rows_task(void *ctx, int k, int worker) {
     rows_job *j = ctx;
     const int64_t cols = j->w->ne[0], rows = j->w->ne[1];
-    float *buf = worker_buf(&j->bufs, worker);
+    float *buf = mt_worker_buf(&j->bufs, worker);
     if (!buf) return 1;
     for (int64_t r = rows * k / j->n_tasks; r < rows * (k + 1) / j->n_tasks; r++) {
         mt_dequantize_row(j->w, r, buf);
@@ -73,7 +58,7 @@ static mt_status matmul_rows(const mt_tensor *w, const float *x, int n, float *y
                   .y = y,
                   .bufs = {.floats = (size_t)w->ne[0]}};
     const int failed = mt_pool_run(j.n_tasks, rows_task, &j);
-    free_worker_bufs(&j.bufs);
+    mt_worker_bufs_free(&j.bufs);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul") : MT_OK;
 }
 
@@ -83,13 +68,13 @@ typedef struct {
     int n;
     float *y;
     int64_t unit, base, extra;
-    worker_bufs bufs;
+    mt_worker_bufs bufs;
 } slabs_job;
 
 static int slab_task(void *ctx, int s, int worker) {
     slabs_job *j = ctx;
     const int64_t cols = j->w->ne[0], rows = j->w->ne[1];
-    float *buf = worker_buf(&j->bufs, worker);
+    float *buf = mt_worker_buf(&j->bufs, worker);
     if (!buf) return 1;
     const int64_t r0 = j->unit * (s * j->base + (s < j->extra ? s : j->extra));
     const int64_t len = j->unit * (j->base + (s < j->extra)),
@@ -125,7 +110,7 @@ static mt_status matmul_slabs(const mt_tensor *w, const float *x, int n, float *
                    .extra = extra,
                    .bufs = {.floats = (size_t)(unit * (base + (extra > 0)) * cols)}};
     const int failed = mt_pool_run((int)n_slabs, slab_task, &j);
-    free_worker_bufs(&j.bufs);
+    mt_worker_bufs_free(&j.bufs);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory in matmul") : MT_OK;
 }
 

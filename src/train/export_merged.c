@@ -48,7 +48,7 @@ typedef struct {
     size_t row_bytes;
     int64_t rows;
     int n_tasks;
-    float *row_buf[MT_POOL_MAX_THREADS]; /* one row per worker, allocated on first use */
+    mt_worker_bufs rows_buf; /* one row per worker */
 } merge_job;
 
 /* Task k: output rows [k rows / n_tasks, (k + 1) rows / n_tasks). */
@@ -56,8 +56,8 @@ static int merge_rows_task(void *ctx, int k, int worker) {
     merge_job *mj = ctx;
     const job *j = mj->j;
     const int64_t cols = j->src.ne[0];
-    float *row = mj->row_buf[worker];
-    if (!row && !(row = mj->row_buf[worker] = malloc((size_t)cols * sizeof *row))) return 1;
+    float *row = mt_worker_buf(&mj->rows_buf, worker);
+    if (!row) return 1;
     const int64_t g0 = mj->rows * k / mj->n_tasks, g1 = mj->rows * (k + 1) / mj->n_tasks;
     for (int64_t g = g0; g < g1; g++) {
         const int64_t r = mt_rows_source_row(j->order, g, j->head_dim);
@@ -85,9 +85,10 @@ static mt_status fill_tensor(void *ctx, void *dst, size_t nbytes) {
                     .dst = dst,
                     .row_bytes = row_bytes,
                     .rows = rows,
-                    .n_tasks = (int)(rows < most ? rows : most)};
+                    .n_tasks = (int)(rows < most ? rows : most),
+                    .rows_buf = {.floats = (size_t)cols}};
     const int failed = mt_pool_run(mj.n_tasks, merge_rows_task, &mj);
-    for (int w = 0; w < MT_POOL_MAX_THREADS; w++) free(mj.row_buf[w]);
+    mt_worker_bufs_free(&mj.rows_buf);
     return failed ? mt_fail(MT_ERR_NOMEM, "out of memory writing %s", j->name) : MT_OK;
 }
 
