@@ -12,18 +12,7 @@ import pytest
 import torch
 import transformers
 
-
-def bytes_to_unicode():
-    """GPT-2's byte -> printable character table, for a byte-level vocabulary."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    chars = keep[:]
-    n = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(keep, chars)}
+from fuzz.seeds import gpt2_byte_chars
 
 
 EMBD, FF, HEADS, LAYERS = 256, 512, 4, 2
@@ -40,7 +29,7 @@ def write_tiny_gguf(path, arch="llama", q_rows=EMBD, q_type=None, eps=1e-5):
     w.add_head_count_kv(HEADS)
     w.add_layer_norm_rms_eps(eps)
     w.add_rope_freq_base(10000.0)
-    table = bytes_to_unicode()
+    table = gpt2_byte_chars()
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt2")
     # 256 byte tokens and one merge ("h e" -> "he").
@@ -172,7 +161,7 @@ def test_malformed_config_json(run_meteor, tmp_path):
 def add_byte_tokenizer(folder):
     """tokenizer.json with the 256 byte tokens of make_hf_folder's vocabulary, no merges."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    table = bytes_to_unicode()
+    table = gpt2_byte_chars()
     tok = Tokenizer(models.BPE(vocab={table[b]: b for b in range(256)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
