@@ -63,8 +63,9 @@ static mt_status admit_waiting(batch *b, int n_items, int *next_item) {
         const mt_batch_item *it = &b->items[i];
         if (it->n_prompt <= 0) return mt_fail(MT_ERR_ARG, "batch item %d has an empty prompt", i);
         if (n_new && n_tok + it->n_prompt > PREFILL_TOKENS) break;
-        st = mt_seq_init(&s->q, b->m, b->tok, b->p, it->prompt, it->n_prompt, b->n_ctx,
-                         it->own_seed ? it->seed : (uint64_t)i);
+        st = mt_seq_init(&s->q, b->m, b->tok, b->p,
+                         it->constraint ? it->constraint : b->p->constraint, it->prompt,
+                         it->n_prompt, b->n_ctx, it->own_seed ? it->seed : (uint64_t)i);
         if (st) return mt_fail_prefix(st, "batch item");
         s->item = i;
         (*next_item)++;

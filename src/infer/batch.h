@@ -13,6 +13,8 @@ typedef struct {
      * so a resumed job that batches the remaining items differently draws the same text. */
     int own_seed;
     uint64_t seed;
+    /* The item's JSON constraint; NULL: the parameters' (which may be none). */
+    const mt_json_constraint *constraint;
 } mt_batch_item;
 
 /* Called once per finished item, in completion order; returning non-zero aborts. */

@@ -90,6 +90,10 @@ typedef struct {
     int *slot_len;
     mt_kv_cache kv;
 
+    /* With a JSON constraint: each running beam's parse, double-buffered like the beams,
+     * and the parse after each of the best K candidates' tokens. */
+    mt_gmatch **match_run, **match_next, **match_cand;
+
     cand *pool;  /* N x K: each beam's best K continuations */
     int *reason; /* stop reason of each of the best K candidates (0 = runs on) */
     float *logits;
@@ -133,6 +137,14 @@ static void search_free(search *s) {
     free(s->top_idx);
     free(s->top_val);
     free(s->piece);
+    for (int i = 0; i < s->N; i++) {
+        if (s->match_run) mt_gmatch_free(s->match_run[i]);
+        if (s->match_next) mt_gmatch_free(s->match_next[i]);
+    }
+    for (int i = 0; s->match_cand && i < s->K; i++) mt_gmatch_free(s->match_cand[i]);
+    free(s->match_run);
+    free(s->match_next);
+    free(s->match_cand);
     for (int i = 0; i < s->n_fin; i++) {
         free(s->fin[i].tokens);
         free(s->fin[i].text);
@@ -217,6 +229,18 @@ static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *t
         !s->slot_len || !s->pool || !s->reason || !s->logits || !s->top_idx || !s->top_val ||
         !s->fin)
         return MT_ERR_NOMEM;
+    if (p->constraint) {
+        if (p->constraint->index->n != s->n_ids)
+            return mt_fail(MT_ERR_ARG,
+                           "the JSON constraint was made for %d tokens, the model decodes %d",
+                           p->constraint->index->n, s->n_ids);
+        s->match_run = mt_calloc(N, sizeof *s->match_run);
+        s->match_next = mt_calloc(N, sizeof *s->match_next);
+        s->match_cand = mt_calloc(K, sizeof *s->match_cand);
+        if (!s->match_run || !s->match_next || !s->match_cand) return MT_ERR_NOMEM;
+        const mt_json_constraint *c = p->constraint;
+        if ((st = mt_gmatch_new(c->grammar, c->index, c->cache, &s->match_run[0]))) return st;
+    }
     /* N slots are enough: every copy of a step reads a parent's slot and writes a slot no
      * child inherits, and all copies finish before the step's forward pass writes. */
     if ((st = mt_kv_cache_init_slots(&s->kv, &m->cfg, s->N, n_prompt + s->L))) return st;
@@ -250,22 +274,62 @@ static int by_total_desc(const void *a, const void *b, void *arg) {
     return (fx > fy) - (fx < fy);
 }
 
+/* Leaves in a beam's logits row only the tokens its parse allows next; the stop tokens
+ * only once its document is complete. */
+static mt_status constrain_row(const search *s, mt_gmatch *m, float *row) {
+    float kept[MAX_STOPS + 1];
+    const int can_end = mt_gmatch_can_end(m);
+    for (int i = 0; can_end && i < s->n_stops; i++) kept[i] = row[s->stops[i]];
+    mt_status st = mt_gmatch_mask_logits(m, row);
+    for (int i = 0; !st && can_end && i < s->n_stops; i++) row[s->stops[i]] = kept[i];
+    return st;
+}
+
 /* The best K continuations over every running beam, in s->pool[0..*n). */
-static void best_candidates(search *s, int *n) {
+static mt_status best_candidates(search *s, int *n) {
     const int V = s->V;
     int n_pool = 0;
     for (int b = 0; b < s->nr; b++) {
+        mt_status st;
+        if (s->match_run && (st = constrain_row(s, s->match_run[b], s->logits + (size_t)b * V)))
+            return st;
         /* A beam's own best K contain every one of its continuations that can make the
          * global best K, so the merge never sees the whole vocabulary. Rows past the
          * tokenizer's ids are masked: outside the softmax and never candidates. */
         const int k =
             mt_topk_log_softmax(s->logits + (size_t)b * V, s->n_ids, s->K, s->top_idx, s->top_val);
         for (int j = 0; j < k; j++)
-            s->pool[n_pool++] =
-                (cand){.beam = b, .token = s->top_idx[j], .total = s->score_run[b] + s->top_val[j]};
+            if (isfinite(s->top_val[j])) /* a masked token is no continuation */
+                s->pool[n_pool++] = (cand){
+                    .beam = b, .token = s->top_idx[j], .total = s->score_run[b] + s->top_val[j]};
     }
     qsort_r(s->pool, (size_t)n_pool, sizeof *s->pool, by_total_desc, &s->V);
     *n = n_pool < s->K ? n_pool : s->K;
+    return MT_OK;
+}
+
+/* The parse of candidate i's beam after its token, in s->match_cand[i]; *complete when
+ * nothing may follow the document. */
+static mt_status advance_parse(search *s, int i, int *complete) {
+    const cand *c = &s->pool[i];
+    mt_status st = mt_gmatch_clone(s->match_run[c->beam], &s->match_cand[i]);
+    if (!st) st = mt_gmatch_accept(s->match_cand[i], c->token);
+    if (st) return st;
+    *complete = mt_gmatch_must_end(s->match_cand[i]);
+    return MT_OK;
+}
+
+/* The new running beams' parses become the running ones; the rest are dropped. */
+static void keep_parses(search *s, int nc) {
+    for (int i = 0; i < nc; i++) {
+        mt_gmatch_free(s->match_cand[i]);
+        s->match_cand[i] = NULL;
+    }
+    for (int b = 0; b < s->N; b++) {
+        mt_gmatch_free(s->match_run[b]);
+        s->match_run[b] = s->match_next[b];
+        s->match_next[b] = NULL;
+    }
 }
 
 /* Keeps the N best finished hypotheses; an earlier one wins a tie, as in transformers. */
@@ -301,16 +365,18 @@ static mt_status add_finished(search *s, const cand *c, int reason, int n_gen) {
 static mt_status select_step(search *s, int t, int *done) {
     const int n_gen = t + 1;
     int nc;
-    best_candidates(s, &nc);
-    mt_status st;
+    mt_status st = best_candidates(s, &nc);
+    if (st) return st;
     for (int i = 0; i < nc; i++) {
         const cand *c = &s->pool[i];
-        int r = 0, hit = 0;
+        int r = 0, hit = 0, complete = 0;
         if (is_stop_token(s, c->token))
             r = MT_STOP_EOS;
         else if (s->text_run && (st = hits_stop_string(s, c->beam, c->token, &hit)))
             return st;
         if (!r && hit) r = MT_STOP_STRING;
+        if (!r && s->match_run && (st = advance_parse(s, i, &complete))) return st;
+        if (!r && complete) r = MT_STOP_DOCUMENT;
         if (!r && n_gen >= s->L) r = s->at_limit;
         s->reason[i] = r;
         /* Only the best N candidates may finish; the rest exist so that N run on. */
@@ -325,8 +391,13 @@ static mt_status select_step(search *s, int t, int *done) {
         s->tok_next[(size_t)nn * s->L + t] = c->token;
         s->score_next[nn] = c->total;
         s->parent[nn] = c->beam;
+        if (s->match_run) {
+            s->match_next[nn] = s->match_cand[i];
+            s->match_cand[i] = NULL;
+        }
         nn++;
     }
+    if (s->match_run) keep_parses(s, nc);
     *done = nn == 0;
     if (!*done && s->n_fin == s->N) {
         if (s->p->early_stopping == MT_BEAM_STOP_EARLY) {

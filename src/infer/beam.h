@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "infer/constraint.h"
 #include "infer/generate.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -34,6 +35,11 @@ typedef struct {
     int n_stop_tokens;
     const char *const *stop_strings; /* end a hypothesis; its text is cut before them */
     int n_stop_strings;
+    /* Every hypothesis is (a prefix of) a JSON document this constraint's schema accepts:
+     * each beam's disallowed tokens are masked before its log-softmax, stop tokens only
+     * end a complete document, and a document nothing may follow ends its hypothesis
+     * (MT_STOP_DOCUMENT). NULL: unconstrained. */
+    const mt_json_constraint *constraint;
 } mt_beam_params;
 
 typedef struct {

@@ -28,6 +28,8 @@ const char *mt_stop_reason_name(mt_stop_reason r) {
         return "caller";
     case MT_STOP_CONTEXT:
         return "context full";
+    case MT_STOP_DOCUMENT:
+        return "document complete";
     }
     return "?";
 }
@@ -49,7 +51,7 @@ mt_status mt_generate(const mt_model *m, const mt_tokenizer *tok, const int32_t 
     memset(out, 0, sizeof *out);
     const int n_ctx = context_size(m, p, n_prompt);
     mt_seq q;
-    mt_status s = mt_seq_init(&q, m, tok, p, prompt, n_prompt, n_ctx, 0);
+    mt_status s = mt_seq_init(&q, m, tok, p, p->constraint, prompt, n_prompt, n_ctx, 0);
     if (s) return s;
     mt_kv_cache kv;
     float *logits = mt_calloc((size_t)m->cfg.n_vocab, sizeof *logits);

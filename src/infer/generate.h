@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "infer/constraint.h"
 #include "infer/sampler.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -19,6 +20,9 @@ typedef struct {
     int n_stop_strings;
     const int32_t *stop_tokens; /* besides the tokenizer's EOS */
     int n_stop_tokens;
+    /* The output must be a JSON document this constraint's schema accepts (NULL: free
+     * text); generation ends right after the document's last byte. */
+    const mt_json_constraint *constraint;
     /* Receives text as it completes; returning non-zero stops generation. */
     int (*on_text)(void *user, const char *text, size_t len);
     void *user;
@@ -29,7 +33,8 @@ typedef enum {
     MT_STOP_STRING,
     MT_STOP_LENGTH,
     MT_STOP_CALLER,
-    MT_STOP_CONTEXT
+    MT_STOP_CONTEXT,
+    MT_STOP_DOCUMENT /* the constrained JSON document is complete; nothing may follow */
 } mt_stop_reason;
 
 typedef struct {

@@ -68,7 +68,8 @@ static mt_status stream_text(mt_seq *q, const char *piece, size_t n) {
 }
 
 mt_status mt_seq_init(mt_seq *q, const mt_model *m, const mt_tokenizer *tok, const mt_gen_params *p,
-                      const int32_t *prompt, int n_prompt, int cap, uint64_t seed_offset) {
+                      const mt_json_constraint *constraint, const int32_t *prompt, int n_prompt,
+                      int cap, uint64_t seed_offset) {
     memset(q, 0, sizeof *q);
     q->p = p;
     q->tok = tok;
@@ -82,9 +83,15 @@ mt_status mt_seq_init(mt_seq *q, const mt_model *m, const mt_tokenizer *tok, con
     mt_status s = mt_decode_vocab(m, tok, &n_tokens);
     if (!s) s = mt_sampler_init(&q->sampler, &sp, n_tokens);
     if (s) return s;
-    if (!(q->hist = mt_calloc((size_t)cap, sizeof *q->hist))) {
-        mt_sampler_free(&q->sampler);
-        return MT_ERR_NOMEM;
+    if (constraint && constraint->index->n != n_tokens)
+        s = mt_fail(MT_ERR_ARG, "the JSON constraint was made for %d tokens, the model decodes %d",
+                    constraint->index->n, n_tokens);
+    if (!s && constraint)
+        s = mt_gmatch_new(constraint->grammar, constraint->index, constraint->cache, &q->match);
+    if (!s && !(q->hist = mt_calloc((size_t)cap, sizeof *q->hist))) s = MT_ERR_NOMEM;
+    if (s) {
+        mt_seq_free(q);
+        return s;
     }
     memcpy(q->hist, prompt, (size_t)n_prompt * sizeof *q->hist);
     q->n_hist = q->n_prompt = n_prompt;
@@ -95,20 +102,47 @@ mt_status mt_seq_init(mt_seq *q, const mt_model *m, const mt_tokenizer *tok, con
     return MT_OK;
 }
 
+/* Leaves only the tokens the constraint allows next; the stop tokens only once the
+ * document is complete. */
+static mt_status constrain(mt_seq *q, float *logits) {
+    const int n_stops = q->p->n_stop_tokens + 1;
+    float kept[n_stops];
+    const int can_end = mt_gmatch_can_end(q->match);
+    const int32_t eos = mt_tokenizer_eos(q->tok);
+    for (int i = 0; can_end && i < n_stops; i++) {
+        const int32_t t = i ? q->p->stop_tokens[i - 1] : eos;
+        kept[i] = t >= 0 && t < q->sampler.n_vocab ? logits[t] : 0.0f;
+    }
+    mt_status s = mt_gmatch_mask_logits(q->match, logits);
+    for (int i = 0; !s && can_end && i < n_stops; i++) {
+        const int32_t t = i ? q->p->stop_tokens[i - 1] : eos;
+        if (t >= 0 && t < q->sampler.n_vocab) logits[t] = kept[i];
+    }
+    return s;
+}
+
 mt_status mt_seq_step(mt_seq *q, float *logits, int32_t *next) {
+    mt_status s = q->match ? constrain(q, logits) : MT_OK;
+    if (s) return s;
     const int32_t t = mt_sampler_sample(&q->sampler, logits, q->hist, q->n_hist);
     if (is_stop_token(q, t)) {
         q->done = 1;
         q->stop = MT_STOP_EOS;
         return MT_OK;
     }
+    if (q->match && (s = mt_gmatch_accept(q->match, t)))
+        return mt_fail(s, "token %d does not continue the JSON document (no allowed token left)",
+                       (int)t);
     q->hist[q->n_hist++] = t;
     char piece[512];
     size_t len = 0;
-    mt_status s = mt_detok_stream_push(&q->ds, t, piece, sizeof piece, &len);
+    s = mt_detok_stream_push(&q->ds, t, piece, sizeof piece, &len);
     if (!s) s = stream_text(q, piece, len);
     if (s || q->done) return s;
-    if (q->n_hist - q->n_prompt >= q->p->max_tokens) {
+    if (q->match && mt_gmatch_must_end(q->match)) {
+        q->done = 1;
+        q->stop = MT_STOP_DOCUMENT;
+    } else if (q->n_hist - q->n_prompt >= q->p->max_tokens) {
         q->done = 1;
         q->stop = MT_STOP_LENGTH;
     } else if (q->n_hist >= q->cap) {
@@ -134,6 +168,8 @@ mt_status mt_seq_result(mt_seq *q, mt_gen_result *r) {
 }
 
 void mt_seq_free(mt_seq *q) {
+    mt_gmatch_free(q->match);
+    q->match = NULL;
     mt_textbuf_free(&q->text);
     free(q->hist);
     mt_sampler_free(&q->sampler);

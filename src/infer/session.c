@@ -61,7 +61,20 @@ mt_status mt_session_encode(const mt_session *s, const mt_chat_msg *msgs, int n,
     return st;
 }
 
+mt_status mt_session_constraint(mt_session *s, const char *schema_json, size_t len,
+                                mt_json_constraint **out) {
+    *out = NULL;
+    if (!s->token_index) {
+        int n_tokens;
+        mt_status st = mt_decode_vocab(s->model, s->tok, &n_tokens);
+        if (!st) st = mt_token_index_from_tokenizer(s->tok, n_tokens, &s->token_index);
+        if (st) return st;
+    }
+    return mt_json_constraint_new(schema_json, len, s->token_index, out);
+}
+
 void mt_session_close(mt_session *s) {
+    mt_token_index_free(s->token_index);
     mt_lora_free(s->lora);
     mt_tokenizer_free(s->tok);
     mt_model_free(s->model);
