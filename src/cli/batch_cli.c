@@ -13,12 +13,21 @@
 typedef struct {
     int32_t *ids;
     size_t n;
-    cJSON *id; /* echoed back, owned */
+    cJSON *id;                        /* echoed back, owned */
+    const mt_json_constraint *schema; /* the line's "json_schema", or NULL */
 } prompt;
+
+/* The distinct "json_schema" values of the input, each compiled once. */
+typedef struct {
+    char **texts; /* compact JSON */
+    mt_json_constraint **compiled;
+    int n, cap;
+} schema_set;
 
 typedef struct {
     prompt *items;
     int n;
+    schema_set schemas;
     char **out; /* result lines, printed in input order */
     int next_print;
     mt_progress bar;
@@ -54,8 +63,53 @@ static mt_status encode_line(const mt_session *s, const cJSON *j, int chat, cons
     return mt_session_encode(s, m, (int)n, NULL, &out->ids, &out->n);
 }
 
+/* The constraint for a line's schema, compiled on its first use. */
+static mt_status line_schema(mt_session *s, schema_set *set, const cJSON *schema,
+                             const mt_json_constraint **out) {
+    char *text = cJSON_PrintUnformatted(schema);
+    if (!text) return mt_fail(MT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < set->n; i++)
+        if (!strcmp(set->texts[i], text)) {
+            cJSON_free(text);
+            *out = set->compiled[i];
+            return MT_OK;
+        }
+    if (set->n == set->cap) {
+        const int cap = set->cap ? 2 * set->cap : 8;
+        char **texts = realloc(set->texts, (size_t)cap * sizeof *texts);
+        if (texts) set->texts = texts;
+        mt_json_constraint **compiled =
+            texts ? realloc(set->compiled, (size_t)cap * sizeof *compiled) : NULL;
+        if (!compiled) {
+            cJSON_free(text);
+            return mt_fail(MT_ERR_NOMEM, "out of memory");
+        }
+        set->compiled = compiled;
+        set->cap = cap;
+    }
+    mt_json_constraint *c = NULL;
+    mt_status st = mt_session_constraint(s, text, strlen(text), &c);
+    if (st) {
+        cJSON_free(text);
+        return mt_fail_prefix(st, "\"json_schema\"");
+    }
+    set->texts[set->n] = text;
+    set->compiled[set->n++] = c;
+    *out = c;
+    return MT_OK;
+}
+
+static void schema_set_free(schema_set *set) {
+    for (int i = 0; i < set->n; i++) {
+        cJSON_free(set->texts[i]);
+        mt_json_constraint_free(set->compiled[i]);
+    }
+    free(set->texts);
+    free(set->compiled);
+}
+
 typedef struct {
-    const mt_session *s;
+    mt_session *s;
     const char *path, *system;
     int chat, cap;
     job *jb;
@@ -81,7 +135,13 @@ static mt_status add_prompt(void *user, cJSON *j, int line) {
     }
     prompt *pr = &jb->items[jb->n];
     memset(pr, 0, sizeof *pr);
-    if ((st = encode_line(r->s, j, r->chat, r->system, pr))) {
+    const cJSON *schema = cJSON_GetObjectItemCaseSensitive(j, "json_schema");
+    if (schema && !cJSON_IsObject(schema))
+        st = mt_fail(MT_ERR_FORMAT, "\"json_schema\" must be a JSON Schema object");
+    else if (schema)
+        st = line_schema(r->s, &jb->schemas, schema, &pr->schema);
+    if (!st) st = encode_line(r->s, j, r->chat, r->system, pr);
+    if (st) {
         char where[4200];
         snprintf(where, sizeof where, "%s:%d", r->path, line);
         mt_fail_prefix(st, where);
@@ -93,7 +153,7 @@ static mt_status add_prompt(void *user, cJSON *j, int line) {
     return st;
 }
 
-static mt_status read_prompts(const mt_session *s, const char *path, int chat, const char *system,
+static mt_status read_prompts(mt_session *s, const char *path, int chat, const char *system,
                               job *jb) {
     prompt_reader r = {.s = s, .path = path, .system = system, .chat = chat, .jb = jb};
     mt_status st = mt_jsonl_read(path, add_prompt, &r);
@@ -134,15 +194,17 @@ static mt_status on_done(void *user, int index, const mt_gen_result *r) {
     return MT_OK;
 }
 
-mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, const char *path,
-                                int chat, const char *system, int n_slots, int stats, int quiet) {
+mt_status mt_cli_generate_batch(mt_session *s, const mt_gen_params *p, const char *path, int chat,
+                                const char *system, int n_slots, int stats, int quiet) {
     job jb = {0};
     mt_batch_item *items = NULL;
     mt_status st = read_prompts(s, path, chat, system, &jb);
     if (!st && !(jb.out = mt_calloc((size_t)jb.n, sizeof *jb.out))) st = MT_ERR_NOMEM;
     if (!st && !(items = mt_calloc((size_t)jb.n, sizeof *items))) st = MT_ERR_NOMEM;
     for (int i = 0; !st && i < jb.n; i++)
-        items[i] = (mt_batch_item){.prompt = jb.items[i].ids, .n_prompt = (int)jb.items[i].n};
+        items[i] = (mt_batch_item){.prompt = jb.items[i].ids,
+                                   .n_prompt = (int)jb.items[i].n,
+                                   .constraint = jb.items[i].schema};
     mt_batch_stats bs;
     if (!st) {
         mt_progress_start(&jb.bar, "generate", jb.n, 0);
@@ -169,5 +231,6 @@ mt_status mt_cli_generate_batch(const mt_session *s, const mt_gen_params *p, con
     free(jb.items);
     free(jb.out);
     free(items);
+    schema_set_free(&jb.schemas);
     return st;
 }

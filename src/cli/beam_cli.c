@@ -117,8 +117,8 @@ static void print_stats(const mt_beam_result *r, int beams) {
 }
 
 mt_status mt_cli_beam_generate(const mt_session *s, const mt_gen_opts *o, const mt_beam_opts *b,
-                               const int32_t *prompt, int n, const int32_t *stop_tokens,
-                               int n_stop_tokens, int json) {
+                               const mt_json_constraint *constraint, const int32_t *prompt, int n,
+                               const int32_t *stop_tokens, int n_stop_tokens, int json) {
     mt_status st = check_opts(o, b);
     if (st) return st;
     if (o->max_tokens <= 0) return mt_fail(MT_ERR_ARG, "--max-tokens must be positive");
@@ -132,6 +132,7 @@ mt_status mt_cli_beam_generate(const mt_session *s, const mt_gen_opts *o, const 
     p.n_stop_tokens = n_stop_tokens;
     p.stop_strings = o->stops.items;
     p.n_stop_strings = o->stops.n;
+    p.constraint = constraint;
     mt_beam_result r;
     if ((st = mt_beam_search(s->model, s->tok, prompt, n, &p, &r))) return st;
     if (r.n_hyps == 0) {
@@ -148,7 +149,8 @@ mt_status mt_cli_beam_generate(const mt_session *s, const mt_gen_opts *o, const 
 }
 
 mt_status mt_cli_beam_reply(const mt_session *s, const mt_gen_opts *o, const mt_beam_opts *b,
-                            const mt_chat_msg *msgs, int n, const char *raw, int json) {
+                            const mt_json_constraint *constraint, const mt_chat_msg *msgs, int n,
+                            const char *raw, int json) {
     mt_status st = check_opts(o, b);
     if (st) return st;
     int32_t *ids = NULL;
@@ -156,7 +158,7 @@ mt_status mt_cli_beam_reply(const mt_session *s, const mt_gen_opts *o, const mt_
     int32_t stops[8];
     const int n_stops = raw ? 0 : mt_session_stop_tokens(s, stops, 8);
     if (!(st = mt_session_encode(s, msgs, n, raw, &ids, &n_ids)))
-        st = mt_cli_beam_generate(s, o, b, ids, (int)n_ids, stops, n_stops, json);
+        st = mt_cli_beam_generate(s, o, b, constraint, ids, (int)n_ids, stops, n_stops, json);
     free(ids);
     return st;
 }

@@ -25,12 +25,13 @@ void mt_beam_opts_table(mt_beam_opts *b, mt_opt *table);
  * hypothesis under a "[rank] score" line; json: one object whose text/tokens are the best
  * hypothesis' and whose "n_best" lists every returned one. */
 mt_status mt_cli_beam_generate(const mt_session *s, const mt_gen_opts *o, const mt_beam_opts *b,
-                               const int32_t *prompt, int n, const int32_t *stop_tokens,
-                               int n_stop_tokens, int json);
+                               const mt_json_constraint *constraint, const int32_t *prompt, int n,
+                               const int32_t *stop_tokens, int n_stop_tokens, int json);
 
 /* The same from messages (rendered with the chat template, whose end-of-turn tokens then
  * stop a hypothesis) or raw text, as generate tokenizes them. */
 mt_status mt_cli_beam_reply(const mt_session *s, const mt_gen_opts *o, const mt_beam_opts *b,
-                            const mt_chat_msg *msgs, int n, const char *raw, int json);
+                            const mt_json_constraint *constraint, const mt_chat_msg *msgs, int n,
+                            const char *raw, int json);
 
 #endif

@@ -54,11 +54,13 @@ static void print_stats(const mt_gen_result *r) {
 }
 
 /* Renders messages with the chat template (or takes raw text) and generates a reply. */
-static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_chat_msg *msgs, int n,
-                       const char *raw, int stream, mt_gen_result *r) {
+static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_json_constraint *json,
+                       const mt_chat_msg *msgs, int n, const char *raw, int stream,
+                       mt_gen_result *r) {
     mt_gen_params p;
     mt_status st = mt_gen_opts_params(o, &p);
     if (st) return st;
+    p.constraint = json;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     int32_t stops[8];
@@ -92,7 +94,11 @@ static int run_batch(const mt_gen_opts *o, mt_gen_params *p, const char *path, i
     int32_t stops[8];
     p->stop_tokens = stops;
     p->n_stop_tokens = mt_session_stop_tokens(&s, stops, 8);
-    mt_status st = mt_cli_generate_batch(&s, p, path, chat, o->system, slots, o->stats, quiet);
+    mt_json_constraint *json = NULL;
+    mt_status st = mt_gen_opts_constraint(o, &s, &json);
+    p->constraint = json;
+    if (!st) st = mt_cli_generate_batch(&s, p, path, chat, o->system, slots, o->stats, quiet);
+    mt_json_constraint_free(json);
     mt_session_close(&s);
     return st ? mt_report_error() : 0;
 }
@@ -169,10 +175,13 @@ int mt_cmd_generate(int argc, char **argv) {
     if (o.system) msgs[n++] = (mt_chat_msg){"system", o.system};
     msgs[n++] = (mt_chat_msg){"user", text};
     mt_gen_result r;
-    mt_status st;
-    if (beam.beams)
-        st = mt_cli_beam_reply(&s, &o, &beam, msgs, n, chat ? NULL : text, json);
-    else if (!(st = reply(&s, &o, msgs, n, chat ? NULL : text, !json, &r))) {
+    mt_json_constraint *constraint = NULL;
+    mt_status st = mt_gen_opts_constraint(&o, &s, &constraint);
+    if (st)
+        ;
+    else if (beam.beams)
+        st = mt_cli_beam_reply(&s, &o, &beam, constraint, msgs, n, chat ? NULL : text, json);
+    else if (!(st = reply(&s, &o, constraint, msgs, n, chat ? NULL : text, !json, &r))) {
         if (json)
             st = print_json(&r);
         else
@@ -180,6 +189,7 @@ int mt_cmd_generate(int argc, char **argv) {
         if (o.stats) print_stats(&r);
         mt_gen_result_free(&r);
     }
+    mt_json_constraint_free(constraint);
     mt_session_close(&s);
     free(text);
     return st ? mt_report_error() : 0;
@@ -209,7 +219,8 @@ static void history_clear(history *h, int keep) {
     while (h->n > keep) free((char *)h->msgs[--h->n].content);
 }
 
-static mt_status chat_loop(const mt_session *s, const mt_gen_opts *o, history *h) {
+static mt_status chat_loop(const mt_session *s, const mt_gen_opts *o,
+                           const mt_json_constraint *json, history *h) {
     const int keep = h->n;
     char *line = NULL;
     size_t cap = 0;
@@ -228,7 +239,7 @@ static mt_status chat_loop(const mt_session *s, const mt_gen_opts *o, history *h
         if (!len) continue;
         if ((st = history_add(h, "user", line))) break;
         mt_gen_result r;
-        if ((st = reply(s, o, h->msgs, h->n, NULL, 1, &r))) break;
+        if ((st = reply(s, o, json, h->msgs, h->n, NULL, 1, &r))) break;
         printf("\n");
         if (o->stats) print_stats(&r);
         st = history_add(h, "assistant", r.text);
@@ -262,10 +273,13 @@ int mt_cmd_chat(int argc, char **argv) {
     if (!st && s.chat == MT_CHAT_NONE)
         st = mt_fail(MT_ERR_ARG, "the model has no chat template; pass --chat-template");
     history h = {0};
+    mt_json_constraint *json = NULL;
+    if (!st) st = mt_gen_opts_constraint(&o, &s, &json);
     if (!st && o.system) st = history_add(&h, "system", o.system);
-    if (!st) st = chat_loop(&s, &o, &h);
+    if (!st) st = chat_loop(&s, &o, json, &h);
     history_clear(&h, 0);
     free(h.msgs);
+    mt_json_constraint_free(json);
     mt_session_close(&s);
     return st ? mt_report_error() : 0;
 }

@@ -1,7 +1,10 @@
 #include "cli/gen_opts.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "io/file_util.h"
 
 void mt_gen_opts_defaults(mt_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -45,6 +48,10 @@ void mt_gen_opts_table(mt_gen_opts *o, mt_opt *t) {
         {"--adapter", NULL, MT_OPT_STR, &o->adapter, "DIR", "apply a LoRA adapter (PEFT folder)"},
         {"--precise", NULL, MT_OPT_FLAG, &o->precise, NULL,
          "f32 activations in decoding (slower; matches the f32 reference)"},
+        {"--json-schema", NULL, MT_OPT_STR, &o->json_schema, "FILE",
+         "the reply is JSON that this JSON Schema accepts (constrained decoding)"},
+        {"--json-object", NULL, MT_OPT_FLAG, &o->json_object, NULL,
+         "the reply is a JSON object (constrained decoding)"},
     };
     memcpy(t, table, sizeof table);
 }
@@ -61,5 +68,21 @@ mt_status mt_gen_opts_params(const mt_gen_opts *o, mt_gen_params *p) {
         if (!o->stops.items[i][0]) return mt_fail(MT_ERR_ARG, "--stop needs non-empty text");
     p->stop_strings = o->stops.items;
     p->n_stop_strings = o->stops.n;
+    if (o->json_schema && o->json_object)
+        return mt_fail(MT_ERR_ARG, "give either --json-schema or --json-object, not both");
     return mt_sampler_params_validate(&p->sampling);
+}
+
+mt_status mt_gen_opts_constraint(const mt_gen_opts *o, mt_session *s, mt_json_constraint **out) {
+    *out = NULL;
+    if (o->json_object)
+        return mt_session_constraint(s, MT_JSON_ANY_OBJECT_SCHEMA,
+                                     strlen(MT_JSON_ANY_OBJECT_SCHEMA), out);
+    if (!o->json_schema) return MT_OK;
+    char *text = NULL;
+    size_t len = 0;
+    mt_status st = mt_read_file(o->json_schema, &text, &len);
+    if (!st) st = mt_session_constraint(s, text, len, out);
+    free(text);
+    return st ? mt_fail_prefix(st, o->json_schema) : MT_OK;
 }
