@@ -1,8 +1,9 @@
 /* The local expert: a (larger) model run in this process on meteor's engine, no HTTP. All
  * requests of a batch with the same token limit and temperature decode together with
  * continuous batching; each samples with a seed drawn from its request hash, so a rerun
- * answers exactly as before. A JSON reply that does not parse gets one repair turn, as with
- * the remote expert. */
+ * answers exactly as before. A request with a JSON schema decodes under it (infer/
+ * constraint.h): every reply is a document the schema accepts, unless it runs out of
+ * tokens first, which fails the request. */
 #ifndef MT_EXPERT_LOCAL_H
 #define MT_EXPERT_LOCAL_H
 

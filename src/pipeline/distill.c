@@ -31,7 +31,7 @@ void mt_distill_defaults(mt_distill_opts *o) {
     o->guide_temperature = 0.7f;
     o->guide_top_p = 0.95f;
     o->answer_max_tokens = 512;
-    o->score_max_tokens = 128;
+    o->score_max_tokens = 400;
     o->answer_temperature = 0.0f;
     mt_train_job_defaults(&o->train);
     o->train.epochs = 3;

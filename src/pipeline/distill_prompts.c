@@ -7,9 +7,13 @@
 const char *const mt_prompt_expert_system = "You are a professional educational assistant.";
 const char *const mt_prompt_judge_system =
     "You are a strict, fair expert judge of answers to domain questions.";
+/* The reason is bounded so that a constrained judge's reply always fits its token limit
+ * (distill.c's score_max_tokens): even at one token per character, plus the keys, the
+ * score and the most whitespace the grammar lets between them. */
 const char *const mt_score_schema =
     "{\"type\":\"object\",\"properties\":{\"score\":{\"type\":\"integer\",\"minimum\":1,"
-    "\"maximum\":10},\"reason\":{\"type\":\"string\"}},\"required\":[\"score\",\"reason\"]}";
+    "\"maximum\":10},\"reason\":{\"type\":\"string\",\"maxLength\":200}},"
+    "\"required\":[\"score\",\"reason\"]}";
 
 static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *format(const char *fmt, ...) {
