@@ -161,6 +161,23 @@ def test_judge_scores_through_the_server(run_meteor, smollm_gguf, smollm_server,
     assert metric and abs(metric[0] - sum(scored) / len(scored)) < 1e-9
 
 
+def test_local_qwen_judge_scores_all_parse(run_meteor, models_dir, questions, tmp_path):
+    """The default pair: Qwen2.5-Coder 0.5B writes guidelines, the 1.5B answers and judges
+    in process. Every judge reply is decoded under the score schema, so none is unparsable."""
+    weak = models_dir / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    expert = models_dir / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    run = tmp_path / "run"
+    distill(run_meteor, run, weak, questions, "--expert", f"local:{expert}",
+            extra=["--score", "--no-train"])
+    recs = records(run)
+    with db(run) as c:
+        states = [r[0] for r in c.execute("select state from items where stage='score'")]
+    assert states and all(s == 1 for s in states), states
+    scored = [r["judge_score"] for r in recs]
+    assert len(scored) == len(recs) == N_QUESTIONS - 1
+    assert all(isinstance(s, int) and 1 <= s <= 10 for s in scored)
+
+
 # The fault test's sequence: seed 185 at rate 0.6 faults 17 of the first 21 requests, with
 # every kind of fault among them and one delay (each delay costs one client timeout).
 FAULT_SEED, FAULT_RATE = 185, 0.6
