@@ -330,6 +330,7 @@ typedef struct {
     int n, cap, accept;
 } pset;
 
+#define MASKS_PER_BLOCK 32
 #define EMPTY_STACK_HASH 0x9e3779b97f4a7c15ull
 
 static inline uint64_t mix64(uint64_t x) {
@@ -351,8 +352,10 @@ struct mt_gcache {
     const mt_grammar *g;
     const mt_token_index *ix;
     int refs;
-    size_t max_masks, n_masks, cap_masks;
-    uint64_t *masks;
+    size_t max_masks, n_masks;
+    /* Masks live in fixed blocks, so growing the cache never copies the ones it has. */
+    uint64_t **blocks;
+    size_t n_blocks, cap_blocks;
     centry *tab;
     size_t tab_cap; /* power of two, at least twice max_masks */
     int32_t *keys;
@@ -512,7 +515,8 @@ mt_status mt_gcache_new(const mt_grammar *g, const mt_token_index *ix, size_t ma
 
 void mt_gcache_release(mt_gcache *c) {
     if (!c || --c->refs > 0) return;
-    free(c->masks);
+    for (size_t i = 0; i < c->n_blocks; i++) free(c->blocks[i]);
+    free(c->blocks);
     free(c->tab);
     free(c->keys);
     free(c);
@@ -529,7 +533,8 @@ static uint64_t *cache_find(mt_gcache *c, const int32_t *key, uint32_t len, uint
         const centry *e = &c->tab[i];
         if (e->slot < 0) return NULL;
         if (e->h == h && e->key_len == len && !memcmp(c->keys + e->key_off, key, len * 4))
-            return c->masks + (size_t)e->slot * (size_t)c->ix->words;
+            return c->blocks[e->slot / MASKS_PER_BLOCK] +
+                   (size_t)(e->slot % MASKS_PER_BLOCK) * (size_t)c->ix->words;
     }
 }
 
@@ -537,15 +542,21 @@ static uint64_t *cache_find(mt_gcache *c, const int32_t *key, uint32_t len, uint
 static uint64_t *cache_insert(mt_gcache *c, const int32_t *key, uint32_t len, uint64_t h) {
     if (c->n_masks >= c->max_masks) cache_clear(c);
     const size_t w = (size_t)c->ix->words;
-    if (!grow((void **)&c->masks, &c->cap_masks, (c->n_masks + 1) * w, sizeof *c->masks) ||
-        !grow((void **)&c->keys, &c->cap_keys, c->n_keys + len, sizeof *c->keys))
-        return NULL;
+    if (c->n_masks / MASKS_PER_BLOCK >= c->n_blocks) {
+        if (!grow((void **)&c->blocks, &c->cap_blocks, c->n_blocks + 1, sizeof *c->blocks))
+            return NULL;
+        if (!(c->blocks[c->n_blocks] = mt_calloc(MASKS_PER_BLOCK * w, sizeof **c->blocks)))
+            return NULL;
+        c->n_blocks++;
+    }
+    if (!grow((void **)&c->keys, &c->cap_keys, c->n_keys + len, sizeof *c->keys)) return NULL;
     size_t i = h & (c->tab_cap - 1);
     while (c->tab[i].slot >= 0) i = (i + 1) & (c->tab_cap - 1);
     memcpy(c->keys + c->n_keys, key, len * 4);
     c->tab[i] = (centry){h, (uint32_t)c->n_keys, len, (int32_t)c->n_masks};
     c->n_keys += len;
-    return c->masks + c->n_masks++ * w;
+    const size_t slot = c->n_masks++;
+    return c->blocks[slot / MASKS_PER_BLOCK] + (slot % MASKS_PER_BLOCK) * w;
 }
 
 /* The cache key of a parse: everything its mask depends on. A string's counters matter
