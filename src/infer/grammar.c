@@ -302,8 +302,8 @@ mt_status mt_gbuild_finish(mt_gbuild *b, int32_t start, mt_grammar **out) {
         else
             g->edges[q->e0 + q->ne++] = (gedge){b->e[k].lo, b->e[k].hi, b->e[k].to};
     }
-    memcpy(g->strs, b->strs, (size_t)b->n_strs * sizeof *g->strs);
-    memcpy(g->xn, b->xn, (size_t)b->n_xn * sizeof *g->xn);
+    if (b->n_strs) memcpy(g->strs, b->strs, (size_t)b->n_strs * sizeof *g->strs);
+    if (b->n_xn) memcpy(g->xn, b->xn, (size_t)b->n_xn * sizeof *g->xn);
     g->n_strs = b->n_strs;
     g->n_xn = b->n_xn;
     mt_gbuild_free(b);
@@ -357,7 +357,7 @@ struct mt_gcache {
     uint64_t **blocks;
     size_t n_blocks, cap_blocks;
     centry *tab;
-    size_t tab_cap; /* power of two, at least twice max_masks */
+    size_t tab_cap; /* power of two, at least twice n_masks; grows with it */
     int32_t *keys;
     size_t n_keys, cap_keys;
 };
@@ -501,8 +501,7 @@ mt_status mt_gcache_new(const mt_grammar *g, const mt_token_index *ix, size_t ma
     c->refs = 1;
     c->max_masks = max_bytes / ((size_t)ix->words * 8);
     if (c->max_masks < 4) c->max_masks = 4;
-    c->tab_cap = 16;
-    while (c->tab_cap < 2 * c->max_masks) c->tab_cap *= 2;
+    c->tab_cap = 64;
     c->tab = mt_calloc(c->tab_cap, sizeof *c->tab);
     if (!c->tab) {
         free(c);
@@ -541,6 +540,22 @@ static uint64_t *cache_find(mt_gcache *c, const int32_t *key, uint32_t len, uint
 /* A slot for a new mask under key (emptying the cache first when full), or NULL. */
 static uint64_t *cache_insert(mt_gcache *c, const int32_t *key, uint32_t len, uint64_t h) {
     if (c->n_masks >= c->max_masks) cache_clear(c);
+    if (2 * (c->n_masks + 1) > c->tab_cap) {
+        /* Doubles the table; entries keep their keys and masks. */
+        centry *t = mt_calloc(c->tab_cap * 2, sizeof *t);
+        if (!t) return NULL;
+        const size_t cap = c->tab_cap * 2;
+        for (size_t i = 0; i < cap; i++) t[i].slot = -1;
+        for (size_t i = 0; i < c->tab_cap; i++) {
+            if (c->tab[i].slot < 0) continue;
+            size_t j = c->tab[i].h & (cap - 1);
+            while (t[j].slot >= 0) j = (j + 1) & (cap - 1);
+            t[j] = c->tab[i];
+        }
+        free(c->tab);
+        c->tab = t;
+        c->tab_cap = cap;
+    }
     const size_t w = (size_t)c->ix->words;
     if (c->n_masks / MASKS_PER_BLOCK >= c->n_blocks) {
         if (!grow((void **)&c->blocks, &c->cap_blocks, c->n_blocks + 1, sizeof *c->blocks))
