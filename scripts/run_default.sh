@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: install everything (scripts/setup.sh), then run
 # METEOR phase 1 (weak-to-strong distillation) on bundled Python FAQ questions: the weak
-# model (Gemma 3 270M, a base model that has never been taught to answer) writes a guideline
-# per question, the expert (SmolLM2-135M-Instruct, the one instruction-tuned model shipped,
-# run in the same process: no server, no account) answers by it, and the weak model is
-# fine-tuned on the answers (LoRA). Afterwards the weak model answers a held-out question,
-# before and after the fine-tuning.
+# model (Qwen2.5-Coder-0.5B-Instruct) writes a guideline per question, the expert
+# (Qwen2.5-Coder-1.5B-Instruct, run in the same process: no server, no account) answers by
+# it and scores each answer 1-10 (its replies decoded under a JSON schema), and the weak
+# model is fine-tuned on the answers (LoRA). Afterwards the weak model answers a held-out
+# question, before and after the fine-tuning.
 #
 #   bash scripts/run_default.sh                     # run dir: runs/default
 #   METEOR_RUN=runs/other bash scripts/run_default.sh
@@ -20,16 +20,16 @@ cd "$ROOT"
 
 bash scripts/setup.sh
 
-WEAK=${METEOR_MODEL:-models/gemma-3-270m-q4_k_m.gguf}
-EXPERT=${METEOR_EXPERT:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+WEAK=${METEOR_MODEL:-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
+EXPERT=${METEOR_EXPERT:-models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}
 QUESTIONS=${METEOR_QUESTIONS:-data/python_faq_sample.jsonl}
 RUN=${METEOR_RUN:-runs/default}
 
 printf '\n[run] weak model: %s\n[run] expert:     local:%s\n[run] questions:  %s\n[run] run dir:    %s\n\n' \
     "$WEAK" "$EXPERT" "$QUESTIONS" "$RUN"
 build/meteor distill --run "$RUN" -m "$WEAK" --questions "$QUESTIONS" \
-    --expert "local:$EXPERT" --answer-max-tokens 200 --guideline-max-tokens 96 \
-    --test-fraction 0.25 --max-len 384 --epochs 6 --lr 5e-4
+    --expert "local:$EXPERT" --answer-max-tokens 200 --guideline-max-tokens 96 --score \
+    --test-fraction 0.25 --max-len 384 --epochs 3 --lr 2e-4
 printf '\n'
 build/meteor status "$RUN"
 
