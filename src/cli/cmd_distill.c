@@ -113,6 +113,8 @@ int mt_cmd_distill(int argc, char **argv) {
          "estimate requests and tokens; send nothing"},
         {"--no-guideline", NULL, MT_OPT_FLAG, &o.no_guideline, NULL,
          "ablation: the expert answers without the weak model's guideline"},
+        {"--grounded", NULL, MT_OPT_FLAG, &o.grounded, NULL,
+         "the expert answers with the question's reference answer as trusted facts"},
         {"--score", NULL, MT_OPT_FLAG, &o.score, NULL,
          "have the expert score every distilled answer 1-10 (data quality)"},
         {"--no-train", NULL, MT_OPT_FLAG, &o.no_train, NULL, "stop after the data; no SFT"},

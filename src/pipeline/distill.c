@@ -204,7 +204,8 @@ static mt_status answer_jobs(distill *d, turn *t, mt_expert_job *jobs, int *whic
     for (int i = 0; i < d->n; i++) {
         if (!d->o->no_guideline && !d->guides[i]) continue;
         turn *x = &t[*n_jobs];
-        if (!(x->user = mt_prompt_answer(&d->qs[i], d->o->no_guideline ? NULL : d->guides[i])))
+        if (!(x->user = mt_prompt_answer(&d->qs[i], d->o->no_guideline ? NULL : d->guides[i],
+                                         d->o->grounded)))
             return MT_ERR_NOMEM;
         x->msgs[0] = (mt_chat_msg){"system", mt_prompt_expert_system};
         x->msgs[1] = (mt_chat_msg){"user", x->user};
@@ -414,9 +415,11 @@ static mt_status dry_run(distill *d, const mt_expert_spec *sp) {
         if (!st) st = mt_store_item_get(d->s, PHASE, "answer", d->qs[i].id, &a);
         const int have_guide = g.state == MT_ITEM_DONE, have_answer = a.state == MT_ITEM_DONE;
         char *user = st ? NULL
-                        : mt_prompt_answer(&d->qs[i], o->no_guideline ? NULL
-                                                      : have_guide    ? g.output
-                                                                      : "");
+                        : mt_prompt_answer(&d->qs[i],
+                                           o->no_guideline ? NULL
+                                           : have_guide    ? g.output
+                                                           : "",
+                                           o->grounded);
         mt_item_free(&g);
         mt_item_free(&a);
         if (st) return st;
@@ -455,6 +458,9 @@ static mt_status prepare(distill *d) {
     if (!st) st = mt_run_setting(d->s, "phase1.model", o->model, "weak model");
     if (!st)
         st = mt_run_setting(d->s, "phase1.guideline", o->no_guideline ? "off" : "on", "guidelines");
+    if (!st)
+        st = mt_run_setting(d->s, "phase1.grounded", o->grounded ? "on" : "off",
+                            "grounding in reference answers");
     if (!st && o->questions) {
         mt_import_stats is;
         if (!(st = mt_questions_import(d->s, o->questions, &is)) && !o->quiet)

@@ -21,6 +21,9 @@ typedef struct {
     uint64_t seed;
     double test_fraction;
     int no_guideline, score, no_train, dry_run, quiet;
+    /* the expert's answer request carries the question's reference answer, when it has one,
+     * as trusted material for the facts */
+    int grounded;
     /* generate (guidelines, a local expert's answers) in precise mode too, as
      * `generate --precise` does; training always runs in it */
     int precise;

@@ -36,7 +36,20 @@ char *mt_prompt_guideline(const mt_question *q) {
                   or_empty(q->title), or_empty(q->content));
 }
 
-char *mt_prompt_answer(const mt_question *q, const char *guideline) {
+/* The reference answer is trusted for the facts; the expert still writes its own
+ * explanation, so the weak model learns reasoning by the guideline, not a copy. */
+static char *grounded_answer(const mt_question *q, const char *guideline) {
+    return format("Question title: %s\nQuestion content: %s\n\nReference answer (trusted: follow "
+                  "it for the facts, but do not copy it):\n%s\n\n%s%s%sPlease provide a "
+                  "detailed, accurate answer to the question in your own words that agrees with "
+                  "the reference answer%s and includes the necessary reasoning steps.",
+                  or_empty(q->title), or_empty(q->content), q->reference,
+                  guideline ? "Guideline:\n" : "", guideline ? guideline : "",
+                  guideline ? "\n\n" : "", guideline ? ", follows the guideline" : "");
+}
+
+char *mt_prompt_answer(const mt_question *q, const char *guideline, int grounded) {
+    if (grounded && q->reference && q->reference[0]) return grounded_answer(q, guideline);
     if (!guideline)
         return format("Question title: %s\nQuestion content: %s\n\nPlease provide a detailed, "
                       "accurate answer to the question that includes the necessary reasoning "

@@ -6,7 +6,9 @@
 
 /* All malloc'ed; NULL when out of memory. */
 char *mt_prompt_guideline(const mt_question *q);
-char *mt_prompt_answer(const mt_question *q, const char *guideline /* NULL: ablation */);
+/* grounded: include the question's reference answer (if any) as trusted material. */
+char *mt_prompt_answer(const mt_question *q, const char *guideline /* NULL: ablation */,
+                       int grounded);
 char *mt_prompt_score(const mt_question *q, const char *answer);
 
 extern const char *const mt_prompt_expert_system;

@@ -161,6 +161,33 @@ def test_judge_scores_through_the_server(run_meteor, smollm_gguf, smollm_server,
     assert metric and abs(metric[0] - sum(scored) / len(scored)) < 1e-9
 
 
+def answer_requests(run):
+    with db(run) as c:
+        rows = c.execute("select request from requests where phase='phase1'").fetchall()
+    msgs = [json.loads(r[0])["messages"] for r in rows]
+    return [m[-1]["content"] for m in msgs if "Rate the quality" not in m[-1]["content"]]
+
+
+def test_grounded_answers_carry_the_reference(run_meteor, smollm_gguf, questions, tmp_path):
+    refs = {json.loads(l)["title"]: json.loads(l)["reference_answer"]
+            for l in questions.read_text(encoding="utf-8").splitlines()}
+    grounded, plain = tmp_path / "grounded", tmp_path / "plain"
+    expert = ["--expert", f"local:{smollm_gguf}"]
+    distill(run_meteor, grounded, smollm_gguf, questions, *expert, "--grounded",
+            extra=["--no-train"])
+    distill(run_meteor, plain, smollm_gguf, questions, *expert, extra=["--no-train"])
+    asked = answer_requests(grounded)
+    assert len(asked) == N_QUESTIONS - 1
+    for text in asked:
+        title = text.split("\n", 1)[0].removeprefix("Question title: ")
+        assert "Reference answer (trusted" in text and refs[title].strip()[:200] in text
+    assert all("Reference answer" not in t for t in answer_requests(plain))
+    # A run keeps the grounding it started with: the request cache depends on it.
+    p = distill(run_meteor, grounded, smollm_gguf, questions, *expert, extra=["--no-train"],
+                check=False)
+    assert p.returncode != 0 and "grounding in reference answers on" in p.stderr, p.stderr
+
+
 def test_local_qwen_judge_scores_all_parse(run_meteor, models_dir, questions, tmp_path):
     """The default pair: Qwen2.5-Coder 0.5B writes guidelines, the 1.5B answers and judges
     in process. Every judge reply is decoded under the score schema, so none is unparsable."""
