@@ -156,7 +156,7 @@ mt_status mt_cli_beam_reply(const mt_session *s, const mt_gen_opts *o, const mt_
     int32_t *ids = NULL;
     size_t n_ids = 0;
     int32_t stops[8];
-    const int n_stops = raw ? 0 : mt_session_stop_tokens(s, stops, 8);
+    const int n_stops = mt_session_stop_tokens(s, stops, 8); /* raw prompts too, as generate */
     if (!(st = mt_session_encode(s, msgs, n, raw, &ids, &n_ids)))
         st = mt_cli_beam_generate(s, o, b, constraint, ids, (int)n_ids, stops, n_stops, json);
     free(ids);

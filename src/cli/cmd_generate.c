@@ -65,10 +65,10 @@ static mt_status reply(const mt_session *s, const mt_gen_opts *o, const mt_json_
     size_t n_ids = 0;
     int32_t stops[8];
     st = mt_session_encode(s, msgs, n, raw, &ids, &n_ids);
-    if (!raw) {
-        p.stop_tokens = stops;
-        p.n_stop_tokens = mt_session_stop_tokens(s, stops, 8);
-    }
+    /* A raw prompt ends on the family's end tokens too, as in --batch and llama.cpp: Qwen's
+     * EOS is <|im_end|>, yet a completion ends with <|endoftext|>, and past it comes noise. */
+    p.stop_tokens = stops;
+    p.n_stop_tokens = mt_session_stop_tokens(s, stops, 8);
     if (stream) p.on_text = print_text;
     if (!st) st = mt_generate(s->model, s->tok, ids, (int)n_ids, &p, r);
     free(ids);
