@@ -4,7 +4,7 @@
 A benchmark, never a test: it asserts nothing about timings and only prints figures.
 See bench/README.md for what is measured and how.
 
-    .venv/bin/python bench/infer_bench.py [--quick] [--model smollm|gemma]
+    .venv/bin/python bench/infer_bench.py [--quick] [--model smollm|gemma|qwen05|qwen15]
 
 For every model, both engines, same thread count, in one run:
   - prompt processing of exactly --prompt-len (512) tokens, the same token ids on both sides;
@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = {
     "smollm": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "gemma": "gemma-3-270m-q4_k_m.gguf",
+    "qwen05": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    "qwen15": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
 }
 PY = REPO / ".venv" / "bin" / "python"
 
@@ -542,7 +544,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smaller sizes: prompt 128, generation 32, batch 16 prompts x 32, 1 rep")
     ap.add_argument("--model", choices=sorted(MODELS), action="append",
-                    help="benchmark only this model (repeatable; default: both)")
+                    help="benchmark only this model (repeatable; default: all)")
     ap.add_argument("--meteor", default=str(REPO / "build" / "meteor"), help="meteor binary")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-len", type=int, help="prompt tokens (512; quick 128)")
@@ -587,7 +589,7 @@ def main():
     t_start = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="infer_bench_") as d:
-        for name in args.model or sorted(MODELS, reverse=True):
+        for name in args.model or MODELS:
             results.append(bench_model(args, name, Path(d)))
     report(args, results)
     end = os.getloadavg()[0]
