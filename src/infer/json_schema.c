@@ -583,6 +583,27 @@ static mt_status integer_frag(cc *c, const cJSON *s, int32_t from, int32_t to) {
     return int_range(c, from, (long long)lo, (long long)hi, to);
 }
 
+/* The frame of one object member: from `first` (no member before it) or from `later`
+ * and a ',' to the key's start *key; the caller writes the key from *key to *key_end,
+ * from which the ':' leads to the value's start *value_start. */
+static mt_status member_frame(cc *c, int32_t first, int32_t later, int32_t *key, int32_t *key_end,
+                              int32_t *value_start) {
+    int32_t comma, colon_before, colon_after;
+    mt_status st = new_state(c, key);
+    if (!st) st = new_state(c, &comma);
+    if (!st) st = new_state(c, key_end);
+    if (!st) st = new_state(c, &colon_before);
+    if (!st) st = new_state(c, &colon_after);
+    if (!st) st = new_state(c, value_start);
+    if (!st) st = mt_gbuild_eps(c->b, first, *key);
+    if (!st) st = byte_edge(c, later, ',', comma);
+    if (!st) st = ws(c, comma, *key);
+    if (!st) st = ws(c, *key_end, colon_before);
+    if (!st) st = byte_edge(c, colon_before, ':', colon_after);
+    if (!st) st = ws(c, colon_after, *value_start);
+    return st;
+}
+
 static mt_status object_frag(cc *c, const cJSON *s, int32_t from, int32_t to) {
     const cJSON *props = s ? cJSON_GetObjectItemCaseSensitive(s, "properties") : NULL;
     const cJSON *req = s ? cJSON_GetObjectItemCaseSensitive(s, "required") : NULL;
@@ -621,26 +642,15 @@ static mt_status object_frag(cc *c, const cJSON *s, int32_t from, int32_t to) {
         int required = 0;
         const cJSON *r;
         cJSON_ArrayForEach(r, req) required |= !strcmp(r->valuestring, x->string);
-        int32_t key, comma, k1, k2, k3, k4, v;
+        int32_t key, k1, k4, v;
         char *key_text = NULL;
         cJSON *name = cJSON_CreateString(x->string);
         if (name) key_text = cJSON_PrintUnformatted(name);
         cJSON_Delete(name);
         if (!key_text) st = mt_fail(MT_ERR_NOMEM, "json schema: out of memory");
-        if (!st) st = new_state(c, &key);
-        if (!st) st = new_state(c, &comma);
-        if (!st) st = new_state(c, &k1);
-        if (!st) st = new_state(c, &k2);
-        if (!st) st = new_state(c, &k3);
-        if (!st) st = new_state(c, &k4);
+        if (!st) st = member_frame(c, sf[i], stt[i], &key, &k1, &k4);
         if (!st) st = new_state(c, &v);
-        if (!st) st = mt_gbuild_eps(c->b, sf[i], key);
-        if (!st) st = byte_edge(c, stt[i], ',', comma);
-        if (!st) st = ws(c, comma, key);
         if (!st) st = literal(c, key, key_text, strlen(key_text), k1);
-        if (!st) st = ws(c, k1, k2);
-        if (!st) st = byte_edge(c, k2, ':', k3);
-        if (!st) st = ws(c, k3, k4);
         if (!st) {
             const size_t old = path_push(c, "properties");
             path_push(c, x->string);
@@ -656,21 +666,10 @@ static mt_status object_frag(cc *c, const cJSON *s, int32_t from, int32_t to) {
     if (!st) st = byte_edge(c, sf[n], '}', to);
     if (!st) st = byte_edge(c, stt[n], '}', to);
     if (!st && extra_allowed) {
-        int32_t key, comma, k1, k2, k3, k4, v;
-        st = new_state(c, &key);
-        if (!st) st = new_state(c, &comma);
-        if (!st) st = new_state(c, &k1);
-        if (!st) st = new_state(c, &k2);
-        if (!st) st = new_state(c, &k3);
-        if (!st) st = new_state(c, &k4);
+        int32_t key, k1, k4, v;
+        st = member_frame(c, sf[n], stt[n], &key, &k1, &k4);
         if (!st) st = new_state(c, &v);
-        if (!st) st = mt_gbuild_eps(c->b, sf[n], key);
-        if (!st) st = byte_edge(c, stt[n], ',', comma);
-        if (!st) st = ws(c, comma, key);
         if (!st) st = string_frag(c, key, 0, -1, names, n, k1);
-        if (!st) st = ws(c, k1, k2);
-        if (!st) st = byte_edge(c, k2, ':', k3);
-        if (!st) st = ws(c, k3, k4);
         if (!st && cJSON_IsObject(extra)) {
             const size_t old = path_push(c, "additionalProperties");
             st = value(c, extra, k4, v);
