@@ -16,10 +16,9 @@
 #include "infer/session.h"
 #include "pipeline/distill_prompts.h"
 #include "pipeline/expert_pass.h"
+#include "pipeline/names.h"
 #include "pipeline/questions.h"
 #include "pipeline/run_dir.h"
-
-#define PHASE "phase1"
 
 void mt_distill_defaults(mt_distill_opts *o) {
     memset(o, 0, sizeof *o);
@@ -66,11 +65,11 @@ static mt_status guide_done(void *user, int k, const mt_gen_result *r) {
     const char *text = r->text ? r->text + strspn(r->text, " \t\r\n") : "";
     mt_status st;
     if (*text) {
-        st = mt_store_item_done(d->s, PHASE, "guideline", d->qs[i].id, text);
+        st = mt_store_item_done(d->s, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->qs[i].id, text);
         if (!st && !(d->guides[i] = mt_strdup(text))) st = MT_ERR_NOMEM;
         g->done++;
     } else {
-        st = mt_store_item_failed(d->s, PHASE, "guideline", d->qs[i].id,
+        st = mt_store_item_failed(d->s, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->qs[i].id,
                                   "the weak model wrote an empty guideline");
         g->failed++;
     }
@@ -136,7 +135,7 @@ static mt_status load_stage(distill *d, const char *stage, char **out, int *miss
     if (n_missing) *n_missing = 0;
     for (int i = 0; i < d->n; i++) {
         mt_item it = {0};
-        mt_status st = mt_store_item_get(d->s, PHASE, stage, d->qs[i].id, &it);
+        mt_status st = mt_store_item_get(d->s, MT_PHASE_DISTILL, stage, d->qs[i].id, &it);
         if (!st && it.state == MT_ITEM_DONE)
             out[i] = it.output, it.output = NULL;
         else if (!st && missing)
@@ -151,7 +150,8 @@ static mt_status load_stage(distill *d, const char *stage, char **out, int *miss
 static mt_status guidelines(distill *d) {
     int *todo = mt_calloc((size_t)d->n + 1, sizeof *todo);
     int n_todo = 0;
-    mt_status st = todo ? load_stage(d, "guideline", d->guides, todo, &n_todo) : MT_ERR_NOMEM;
+    mt_status st =
+        todo ? load_stage(d, MT_STAGE_GUIDELINE, d->guides, todo, &n_todo) : MT_ERR_NOMEM;
     if (!st && n_todo) st = write_guidelines(d, todo, n_todo, d->n - n_todo);
     free(todo);
     return st;
@@ -191,7 +191,7 @@ static mt_status answer_reply(void *user, mt_store *s, int j, const char *conten
     answer_ctx *a = user;
     cJSON *r = record_json(a->d, a->which[j], content);
     char *txt = r ? cJSON_PrintUnformatted(r) : NULL;
-    mt_status st = txt ? mt_store_record_put(s, PHASE, a->d->qs[a->which[j]].id, txt)
+    mt_status st = txt ? mt_store_record_put(s, MT_PHASE_DISTILL, a->d->qs[a->which[j]].id, txt)
                        : mt_fail(MT_ERR_NOMEM, "out of memory");
     cJSON_free(txt);
     cJSON_Delete(r);
@@ -235,8 +235,8 @@ static mt_status answers(distill *d, int *failed) {
     int n_jobs = 0;
     mt_status st = t && jobs && which ? answer_jobs(d, t, jobs, which, &n_jobs) : MT_ERR_NOMEM;
     answer_ctx a = {.d = d, .which = which};
-    mt_expert_pass_opts po = {.phase = PHASE,
-                              .stage = "answer",
+    mt_expert_pass_opts po = {.phase = MT_PHASE_DISTILL,
+                              .stage = MT_STAGE_ANSWER,
                               .label = "expert answers",
                               .quiet = d->o->quiet,
                               .on_reply = answer_reply,
@@ -258,7 +258,7 @@ static mt_status answers(distill *d, int *failed) {
 static mt_status stored_score(distill *d, const char *qid, int *score) {
     mt_item it = {0};
     *score = 0;
-    mt_status st = mt_store_item_get(d->s, PHASE, "score", qid, &it);
+    mt_status st = mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_SCORE, qid, &it);
     if (!st && it.state == MT_ITEM_DONE && it.output) {
         cJSON *j = cJSON_Parse(it.output);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "score");
@@ -274,7 +274,7 @@ static mt_status stored_score(distill *d, const char *qid, int *score) {
 static mt_status export_records(distill *d, int *n_out) {
     char **lines = NULL;
     int n = 0;
-    mt_status st = mt_store_records(d->s, PHASE, &lines, &n);
+    mt_status st = mt_store_records(d->s, MT_PHASE_DISTILL, &lines, &n);
     for (int k = 0; !st && k < n; k++) {
         cJSON *r = cJSON_Parse(lines[k]);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
@@ -322,8 +322,10 @@ static mt_status scores(distill *d) {
                                                  .max_tokens = d->o->score_max_tokens,
                                                  .temperature = 0.0}};
     }
-    mt_expert_pass_opts po = {
-        .phase = PHASE, .stage = "score", .label = "judge scores", .quiet = d->o->quiet};
+    mt_expert_pass_opts po = {.phase = MT_PHASE_DISTILL,
+                              .stage = MT_STAGE_SCORE,
+                              .label = "judge scores",
+                              .quiet = d->o->quiet};
     mt_expert_pass_stats ps = {0};
     if (!st) st = mt_expert_pass(d->s, d->e, jobs, n_jobs, &po, &ps);
     if (!st || st == MT_ERR_BUDGET) report_pass("judge scores", &ps, d->o->quiet);
@@ -334,9 +336,10 @@ static mt_status scores(distill *d) {
         if (!(st = stored_score(d, d->qs[i].id, &sc)) && sc > 0) sum += sc, n_scored++;
     }
     if (!st && n_scored) {
-        st = mt_store_metric(
-            d->s, PHASE, d->o->no_guideline ? "judge_score_no_guideline" : "judge_score_guideline",
-            sum / n_scored);
+        st = mt_store_metric(d->s, MT_PHASE_DISTILL,
+                             d->o->no_guideline ? MT_METRIC_JUDGE_SCORE_NO_GUIDELINE
+                                                : MT_METRIC_JUDGE_SCORE_GUIDELINE,
+                             sum / n_scored);
         if (!d->o->quiet)
             fprintf(stderr, "judge: mean score %.2f over %d answers (%s guidelines)\n",
                     sum / n_scored, n_scored, d->o->no_guideline ? "without" : "with");
@@ -356,7 +359,7 @@ static int file_exists(const char *p) {
 
 static mt_status train(distill *d) {
     mt_item it = {0};
-    mt_status st = mt_store_item_get(d->s, PHASE, "sft", "adapter", &it);
+    mt_status st = mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_SFT, MT_ITEM_ADAPTER, &it);
     const int done = it.state == MT_ITEM_DONE;
     mt_item_free(&it);
     if (st || done) {
@@ -365,10 +368,10 @@ static mt_status train(distill *d) {
     }
     char data[4096], out[4096], result[4096], ckpt[4200];
     mt_run_path(&d->dir, "data/distilled.jsonl", data, sizeof data);
-    mt_run_path(&d->dir, "train/phase1", out, sizeof out);
-    mt_run_path(&d->dir, "adapters/phase1", result, sizeof result);
+    mt_run_path(&d->dir, "train/" MT_PHASE_DISTILL, out, sizeof out);
+    mt_run_path(&d->dir, "adapters/" MT_PHASE_DISTILL, result, sizeof result);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
-    if ((st = mt_run_mkdir(&d->dir, "train/phase1"))) return st;
+    if ((st = mt_run_mkdir(&d->dir, "train/" MT_PHASE_DISTILL))) return st;
     mt_train_job j = d->o->train;
     j.data = data;
     j.out = out;
@@ -383,9 +386,10 @@ static mt_status train(distill *d) {
              "{\"steps\":%lld,\"first_loss\":%.6f,\"last_loss\":%.6f,\"tokens_per_second\":%.1f}",
              (long long)sum.steps, sum.first_loss, sum.last_loss, sum.tokens_per_second);
     if ((st = mt_store_begin(d->s))) return st;
-    st = mt_store_metric(d->s, PHASE, "sft_first_loss", sum.first_loss);
-    if (!st) st = mt_store_metric(d->s, PHASE, "sft_last_loss", sum.last_loss);
-    if (!st) st = mt_store_item_done(d->s, PHASE, "sft", "adapter", summary);
+    st = mt_store_metric(d->s, MT_PHASE_DISTILL, MT_METRIC_SFT_FIRST_LOSS, sum.first_loss);
+    if (!st) st = mt_store_metric(d->s, MT_PHASE_DISTILL, MT_METRIC_SFT_LAST_LOSS, sum.last_loss);
+    if (!st)
+        st = mt_store_item_done(d->s, MT_PHASE_DISTILL, MT_STAGE_SFT, MT_ITEM_ADAPTER, summary);
     if (!st) st = mt_store_commit(d->s);
     if (st) mt_store_rollback(d->s);
     if (!st && !d->o->quiet)
@@ -411,8 +415,9 @@ static mt_status dry_run(distill *d, const mt_expert_spec *sp) {
     int64_t prompt = 0;
     for (int i = 0; i < d->n; i++) {
         mt_item g = {0}, a = {0};
-        mt_status st = mt_store_item_get(d->s, PHASE, "guideline", d->qs[i].id, &g);
-        if (!st) st = mt_store_item_get(d->s, PHASE, "answer", d->qs[i].id, &a);
+        mt_status st =
+            mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->qs[i].id, &g);
+        if (!st) st = mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_ANSWER, d->qs[i].id, &a);
         const int have_guide = g.state == MT_ITEM_DONE, have_answer = a.state == MT_ITEM_DONE;
         char *user = st ? NULL
                         : mt_prompt_answer(&d->qs[i],
@@ -455,11 +460,12 @@ static mt_status dry_run(distill *d, const mt_expert_spec *sp) {
 static mt_status prepare(distill *d) {
     const mt_distill_opts *o = d->o;
     mt_status st = mt_run_dir_open(o->run_dir, &d->dir, &d->s);
-    if (!st) st = mt_run_setting(d->s, "phase1.model", o->model, "weak model");
+    if (!st) st = mt_run_setting(d->s, MT_SETTING_DISTILL_MODEL, o->model, "weak model");
     if (!st)
-        st = mt_run_setting(d->s, "phase1.guideline", o->no_guideline ? "off" : "on", "guidelines");
+        st = mt_run_setting(d->s, MT_SETTING_DISTILL_GUIDELINE, o->no_guideline ? "off" : "on",
+                            "guidelines");
     if (!st)
-        st = mt_run_setting(d->s, "phase1.grounded", o->grounded ? "on" : "off",
+        st = mt_run_setting(d->s, MT_SETTING_DISTILL_GROUNDED, o->grounded ? "on" : "off",
                             "grounding in reference answers");
     if (!st && o->questions) {
         mt_import_stats is;
@@ -529,7 +535,7 @@ static mt_status run_phase(const mt_distill_opts *o, const mt_expert_spec *sp) {
     if (!st || st == MT_ERR_BUDGET) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", mt_last_error());
-        st = load_stage(&d, "answer", d.answers, NULL, NULL);
+        st = load_stage(&d, MT_STAGE_ANSWER, d.answers, NULL, NULL);
         if (!st) st = export_records(&d, &n_rec);
         if (!st && stop) st = mt_fail(stop, "%s", msg);
     }
