@@ -6,6 +6,11 @@ bit for bit and transformers' float32 log-probs on the same weights within float
 the first step's policy log-probs equal them exactly (LoRA starts at zero), so DPO's first
 loss is log 2; and a resumed run scores the pairs its file lacks with the starting model,
 ending bit-identical to an uninterrupted run.
+
+"Bit for bit whatever the batch" holds where meteor's own GEMM runs (AVX-512 F/BW/DQ/VL).
+Elsewhere the f32 products go through OpenBLAS, whose result for a row depends on how many
+rows the call has (it picks other kernels and thread splits), so values scored in another
+batch agree only to float rounding: there the tests check that, and say so.
 """
 import json
 import math
@@ -18,6 +23,25 @@ import torch
 import transformers
 
 N_PAIRS = 40
+
+
+def own_gemm():
+    """Whether meteor's own row-independent GEMM runs here (kernels/sgemm.c)."""
+    with open("/proc/cpuinfo") as f:
+        flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    return all(x in flags for x in ("avx512f", "avx512bw", "avx512dq", "avx512vl"))
+
+
+def assert_same_scores(got, want):
+    """Equal bits with meteor's GEMM; within float32 rounding of sums of ~100 log-probs with
+    OpenBLAS (see the module docstring)."""
+    if own_gemm():
+        assert got == want
+        return
+    assert got.keys() == want.keys()
+    for i in want:
+        for g, w in zip(got[i], want[i]):
+            assert g == pytest.approx(w, rel=1e-5, abs=1e-4), (i, got[i], want[i])
 
 
 def first_sentence(text):
@@ -101,7 +125,7 @@ def test_batched_equals_one_pair_at_a_time(run_meteor, smollm_gguf, pairs, batch
     pairs; their values must be the same bits."""
     alone = tmp_path / "alone"
     train(run_meteor, smollm_gguf, pairs, alone, "--batch-size", 1, "--max-steps", 8)
-    assert scored(ref_file(alone)) == scored(ref_file(batched))
+    assert_same_scores(scored(ref_file(alone)), scored(ref_file(batched)))
 
 
 def test_reference_matches_transformers(batched, smollm_gguf, build_dir, pairs):
@@ -150,5 +174,13 @@ def test_resume_scores_what_the_file_lacks_with_the_starting_model(run_meteor, m
         ref["chosen"][i] = ref["rejected"][i] = None
     (killed / "ref_logps.json").write_text(json.dumps(ref))
     train(run_meteor, smollm_gguf, pairs, killed, *more, "--resume")
-    assert ref_file(killed) == ref_file(full)
-    assert (killed / "checkpoint.safetensors").read_bytes() == (full / "checkpoint.safetensors").read_bytes()
+    resumed, whole = ref_file(killed), ref_file(full)
+    assert [c is None for c in resumed["chosen"]] == [c is None for c in whole["chosen"]]
+    assert_same_scores(scored(resumed), scored(whole))
+    if own_gemm():
+        assert resumed == whole
+        assert (killed / "checkpoint.safetensors").read_bytes() == (full / "checkpoint.safetensors").read_bytes()
+    else:
+        # the rescored half came in other batches: the run goes on from values a rounding
+        # apart, so only its length is compared
+        assert [m["step"] for m in metrics(killed)][-1] == [m["step"] for m in metrics(full)][-1]

@@ -234,11 +234,12 @@ def test_greedy_is_transformers_with_the_padded_rows_masked(arch, src, padded_mo
 def test_sampling_never_yields_a_padded_id(arch, src, padded_models, run_meteor):
     _, files = padded_models(arch)
     seen = set()
-    for seed in range(4):
-        # the whole distribution: no top-k / top-p cut that could hide a padded id
+    for seed in range(6):
+        # the whole distribution: no top-k / top-p cut that could hide a padded id. A seed
+        # may draw an end-of-turn token first (a raw prompt stops on them too): no tokens.
         out = generate_json(run_meteor, files[src], PROMPTS[0], "--temperature", "1.5",
                             "--top-k", 0, "--top-p", 1, "--seed", seed, "-n", 24)
-        assert out["tokens"] and all(0 <= t < N_TOK for t in out["tokens"]), out["tokens"]
+        assert all(0 <= t < N_TOK for t in out["tokens"]), out["tokens"]
         seen.update(out["tokens"])
     assert len(seen) > 10  # sampled, not stuck on one token
 
