@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/reporter.h"
 #include "pipeline/distill.h"
 
 typedef struct {
@@ -181,6 +182,8 @@ int mt_cmd_distill(int argc, char **argv) {
     }
     mt_expert_spec sp;
     if (build_spec(&f, &o, &sp)) return mt_report_error();
+    mt_cli_reporter reporter;
+    o.rep = mt_cli_reporter_init(&reporter, o.quiet);
     mt_status st = mt_distill(&o, &sp);
     if (st == MT_ERR_BUDGET) {
         fprintf(stderr, "meteor: stopped: %s\n", mt_last_error());

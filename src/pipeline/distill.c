@@ -238,7 +238,7 @@ static mt_status answers(distill *d, int *failed) {
     mt_expert_pass_opts po = {.phase = MT_PHASE_DISTILL,
                               .stage = MT_STAGE_ANSWER,
                               .label = "expert answers",
-                              .quiet = d->o->quiet,
+                              .rep = d->o->quiet ? NULL : d->o->rep,
                               .on_reply = answer_reply,
                               .user = &a};
     mt_expert_pass_stats ps = {0};
@@ -325,7 +325,7 @@ static mt_status scores(distill *d) {
     mt_expert_pass_opts po = {.phase = MT_PHASE_DISTILL,
                               .stage = MT_STAGE_SCORE,
                               .label = "judge scores",
-                              .quiet = d->o->quiet};
+                              .rep = d->o->quiet ? NULL : d->o->rep};
     mt_expert_pass_stats ps = {0};
     if (!st) st = mt_expert_pass(d->s, d->e, jobs, n_jobs, &po, &ps);
     if (!st || st == MT_ERR_BUDGET) report_pass("judge scores", &ps, d->o->quiet);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "core/report.h"
 #include "pipeline/expert_spec.h"
 #include "pipeline/train_job.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     uint64_t seed;
     double test_fraction;
     int no_guideline, score, no_train, dry_run, quiet;
+    const mt_reporter *rep; /* progress, notes, metrics (NULL: none) */
     /* the expert's answer request carries the question's reference answer, when it has one,
      * as trusted material for the facts */
     int grounded;

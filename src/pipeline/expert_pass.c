@@ -6,7 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/fault.h"
-#include "core/progress.h"
+#include "core/report.h"
 
 typedef struct {
     mt_store *s;
@@ -17,7 +17,7 @@ typedef struct {
     int *send;        /* send[k]: index into jobs of the k-th request sent */
     char (*hash)[65]; /* per job */
     double cost_mark; /* e->cost when the previous reply was stored */
-    mt_progress bar;
+    mt_task task;
     int finished;
 } pass;
 
@@ -45,7 +45,7 @@ static void bump_progress(pass *p) {
     p->finished++;
     snprintf(status, sizeof status, "%d answered, %d cached, %d failed", p->stats->answered,
              p->stats->cached, p->stats->failed);
-    mt_progress_update(&p->bar, p->stats->done_before + p->finished, status);
+    mt_task_update(&p->task, p->stats->done_before + p->finished, status);
 }
 
 static void on_attempt(void *user, int k, int attempt, int http_status, const char *error,
@@ -54,7 +54,7 @@ static void on_attempt(void *user, int k, int attempt, int http_status, const ch
     /* A failed log write must not stop the run: the attempt itself already happened. */
     if (mt_store_attempt_log(p->s, p->hash[p->send[k]], p->o->phase, attempt, http_status, error,
                              seconds))
-        fprintf(stderr, "\nmeteor: warning: could not log an attempt: %s\n", mt_last_error());
+        mt_report_note(p->o->rep, "warning: could not log an attempt: %s", mt_last_error());
 }
 
 static mt_status on_done(void *user, int k, const mt_expert_reply *r) {
@@ -120,12 +120,11 @@ mt_status mt_expert_pass(mt_store *s, mt_expert *e, const mt_expert_job *jobs, i
     mt_status st = p.send && p.hash && reqs ? triage(&p, n, &n_send) : MT_ERR_NOMEM;
     if (!st && n_send) {
         for (int k = 0; k < n_send; k++) reqs[k] = jobs[p.send[k]].req;
-        mt_progress_start(&p.bar, o->label, n, stats->done_before + stats->cached);
-        p.bar.quiet = o->quiet;
+        mt_task_start(&p.task, o->rep, o->label, n, stats->done_before + stats->cached);
         mt_expert_cb cb = {.on_attempt = on_attempt, .on_done = on_done, .user = &p};
         st = e->run(e, reqs, n_send, &cb);
         stats->unsent = n_send - p.finished;
-        mt_progress_finish(&p.bar, NULL);
+        mt_task_finish(&p.task, NULL);
     }
     free(p.send);
     free(p.hash);

@@ -7,6 +7,7 @@
 #ifndef MT_PIPELINE_EXPERT_PASS_H
 #define MT_PIPELINE_EXPERT_PASS_H
 
+#include "core/report.h"
 #include "expert/expert.h"
 #include "store/store.h"
 
@@ -17,8 +18,8 @@ typedef struct {
 
 typedef struct {
     const char *phase, *stage;
-    const char *label; /* progress bar */
-    int quiet;
+    const char *label; /* the task's name in progress reports */
+    const mt_reporter *rep;
     /* Inside the transaction that stores job index's accepted reply (may be NULL). */
     mt_status (*on_reply)(void *user, mt_store *s, int index, const char *content);
     void *user;
