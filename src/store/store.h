@@ -8,7 +8,6 @@
 #define MT_STORE_STORE_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "core/status.h"
 
@@ -114,8 +113,57 @@ mt_status mt_store_metric(mt_store *s, const char *phase, const char *name, doub
 mt_status mt_store_metric_get(mt_store *s, const char *phase, const char *name, double *value,
                               int *found);
 
-/* A human summary for `meteor status`: questions per split, items per phase/stage and
- * state, failures with their last error (first few), attempts, tokens and cost. */
-mt_status mt_store_print_status(mt_store *s, FILE *f);
+/* ---- a run's summary (`meteor status`) ---- */
+/* How many failed items the summary lists (the rest are only counted). */
+#define MT_STORE_STATUS_FAILED_LISTED 5
+
+typedef struct {
+    char *split; /* NULL: no split drawn yet */
+    int64_t questions;
+} mt_split_count;
+
+typedef struct {
+    char *phase, *stage;
+    int64_t done, failed;
+} mt_stage_count;
+
+typedef struct {
+    char *phase, *stage, *qid;
+    int attempts; /* times the item failed */
+    char *error;  /* the last error as stored, whole; NULL when none was recorded */
+} mt_failed_item;
+
+typedef struct {
+    char *phase;
+    mt_usage usage;
+} mt_phase_usage;
+
+typedef struct {
+    char *phase, *name;
+    double value; /* NaN when NaN was recorded */
+} mt_metric_value;
+
+typedef struct {
+    char *path; /* the run store's file */
+    int64_t questions;
+    mt_split_count *splits; /* "train", "test", then unsplit (descending name, NULL last) */
+    int n_splits;
+    mt_stage_count *stages; /* every (phase, stage) with items, in order of first write */
+    int n_stages;
+    int64_t failed_total;
+    mt_failed_item failed[MT_STORE_STATUS_FAILED_LISTED]; /* the first failed, write order */
+    int n_failed;
+    mt_phase_usage *usage; /* phases with requests or attempts, by name */
+    int n_usage;
+    mt_usage usage_total;     /* over all phases */
+    mt_metric_value *metrics; /* the latest value of each (phase, name), by phase and name */
+    int n_metrics;
+} mt_store_status;
+
+/* Everything `meteor status` shows, read in one snapshot so counts and totals agree while a
+ * run keeps committing (inside a caller's transaction it reads that one and leaves it open).
+ * On error *out holds nothing to free. */
+mt_status mt_store_status_read(mt_store *s, mt_store_status *out);
+void mt_store_status_free(mt_store_status *st);
 
 #endif

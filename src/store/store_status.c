@@ -1,95 +1,81 @@
-/* `meteor status`: a plain-text summary of a run store, readable while a run writes. */
+/* `meteor status`'s data: a run store's summary in one read snapshot. Formatting it is the
+ * caller's job (cli/status_print.c). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "store/store_internal.h"
 
-#define FAILURES_SHOWN 5
-#define ERROR_SHOWN 120
-
-/* Copies text onto one line of at most ERROR_SHOWN bytes, cut on a UTF-8 character
- * boundary, so one long or multi-line error cannot swamp the summary. */
-static void one_line(const char *text, char *out) {
-    size_t n = 0;
-    const size_t len = strlen(text);
-    for (; n < len && n < ERROR_SHOWN; n++) {
-        const unsigned char c = (unsigned char)text[n];
-        out[n] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
-    }
-    if (n < len) {
-        while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80) n--;
-        memcpy(out + n, "...", 4);
-    } else {
-        out[n] = '\0';
-    }
+static mt_status out_of_memory(void) {
+    return mt_fail(MT_ERR_NOMEM, "run store: out of memory reading the status");
 }
 
-/* The integer a one-column query returns (a count, or a width in bytes as printf pads),
- * at least min. */
-static mt_status int_at_least(mt_store *s, const char *sql, int min, int *w) {
-    *w = min;
+/* v itself, or v grown so that element n fits (*cap elements allocated); NULL when memory
+ * ran out, v then still valid and unchanged. */
+static void *room_for(void *v, int n, int *cap, size_t size) {
+    if (n < *cap) return v;
+    const int grown = *cap ? 2 * *cap : 8;
+    void *nv = realloc(v, (size_t)grown * size);
+    if (nv) *cap = grown;
+    return nv;
+}
+
+static mt_status read_questions(mt_store *s, mt_store_status *out) {
     sqlite3_stmt *st;
-    mt_status err = mt_store_prepare(s, sql, &st, "status");
-    int row;
-    if (!err) err = mt_store_step(s, st, &row, "status");
-    if (!err && row && sqlite3_column_int(st, 0) > min) *w = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return err;
-}
-
-static const char *text_or(sqlite3_stmt *st, int col, const char *fallback) {
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return t ? (const char *)t : fallback;
-}
-
-static mt_status print_questions(mt_store *s, FILE *f) {
-    int total;
-    mt_status err = int_at_least(s, "SELECT COUNT(*) FROM questions", 0, &total);
-    sqlite3_stmt *st;
-    if (!err)
-        err = mt_store_prepare(s,
-                               "SELECT split, COUNT(*) FROM questions GROUP BY split"
-                               " ORDER BY split IS NULL, split DESC",
-                               &st, "status");
+    mt_status err = mt_store_prepare(s,
+                                     "SELECT split, COUNT(*) FROM questions GROUP BY split"
+                                     " ORDER BY split IS NULL, split DESC",
+                                     &st, "status");
     if (err) return err;
-    fprintf(f, "questions %d\n", total);
-    int row;
-    while (!(err = mt_store_step(s, st, &row, "status")) && row)
-        fprintf(f, "  %-10s %8lld\n", text_or(st, 0, "unsplit"),
-                (long long)sqlite3_column_int64(st, 1));
+    int row, cap = 0;
+    while (!(err = mt_store_step(s, st, &row, "status")) && row) {
+        mt_split_count *v = room_for(out->splits, out->n_splits, &cap, sizeof *v);
+        if (!v) {
+            err = out_of_memory();
+            break;
+        }
+        out->splits = v;
+        mt_split_count *c = &v[out->n_splits++];
+        c->questions = sqlite3_column_int64(st, 1);
+        c->split = mt_store_column_dup(st, 0, &err);
+        out->questions += c->questions;
+        if (err) break;
+    }
     sqlite3_finalize(st);
     return err;
 }
 
-static mt_status print_items(mt_store *s, FILE *f) {
-    int w;
-    mt_status err = int_at_least(
-        s, "SELECT MAX(length(CAST(phase AS BLOB)) + 1 + length(CAST(stage AS BLOB))) FROM items",
-        16, &w);
+static mt_status read_stages(mt_store *s, mt_store_status *out) {
     sqlite3_stmt *st;
-    if (!err)
-        err = mt_store_prepare(s,
-                               "SELECT phase, stage, SUM(state = ?1), SUM(state = ?2) FROM items"
-                               " GROUP BY phase, stage ORDER BY MIN(rowid)",
-                               &st, "status");
+    mt_status err = mt_store_prepare(s,
+                                     "SELECT phase, stage, SUM(state = ?1), SUM(state = ?2)"
+                                     " FROM items GROUP BY phase, stage ORDER BY MIN(rowid)",
+                                     &st, "status");
     if (err) return err;
     sqlite3_bind_int(st, 1, MT_ITEM_DONE);
     sqlite3_bind_int(st, 2, MT_ITEM_FAILED);
-    int row, any = 0;
+    int row, cap = 0;
     while (!(err = mt_store_step(s, st, &row, "status")) && row) {
-        if (!any) fprintf(f, "\n%-*s %8s %8s\n", w + 2, "items", "done", "failed");
-        any = 1;
-        char label[512];
-        snprintf(label, sizeof label, "%s/%s", text_or(st, 0, ""), text_or(st, 1, ""));
-        fprintf(f, "  %-*s %8lld %8lld\n", w, label, (long long)sqlite3_column_int64(st, 2),
-                (long long)sqlite3_column_int64(st, 3));
+        mt_stage_count *v = room_for(out->stages, out->n_stages, &cap, sizeof *v);
+        if (!v) {
+            err = out_of_memory();
+            break;
+        }
+        out->stages = v;
+        mt_stage_count *c = &v[out->n_stages++];
+        memset(c, 0, sizeof *c);
+        c->done = sqlite3_column_int64(st, 2);
+        c->failed = sqlite3_column_int64(st, 3);
+        c->phase = mt_store_column_dup(st, 0, &err);
+        c->stage = mt_store_column_dup(st, 1, &err);
+        if (err) break;
     }
     sqlite3_finalize(st);
-    if (!err && !any) fprintf(f, "\nitems: none yet\n");
     return err;
 }
 
-static mt_status print_failures(mt_store *s, FILE *f) {
+static mt_status read_failed(mt_store *s, mt_store_status *out) {
     sqlite3_stmt *st;
     mt_status err = mt_store_prepare(s,
                                      "SELECT phase, stage, qid, attempts, error,"
@@ -98,109 +84,115 @@ static mt_status print_failures(mt_store *s, FILE *f) {
                                      &st, "status");
     if (err) return err;
     sqlite3_bind_int(st, 1, MT_ITEM_FAILED);
-    sqlite3_bind_int(st, 2, FAILURES_SHOWN);
-    int row, first = 1;
+    sqlite3_bind_int(st, 2, MT_STORE_STATUS_FAILED_LISTED);
+    int row;
     while (!(err = mt_store_step(s, st, &row, "status")) && row) {
-        const long long total = (long long)sqlite3_column_int64(st, 5);
-        if (first && total > FAILURES_SHOWN)
-            fprintf(f, "\nfailed items %lld (retried on the next run), the first %d:\n", total,
-                    FAILURES_SHOWN);
-        else if (first)
-            fprintf(f, "\nfailed items %lld (retried on the next run):\n", total);
-        first = 0;
-        char msg[ERROR_SHOWN + 4];
-        one_line(text_or(st, 4, "(no message)"), msg);
-        const int failures = sqlite3_column_int(st, 3);
-        fprintf(f, "  %s/%s %s (%d failure%s): %s\n", text_or(st, 0, ""), text_or(st, 1, ""),
-                text_or(st, 2, ""), failures, failures == 1 ? "" : "s", msg);
+        out->failed_total = sqlite3_column_int64(st, 5);
+        mt_failed_item *f = &out->failed[out->n_failed++];
+        f->attempts = sqlite3_column_int(st, 3);
+        f->phase = mt_store_column_dup(st, 0, &err);
+        f->stage = mt_store_column_dup(st, 1, &err);
+        f->qid = mt_store_column_dup(st, 2, &err);
+        f->error = mt_store_column_dup(st, 4, &err);
+        if (err) break;
     }
     sqlite3_finalize(st);
     return err;
 }
 
-static void print_usage_row(FILE *f, int w, const char *label, const mt_usage *u) {
-    fprintf(f, "  %-*s %9lld %9lld %9lld %14lld %14lld %10.4f\n", w, label, (long long)u->requests,
-            (long long)u->attempts, (long long)u->failed_attempts, (long long)u->prompt_tokens,
-            (long long)u->completion_tokens, u->cost);
-}
-
-static mt_status print_usage(mt_store *s, FILE *f) {
-    int w;
-    mt_status err = int_at_least(s,
-                                 "SELECT MAX(length(CAST(phase AS BLOB))) FROM"
-                                 " (SELECT phase FROM requests UNION SELECT phase FROM attempts)",
-                                 12, &w);
+static mt_status read_usage(mt_store *s, mt_store_status *out) {
     sqlite3_stmt *st;
-    if (!err)
-        err = mt_store_prepare(s,
-                               "SELECT phase FROM requests UNION SELECT phase FROM attempts"
-                               " ORDER BY phase",
-                               &st, "status");
+    mt_status err = mt_store_prepare(s,
+                                     "SELECT phase FROM requests UNION SELECT phase FROM attempts"
+                                     " ORDER BY phase",
+                                     &st, "status");
     if (err) return err;
-    int row, any = 0;
+    int row, cap = 0;
     while (!(err = mt_store_step(s, st, &row, "status")) && row) {
-        if (!any)
-            fprintf(f, "\n%-*s %9s %9s %9s %14s %14s %10s\n", w + 2, "expert usage", "requests",
-                    "attempts", "failed", "prompt tok", "completion tok", "cost");
-        any = 1;
-        mt_usage u;
-        if ((err = mt_store_usage(s, text_or(st, 0, ""), &u))) break;
-        print_usage_row(f, w, text_or(st, 0, ""), &u);
+        mt_phase_usage *v = room_for(out->usage, out->n_usage, &cap, sizeof *v);
+        if (!v) {
+            err = out_of_memory();
+            break;
+        }
+        out->usage = v;
+        mt_phase_usage *u = &v[out->n_usage++];
+        memset(u, 0, sizeof *u);
+        u->phase = mt_store_column_dup(st, 0, &err);
+        if (err || (err = mt_store_usage(s, u->phase, &u->usage))) break;
     }
     sqlite3_finalize(st);
-    if (err) return err;
-    if (!any) {
-        fprintf(f, "\nexpert usage: none yet\n");
-        return MT_OK;
-    }
-    mt_usage total;
-    if ((err = mt_store_usage(s, NULL, &total))) return err;
-    print_usage_row(f, w, "total", &total);
-    return MT_OK;
+    if (!err) err = mt_store_usage(s, NULL, &out->usage_total);
+    return err;
 }
 
-static mt_status print_metrics(mt_store *s, FILE *f) {
-    int w;
-    mt_status err = int_at_least(
-        s, "SELECT MAX(length(CAST(phase AS BLOB)) + 2 + length(CAST(name AS BLOB))) FROM metrics",
-        20, &w);
+static mt_status read_metrics(mt_store *s, mt_store_status *out) {
     sqlite3_stmt *st;
-    if (!err)
-        err = mt_store_prepare(s,
-                               "SELECT phase, name, value FROM metrics m"
-                               " WHERE id = (SELECT MAX(id) FROM metrics"
-                               "  WHERE phase = m.phase AND name = m.name)"
-                               " ORDER BY phase, name",
-                               &st, "status");
+    mt_status err = mt_store_prepare(s,
+                                     "SELECT phase, name, value FROM metrics m"
+                                     " WHERE id = (SELECT MAX(id) FROM metrics"
+                                     "  WHERE phase = m.phase AND name = m.name)"
+                                     " ORDER BY phase, name",
+                                     &st, "status");
     if (err) return err;
-    int row, any = 0;
+    int row, cap = 0;
     while (!(err = mt_store_step(s, st, &row, "status")) && row) {
-        if (!any) fprintf(f, "\n%-*s %12s\n", w + 2, "metrics (latest)", "value");
-        any = 1;
-        char label[512];
-        snprintf(label, sizeof label, "%s  %s", text_or(st, 0, ""), text_or(st, 1, ""));
-        if (sqlite3_column_type(st, 2) == SQLITE_NULL)
-            fprintf(f, "  %-*s %12s\n", w, label, "nan");
-        else
-            fprintf(f, "  %-*s %12.6g\n", w, label, sqlite3_column_double(st, 2));
+        mt_metric_value *v = room_for(out->metrics, out->n_metrics, &cap, sizeof *v);
+        if (!v) {
+            err = out_of_memory();
+            break;
+        }
+        out->metrics = v;
+        mt_metric_value *m = &v[out->n_metrics++];
+        /* SQLite stores a NaN as NULL (see the schema) */
+        m->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+        m->phase = mt_store_column_dup(st, 0, &err);
+        m->name = mt_store_column_dup(st, 1, &err);
+        if (err) break;
     }
     sqlite3_finalize(st);
     return err;
 }
 
-mt_status mt_store_print_status(mt_store *s, FILE *f) {
+mt_status mt_store_status_read(mt_store *s, mt_store_status *out) {
+    memset(out, 0, sizeof *out);
     /* one read snapshot, so counts and totals agree while a run keeps committing */
     const int own = !s->in_tx && sqlite3_get_autocommit(s->db);
     if (own && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return mt_store_fail(s, "status");
-    fprintf(f, "run store %s\n", s->path);
-    mt_status err = print_questions(s, f);
-    if (!err) err = print_items(s, f);
-    if (!err) err = print_failures(s, f);
-    if (!err) err = print_usage(s, f);
-    if (!err) err = print_metrics(s, f);
+    out->path = mt_strdup(s->path);
+    mt_status err = out->path ? MT_OK : MT_ERR_NOMEM;
+    if (!err) err = read_questions(s, out);
+    if (!err) err = read_stages(s, out);
+    if (!err) err = read_failed(s, out);
+    if (!err) err = read_usage(s, out);
+    if (!err) err = read_metrics(s, out);
     if (own) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    if (!err && (fflush(f) || ferror(f)))
-        err = mt_fail(MT_ERR_IO, "run store %s: cannot write the status", s->path);
+    if (err) mt_store_status_free(out);
     return err;
+}
+
+void mt_store_status_free(mt_store_status *st) {
+    if (!st) return;
+    free(st->path);
+    for (int i = 0; i < st->n_splits; i++) free(st->splits[i].split);
+    free(st->splits);
+    for (int i = 0; i < st->n_stages; i++) {
+        free(st->stages[i].phase);
+        free(st->stages[i].stage);
+    }
+    free(st->stages);
+    for (int i = 0; i < st->n_failed; i++) {
+        free(st->failed[i].phase);
+        free(st->failed[i].stage);
+        free(st->failed[i].qid);
+        free(st->failed[i].error);
+    }
+    for (int i = 0; i < st->n_usage; i++) free(st->usage[i].phase);
+    free(st->usage);
+    for (int i = 0; i < st->n_metrics; i++) {
+        free(st->metrics[i].phase);
+        free(st->metrics[i].name);
+    }
+    free(st->metrics);
+    memset(st, 0, sizeof *st);
 }

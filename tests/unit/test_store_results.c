@@ -1,6 +1,7 @@
 /* The run store, part two: the expert request cache (first answer wins), the attempt log
- * and usage totals, produced records in question order, metrics, and the `meteor status`
- * summary. Each test gets a fresh store in its own temporary directory. */
+ * and usage totals, produced records in question order, metrics (the `meteor status`
+ * summary is test_store_status.c). Each test gets a fresh store in its own temporary
+ * directory. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -185,118 +186,13 @@ static void test_metrics_latest(void **state) {
     assert_true(isnan(v));
 }
 
-/* ---- status -------------------------------------------------------------------------- */
-
-static char *status_text(void) {
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    assert_int_equal(mt_store_print_status(s, f), MT_OK);
-    long len = ftell(f);
-    assert_true(len > 0);
-    char *text = malloc((size_t)len + 1);
-    assert_non_null(text);
-    rewind(f);
-    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
-    text[len] = '\0';
-    fclose(f);
-    return text;
-}
-
-static int count_lines_with(const char *text, const char *needle) {
-    int n = 0;
-    for (const char *line = text; *line;) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        char buf[512];
-        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
-        n += strstr(buf, needle) != NULL;
-        line += len + (end != NULL);
-    }
-    return n;
-}
-
-static void test_print_status(void **state) {
-    (void)state;
-    char *empty = status_text();
-    assert_non_null(strstr(empty, "questions 0"));
-    assert_non_null(strstr(empty, "items: none yet"));
-    assert_non_null(strstr(empty, "expert usage: none yet"));
-    free(empty);
-
-    add("q1", "train");
-    add("q2", "train");
-    add("q3", "test");
-    add("q4", NULL);
-    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q1", "g"), MT_OK);
-    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q2", "g"), MT_OK);
-    char long_error[400];
-    memset(long_error, 'x', sizeof long_error - 1);
-    long_error[sizeof long_error - 1] = '\0';
-    memcpy(long_error, "HTTP 500:\nline two", 18);
-    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q3", long_error), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q3", long_error), MT_OK);
-    for (int i = 0; i < 7; i++) {
-        char qid[16];
-        snprintf(qid, sizeof qid, "f%d", i);
-        assert_int_equal(mt_store_item_failed(s, "phase1", "answer", qid, "bad reply"), MT_OK);
-    }
-    assert_int_equal(mt_store_attempt_log(s, "h1", "phase1", 1, 500, "oops", 1), MT_OK);
-    assert_int_equal(mt_store_attempt_log(s, "h1", "phase1", 2, 200, NULL, 1), MT_OK);
-    assert_int_equal(mt_store_request_put(s, "h1", "phase1", "{}", "a", 1234, 567, 0.12345, 2),
-                     MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase1", "sft_last_loss", 3.0), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase1", "sft_last_loss", 0.75), MT_OK);
-
-    char *t = status_text();
-    assert_non_null(strstr(t, db_path));
-    assert_non_null(strstr(t, "questions 4"));
-    assert_int_equal(count_lines_with(t, "train"), 1);
-    assert_non_null(strstr(t, "unsplit"));
-    /* stages in the order they were first written, with done and failed counts */
-    const char *g = strstr(t, "phase1/guideline");
-    const char *a = strstr(t, "phase1/answer");
-    assert_non_null(g);
-    assert_non_null(a);
-    assert_true(g < a);
-    assert_int_equal(count_lines_with(t, " 2        1"), 1);
-    assert_int_equal(count_lines_with(t, " 0        7"), 1);
-    /* failures: 8 in all, 5 shown, one line each, long errors cut */
-    assert_non_null(strstr(t, "failed items 8"));
-    assert_int_equal(count_lines_with(t, "bad reply"), 4);
-    assert_int_equal(count_lines_with(t, "q3 (2 failures): HTTP 500: line two"), 1);
-    assert_int_equal(count_lines_with(t, "xxx..."), 1);
-    assert_null(
-        strstr(t, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
-    /* usage per phase and in total */
-    assert_int_equal(count_lines_with(t, "1234"), 2);
-    assert_int_equal(count_lines_with(t, "0.1235"), 2);
-    assert_non_null(strstr(t, "total"));
-    /* the latest metric only */
-    assert_int_equal(count_lines_with(t, "sft_last_loss"), 1);
-    assert_int_equal(count_lines_with(t, "0.75"), 1);
-    free(t);
-}
-
-/* Status reads inside a caller's transaction too, and leaves it open. */
-static void test_print_status_in_transaction(void **state) {
-    (void)state;
-    assert_int_equal(mt_store_begin(s), MT_OK);
-    add("q1", "train");
-    char *t = status_text();
-    assert_non_null(strstr(t, "questions 1"));
-    free(t);
-    mt_store_rollback(s);
-    t = status_text();
-    assert_non_null(strstr(t, "questions 0"));
-    free(t);
-}
-
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_request_cache),  T(test_attempts_and_usage), T(test_records_in_question_order),
-        T(test_metrics_latest), T(test_print_status),       T(test_print_status_in_transaction),
+        T(test_request_cache),
+        T(test_attempts_and_usage),
+        T(test_records_in_question_order),
+        T(test_metrics_latest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
