@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from e2e.fault_proxy import ALL_FAULTS, fault_for
+from e2e.test_status import status_text_from_json
 from e2e.servers import LlamaServer
 
 N_QUESTIONS = 5  # 4 train + 1 test with --test-fraction 0.25 and seed 42 (checked below)
@@ -129,6 +130,11 @@ def test_remote_expert_end_to_end_and_rerun_is_free(run_meteor, smollm_gguf, smo
 
     st = run_meteor("status", run).stdout
     assert "phase1" in st and "answer" in st and "guideline" in st
+    # --json carries the same summary: the text is its formatting
+    summary = json.loads(run_meteor("status", run, "--json").stdout)
+    assert status_text_from_json(run, summary).decode() == st
+    assert summary["usage"]["total"]["requests"] == sent
+    assert {"phase": "phase1", "stage": "answer", "done": len(recs), "failed": 0} in summary["items"]
 
 
 def test_local_expert_end_to_end(run_meteor, smollm_gguf, questions, tmp_path):
