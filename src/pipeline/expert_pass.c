@@ -45,7 +45,9 @@ static void bump_progress(pass *p) {
     p->finished++;
     snprintf(status, sizeof status, "%d answered, %d cached, %d failed", p->stats->answered,
              p->stats->cached, p->stats->failed);
-    mt_task_update(&p->task, p->stats->done_before + p->finished, status);
+    /* Cached items were counted as done when the task started; leaving them out here
+     * made progress jump back by that many at the first reply. */
+    mt_task_update(&p->task, p->stats->done_before + p->stats->cached + p->finished, status);
 }
 
 static void on_attempt(void *user, int k, int attempt, int http_status, const char *error,
