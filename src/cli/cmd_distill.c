@@ -9,6 +9,7 @@
 
 typedef struct {
     const char *expert, *url, *model, *key_env, *json_mode;
+    int dry_run, quiet;
     int concurrency, retries, max_requests, expert_slots;
     float timeout, connect_timeout, backoff_base, backoff_max, cost_prompt, cost_completion,
         max_cost, test_fraction;
@@ -43,7 +44,7 @@ static mt_status build_spec(const expert_flags *f, const mt_distill_opts *o, mt_
                                     .seed = o->seed};
         return MT_OK;
     }
-    if (!f->url && !o->dry_run)
+    if (!f->url && !f->dry_run)
         return mt_fail(MT_ERR_ARG, "no expert: pass --expert local:MODEL, or --expert-url URL and "
                                    "--expert-model NAME");
     mt_remote_opts *r = &sp->remote;
@@ -64,8 +65,24 @@ static mt_status build_spec(const expert_flags *f, const mt_distill_opts *o, mt_
     if (!f->key_env && getenv("OPENAI_API_KEY")) sp->key_env = "OPENAI_API_KEY";
     /* A missing key stops the run before the weak model writes any guideline. */
     const char *key;
-    mt_status st = o->dry_run ? MT_OK : mt_expert_api_key(sp, &key);
+    mt_status st = f->dry_run ? MT_OK : mt_expert_api_key(sp, &key);
     return st ? st : parse_json_mode(f->json_mode, &r->json_mode);
+}
+
+static int dry_run(const mt_distill_opts *o, const mt_expert_spec *sp) {
+    mt_distill_plan p;
+    if (mt_distill_estimate(o, sp, &p)) return mt_report_error();
+    printf("dry run: %d training questions; %d guidelines to write with the weak model\n",
+           p.questions, p.guidelines_to_write);
+    printf("expert answers: %d to request, %d already done\n", p.answers_to_request,
+           p.answers_done);
+    if (o->score) printf("judge scores: up to %d requests\n", p.score_requests);
+    printf("estimated tokens: about %lld prompt + at most %lld completion (weak model's "
+           "tokenizer; the expert's may differ)\n",
+           (long long)p.prompt_tokens, (long long)p.completion_tokens);
+    if (p.cost >= 0) printf("estimated cost: at most %.4f\n", p.cost);
+    printf("nothing was sent; run again without --dry-run to start\n");
+    return 0;
 }
 
 int mt_cmd_distill(int argc, char **argv) {
@@ -110,7 +127,7 @@ int mt_cmd_distill(int argc, char **argv) {
          "stop cleanly after this many HTTP requests in the run (resumable)", MT_RANGE(0, INT_MAX)},
         {"--expert-slots", NULL, MT_OPT_INT, &f.expert_slots, "N",
          "sequences the local expert decodes together (8)", MT_RANGE(1, 256)},
-        {"--dry-run", NULL, MT_OPT_FLAG, &o.dry_run, NULL,
+        {"--dry-run", NULL, MT_OPT_FLAG, &f.dry_run, NULL,
          "estimate requests and tokens; send nothing"},
         {"--no-guideline", NULL, MT_OPT_FLAG, &o.no_guideline, NULL,
          "ablation: the expert answers without the weak model's guideline"},
@@ -159,7 +176,7 @@ int mt_cmd_distill(int argc, char **argv) {
          MT_RANGE(0, MT_CLI_MAX_THREADS)},
         {"--chat-template", NULL, MT_OPT_STR, &o.chat_template, "NAME",
          "weak model's chat template: chatml | llama3 | gemma"},
-        {"--quiet", NULL, MT_OPT_FLAG, &o.quiet, NULL, "no progress output"},
+        {"--quiet", NULL, MT_OPT_FLAG, &f.quiet, NULL, "no progress output"},
     };
     const int n = sizeof opts / sizeof *opts;
     int help = 0;
@@ -183,7 +200,8 @@ int mt_cmd_distill(int argc, char **argv) {
     mt_expert_spec sp;
     if (build_spec(&f, &o, &sp)) return mt_report_error();
     mt_cli_reporter reporter;
-    o.rep = mt_cli_reporter_init(&reporter, o.quiet);
+    o.rep = mt_cli_reporter_init(&reporter, f.quiet);
+    if (f.dry_run) return dry_run(&o, &sp);
     mt_status st = mt_distill(&o, &sp);
     if (st == MT_ERR_BUDGET) {
         fprintf(stderr, "meteor: stopped: %s\n", mt_last_error());

@@ -3,13 +3,15 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/reporter.h"
 #include "infer/session.h"
 #include "pipeline/train_job.h"
 
 typedef struct {
     const char *model, *chat_template;
-    int threads;
+    int threads, quiet;
     mt_train_job job;
+    mt_cli_reporter reporter;
 } train_flags;
 
 static int run(train_flags *f) {
@@ -20,6 +22,7 @@ static int run(train_flags *f) {
     }
     if (mt_session_open(&s, f->model, f->threads, f->chat_template)) return mt_report_error();
     mt_train_summary sum;
+    f->job.rep = mt_cli_reporter_init(&f->reporter, f->quiet);
     mt_status st = mt_train_job_run(&s, f->model, &f->job, &sum);
     if (!st)
         fprintf(stderr,
@@ -94,7 +97,7 @@ int mt_cmd_train(int argc, char **argv) {
         {"--threads", "-t", MT_OPT_INT, &f.threads, "N", "threads (0 = all cores)",
          MT_RANGE(0, MT_CLI_MAX_THREADS)},
         {"--chat-template", NULL, MT_OPT_STR, &f.chat_template, "NAME", "chatml | llama3 | gemma"},
-        {"--quiet", "-q", MT_OPT_FLAG, &f.job.quiet, NULL, "no progress bar"},
+        {"--quiet", "-q", MT_OPT_FLAG, &f.quiet, NULL, "no progress bar"},
     };
     const int n = sizeof opts / sizeof *opts;
     int help = 0;

@@ -1,24 +1,20 @@
 #include "pipeline/distill.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
-#include "core/fault.h"
-#include "core/progress.h"
 #include "kernels/matmul.h"
 #include "model/pack.h"
-#include "infer/batch.h"
 #include "infer/session.h"
 #include "pipeline/distill_prompts.h"
 #include "pipeline/expert_pass.h"
 #include "pipeline/names.h"
 #include "pipeline/questions.h"
 #include "pipeline/run_dir.h"
+#include "pipeline/stages.h"
 
 void mt_distill_defaults(mt_distill_opts *o) {
     memset(o, 0, sizeof *o);
@@ -38,122 +34,57 @@ void mt_distill_defaults(mt_distill_opts *o) {
 
 typedef struct {
     const mt_distill_opts *o;
-    mt_store *s;
-    mt_run_dir dir;
+    mt_run_ctx c;
     mt_session weak;
     int weak_open;
     mt_question *qs; /* the train split */
     int n;
-    char **guides;  /* per question: the guideline, or NULL */
-    char **answers; /* per question: the expert's answer, or NULL */
+    const char **keys; /* per question: its item key (the question id) */
+    char **guides;     /* per question: the guideline, or NULL */
+    char **answers;    /* per question: the expert's answer, or NULL */
+    const mt_expert_spec *sp;
     mt_expert *e;
 } distill;
 
 /* ---- guidelines ------------------------------------------------------------------------ */
 
-typedef struct {
-    distill *d;
-    const int *which; /* batch position -> question */
-    mt_progress bar;
-    int done, failed;
-} guide_ctx;
-
-static mt_status guide_done(void *user, int k, const mt_gen_result *r) {
-    guide_ctx *g = user;
-    distill *d = g->d;
-    const int i = g->which[k];
-    const char *text = r->text ? r->text + strspn(r->text, " \t\r\n") : "";
-    mt_status st;
-    if (*text) {
-        st = mt_store_item_done(d->s, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->qs[i].id, text);
-        if (!st && !(d->guides[i] = mt_strdup(text))) st = MT_ERR_NOMEM;
-        g->done++;
-    } else {
-        st = mt_store_item_failed(d->s, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->qs[i].id,
-                                  "the weak model wrote an empty guideline");
-        g->failed++;
-    }
-    if (st) return st;
-    char status[64];
-    snprintf(status, sizeof status, "%d written, %d empty", g->done, g->failed);
-    mt_progress_update(&g->bar, g->bar.start_done + g->done + g->failed, status);
-    mt_fault_point("guideline_done");
-    return MT_OK;
-}
-
 static uint64_t id_seed(const char *id) {
     return strtoull(id, NULL, 16);
 }
 
-static mt_status write_guidelines(distill *d, const int *todo, int n_todo, int already) {
-    const mt_distill_opts *o = d->o;
-    mt_batch_item *items = mt_calloc((size_t)n_todo + 1, sizeof *items);
-    int32_t **ids = mt_calloc((size_t)n_todo + 1, sizeof *ids);
-    mt_status st = items && ids ? MT_OK : MT_ERR_NOMEM;
-    for (int k = 0; !st && k < n_todo; k++) {
-        char *prompt = mt_prompt_guideline(&d->qs[todo[k]]);
-        if (!prompt) {
-            st = MT_ERR_NOMEM;
-            break;
-        }
-        mt_chat_msg m = {"user", prompt};
-        size_t n_ids = 0;
-        st = mt_session_encode(&d->weak, &m, 1, NULL, &ids[k], &n_ids);
-        free(prompt);
-        items[k] = (mt_batch_item){.prompt = ids[k],
-                                   .n_prompt = (int)n_ids,
-                                   .own_seed = 1,
-                                   .seed = id_seed(d->qs[todo[k]].id)};
-    }
-    int32_t stop[8];
-    mt_gen_params p = mt_gen_defaults();
-    p.max_tokens = o->guide_max_tokens;
-    p.sampling.temperature = o->guide_temperature;
-    p.sampling.top_k = o->guide_top_k;
-    p.sampling.top_p = o->guide_top_p;
-    p.sampling.seed = o->seed;
-    p.stop_tokens = stop;
-    p.n_stop_tokens = mt_session_stop_tokens(&d->weak, stop, 8);
-    guide_ctx g = {.d = d, .which = todo};
-    mt_progress_start(&g.bar, "guidelines", already + n_todo, already);
-    g.bar.quiet = o->quiet;
-    mt_batch_stats bs;
-    if (!st)
-        st = mt_generate_batch(d->weak.model, d->weak.tok, items, n_todo, &p, o->slots, guide_done,
-                               &g, &bs);
-    mt_progress_finish(&g.bar, NULL);
-    for (int k = 0; ids && k < n_todo; k++) free(ids[k]);
-    free(ids);
-    free(items);
-    return st;
-}
-
-/* The outputs of a stage's done items into out[i]; the questions without one are listed
- * in missing (when not NULL). */
-static mt_status load_stage(distill *d, const char *stage, char **out, int *missing,
-                            int *n_missing) {
-    if (n_missing) *n_missing = 0;
-    for (int i = 0; i < d->n; i++) {
-        mt_item it = {0};
-        mt_status st = mt_store_item_get(d->s, MT_PHASE_DISTILL, stage, d->qs[i].id, &it);
-        if (!st && it.state == MT_ITEM_DONE)
-            out[i] = it.output, it.output = NULL;
-        else if (!st && missing)
-            missing[(*n_missing)++] = i;
-        mt_item_free(&it);
-        if (st) return st;
-    }
-    return MT_OK;
-}
-
 /* Loads stored guidelines; writes the missing ones with the weak model. */
 static mt_status guidelines(distill *d) {
-    int *todo = mt_calloc((size_t)d->n + 1, sizeof *todo);
-    int n_todo = 0;
-    mt_status st =
-        todo ? load_stage(d, MT_STAGE_GUIDELINE, d->guides, todo, &n_todo) : MT_ERR_NOMEM;
-    if (!st && n_todo) st = write_guidelines(d, todo, n_todo, d->n - n_todo);
-    free(todo);
+    const mt_distill_opts *o = d->o;
+    mt_gen_job *jobs = mt_calloc((size_t)d->n + 1, sizeof *jobs);
+    mt_chat_msg *msgs = mt_calloc((size_t)d->n + 1, sizeof *msgs);
+    char **prompts = mt_calloc((size_t)d->n + 1, sizeof *prompts);
+    mt_status st = jobs && msgs && prompts ? MT_OK : MT_ERR_NOMEM;
+    for (int i = 0; !st && i < d->n; i++) {
+        if (!(prompts[i] = mt_prompt_guideline(&d->qs[i]))) st = MT_ERR_NOMEM;
+        msgs[i] = (mt_chat_msg){"user", prompts[i]};
+        jobs[i] = (mt_gen_job){
+            .key = d->keys[i], .msgs = &msgs[i], .n_msgs = 1, .seed = id_seed(d->qs[i].id)};
+    }
+    mt_gen_stage_opts go = {.phase = MT_PHASE_DISTILL,
+                            .stage = MT_STAGE_GUIDELINE,
+                            .label = "guidelines",
+                            .empty_error = "the weak model wrote an empty guideline",
+                            .params = mt_gen_defaults(),
+                            .slots = o->slots};
+    go.params.max_tokens = o->guide_max_tokens;
+    go.params.sampling.temperature = o->guide_temperature;
+    go.params.sampling.top_k = o->guide_top_k;
+    go.params.sampling.top_p = o->guide_top_p;
+    go.params.sampling.seed = o->seed;
+    mt_gen_stage_stats gs;
+    if (!st) st = mt_stage_generate(&d->c, jobs, d->n, &go, &gs);
+    if (!st)
+        st = mt_stage_outputs(&d->c, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->keys, d->n, d->guides,
+                              NULL, NULL);
+    for (int i = 0; prompts && i < d->n; i++) free(prompts[i]);
+    free(prompts);
+    free(msgs);
+    free(jobs);
     return st;
 }
 
@@ -219,13 +150,12 @@ static mt_status answer_jobs(distill *d, turn *t, mt_expert_job *jobs, int *whic
     return MT_OK;
 }
 
-static void report_pass(const char *what, const mt_expert_pass_stats *ps, int quiet) {
-    if (quiet) return;
-    fprintf(stderr,
-            "%s: %d items: %d done before, %d from the request cache, %d answered now, %d "
-            "failed%s\n",
-            what, ps->total, ps->done_before, ps->cached, ps->answered, ps->failed,
-            ps->unsent ? " (budget stop: some not sent)" : "");
+static void report_pass(const distill *d, const char *what, const mt_expert_pass_stats *ps) {
+    mt_report_note(d->c.rep,
+                   "%s: %d items: %d done before, %d from the request cache, %d answered now, %d "
+                   "failed%s",
+                   what, ps->total, ps->done_before, ps->cached, ps->answered, ps->failed,
+                   ps->unsent ? " (budget stop: some not sent)" : "");
 }
 
 static mt_status answers(distill *d, int *failed) {
@@ -238,12 +168,12 @@ static mt_status answers(distill *d, int *failed) {
     mt_expert_pass_opts po = {.phase = MT_PHASE_DISTILL,
                               .stage = MT_STAGE_ANSWER,
                               .label = "expert answers",
-                              .rep = d->o->quiet ? NULL : d->o->rep,
+                              .rep = d->c.rep,
                               .on_reply = answer_reply,
                               .user = &a};
     mt_expert_pass_stats ps = {0};
-    if (!st) st = mt_expert_pass(d->s, d->e, jobs, n_jobs, &po, &ps);
-    if (!st || st == MT_ERR_BUDGET) report_pass("answers", &ps, d->o->quiet);
+    if (!st) st = mt_expert_pass(d->c.store, d->e, jobs, n_jobs, &po, &ps);
+    if (!st || st == MT_ERR_BUDGET) report_pass(d, "answers", &ps);
     *failed = ps.failed;
     for (int k = 0; t && k < d->n; k++) free(t[k].user);
     free(t);
@@ -255,10 +185,10 @@ static mt_status answers(distill *d, int *failed) {
 /* ---- stored answers, export, judge scores ------------------------------------------------ */
 
 /* The judge's score of question qid's answer, or 0 when it has none. */
-static mt_status stored_score(distill *d, const char *qid, int *score) {
+static mt_status stored_score(const distill *d, const char *qid, int *score) {
     mt_item it = {0};
     *score = 0;
-    mt_status st = mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_SCORE, qid, &it);
+    mt_status st = mt_store_item_get(d->c.store, MT_PHASE_DISTILL, MT_STAGE_SCORE, qid, &it);
     if (!st && it.state == MT_ITEM_DONE && it.output) {
         cJSON *j = cJSON_Parse(it.output);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "score");
@@ -269,37 +199,39 @@ static mt_status stored_score(distill *d, const char *qid, int *score) {
     return st;
 }
 
-/* data/distilled.jsonl from the store's records, in question order, with the judge's score
- * where there is one. */
-static mt_status export_records(distill *d, int *n_out) {
-    char **lines = NULL;
+/* A record as exported: with the judge's score where there is one. */
+static mt_status add_score(void *user, cJSON *record) {
+    const distill *d = user;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(record, "id");
+    int score = 0;
+    mt_status st = cJSON_IsString(id) ? stored_score(d, id->valuestring, &score) : MT_OK;
+    if (!st && score > 0 && !cJSON_AddNumberToObject(record, "judge_score", score))
+        st = mt_fail(MT_ERR_NOMEM, "out of memory exporting records");
+    return st;
+}
+
+static mt_status export_records(distill *d) {
     int n = 0;
-    mt_status st = mt_store_records(d->s, MT_PHASE_DISTILL, &lines, &n);
-    for (int k = 0; !st && k < n; k++) {
-        cJSON *r = cJSON_Parse(lines[k]);
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
-        int score = 0;
-        if (cJSON_IsString(id)) st = stored_score(d, id->valuestring, &score);
-        if (!st && score > 0) {
-            cJSON_AddNumberToObject(r, "judge_score", score);
-            char *txt = cJSON_PrintUnformatted(r);
-            char *copy = txt ? strdup(txt) : NULL;
-            cJSON_free(txt);
-            if (copy) {
-                free(lines[k]);
-                lines[k] = copy;
-            } else {
-                st = mt_fail(MT_ERR_NOMEM, "out of memory exporting records");
-            }
-        }
-        cJSON_Delete(r);
+    return mt_stage_export(&d->c, MT_PHASE_DISTILL, "data/distilled.jsonl", add_score, d, &n);
+}
+
+static mt_status mean_score(distill *d) {
+    double sum = 0;
+    int n_scored = 0;
+    for (int i = 0; i < d->n; i++) {
+        int sc = 0;
+        mt_status st = stored_score(d, d->qs[i].id, &sc);
+        if (st) return st;
+        if (sc > 0) sum += sc, n_scored++;
     }
-    char path[4096];
-    mt_run_path(&d->dir, "data/distilled.jsonl", path, sizeof path);
-    if (!st) st = mt_write_jsonl(path, lines, n);
-    if (!st && !d->o->quiet) fprintf(stderr, "wrote %s (%d records)\n", path, n);
-    *n_out = n;
-    mt_strings_free(lines, n);
+    if (!n_scored) return MT_OK;
+    mt_status st = mt_stage_metric(&d->c, MT_PHASE_DISTILL,
+                                   d->o->no_guideline ? MT_METRIC_JUDGE_SCORE_NO_GUIDELINE
+                                                      : MT_METRIC_JUDGE_SCORE_GUIDELINE,
+                                   sum / n_scored);
+    if (!st)
+        mt_report_note(d->c.rep, "judge: mean score %.2f over %d answers (%s guidelines)",
+                       sum / n_scored, n_scored, d->o->no_guideline ? "without" : "with");
     return st;
 }
 
@@ -325,25 +257,11 @@ static mt_status scores(distill *d) {
     mt_expert_pass_opts po = {.phase = MT_PHASE_DISTILL,
                               .stage = MT_STAGE_SCORE,
                               .label = "judge scores",
-                              .rep = d->o->quiet ? NULL : d->o->rep};
+                              .rep = d->c.rep};
     mt_expert_pass_stats ps = {0};
-    if (!st) st = mt_expert_pass(d->s, d->e, jobs, n_jobs, &po, &ps);
-    if (!st || st == MT_ERR_BUDGET) report_pass("judge scores", &ps, d->o->quiet);
-    double sum = 0;
-    int n_scored = 0;
-    for (int i = 0; !st && i < d->n; i++) {
-        int sc = 0;
-        if (!(st = stored_score(d, d->qs[i].id, &sc)) && sc > 0) sum += sc, n_scored++;
-    }
-    if (!st && n_scored) {
-        st = mt_store_metric(d->s, MT_PHASE_DISTILL,
-                             d->o->no_guideline ? MT_METRIC_JUDGE_SCORE_NO_GUIDELINE
-                                                : MT_METRIC_JUDGE_SCORE_GUIDELINE,
-                             sum / n_scored);
-        if (!d->o->quiet)
-            fprintf(stderr, "judge: mean score %.2f over %d answers (%s guidelines)\n",
-                    sum / n_scored, n_scored, d->o->no_guideline ? "without" : "with");
-    }
+    if (!st) st = mt_expert_pass(d->c.store, d->e, jobs, n_jobs, &po, &ps);
+    if (!st || st == MT_ERR_BUDGET) report_pass(d, "judge scores", &ps);
+    if (!st) st = mean_score(d);
     for (int k = 0; t && k < d->n; k++) free(t[k].user);
     free(t);
     free(jobs);
@@ -352,49 +270,26 @@ static mt_status scores(distill *d) {
 
 /* ---- SFT ------------------------------------------------------------------------------- */
 
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 static mt_status train(distill *d) {
-    mt_item it = {0};
-    mt_status st = mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_SFT, MT_ITEM_ADAPTER, &it);
-    const int done = it.state == MT_ITEM_DONE;
-    mt_item_free(&it);
-    if (st || done) {
-        if (done && !d->o->quiet) fprintf(stderr, "phase 1 adapter already trained\n");
-        return st;
-    }
-    char data[4096], out[4096], result[4096], ckpt[4200];
-    mt_run_path(&d->dir, "data/distilled.jsonl", data, sizeof data);
-    mt_run_path(&d->dir, "train/" MT_PHASE_DISTILL, out, sizeof out);
-    mt_run_path(&d->dir, "adapters/" MT_PHASE_DISTILL, result, sizeof result);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
-    if ((st = mt_run_mkdir(&d->dir, "train/" MT_PHASE_DISTILL))) return st;
-    mt_train_job j = d->o->train;
-    j.data = data;
-    j.out = out;
-    j.result = result;
-    j.quiet = d->o->quiet;
-    j.resume = file_exists(ckpt);
-    if (j.resume && !d->o->quiet) fprintf(stderr, "resuming training from %s\n", ckpt);
+    mt_train_stage_opts to = {.phase = MT_PHASE_DISTILL,
+                              .stage = MT_STAGE_SFT,
+                              .item = MT_ITEM_ADAPTER,
+                              .data = "data/distilled.jsonl",
+                              .work = "train/" MT_PHASE_DISTILL,
+                              .result = "adapters/" MT_PHASE_DISTILL,
+                              .first_loss_metric = MT_METRIC_SFT_FIRST_LOSS,
+                              .last_loss_metric = MT_METRIC_SFT_LAST_LOSS,
+                              .job = d->o->train};
     mt_train_summary sum;
-    if ((st = mt_train_job_run(&d->weak, d->o->model, &j, &sum))) return st;
-    char summary[256];
-    snprintf(summary, sizeof summary,
-             "{\"steps\":%lld,\"first_loss\":%.6f,\"last_loss\":%.6f,\"tokens_per_second\":%.1f}",
-             (long long)sum.steps, sum.first_loss, sum.last_loss, sum.tokens_per_second);
-    if ((st = mt_store_begin(d->s))) return st;
-    st = mt_store_metric(d->s, MT_PHASE_DISTILL, MT_METRIC_SFT_FIRST_LOSS, sum.first_loss);
-    if (!st) st = mt_store_metric(d->s, MT_PHASE_DISTILL, MT_METRIC_SFT_LAST_LOSS, sum.last_loss);
-    if (!st)
-        st = mt_store_item_done(d->s, MT_PHASE_DISTILL, MT_STAGE_SFT, MT_ITEM_ADAPTER, summary);
-    if (!st) st = mt_store_commit(d->s);
-    if (st) mt_store_rollback(d->s);
-    if (!st && !d->o->quiet)
-        fprintf(stderr, "phase 1 SFT: %lld steps, loss %.4f -> %.4f; adapter in %s\n",
-                (long long)sum.steps, sum.first_loss, sum.last_loss, result);
+    int trained = 0;
+    mt_status st = mt_stage_train(&d->c, &to, &trained, &sum);
+    if (!st && !trained) mt_report_note(d->c.rep, "phase 1 adapter already trained");
+    if (!st && trained) {
+        char result[4096];
+        mt_run_path(&d->c.dir, to.result, result, sizeof result);
+        mt_report_note(d->c.rep, "phase 1 SFT: %lld steps, loss %.4f -> %.4f; adapter in %s",
+                       (long long)sum.steps, sum.first_loss, sum.last_loss, result);
+    }
     return st;
 }
 
@@ -409,87 +304,110 @@ static int64_t count_tokens(distill *d, const char *system, const char *user) {
     return (int64_t)n;
 }
 
-static mt_status dry_run(distill *d, const mt_expert_spec *sp) {
+/* The answer request question i would send now, and what is stored for it. */
+static mt_status plan_question(distill *d, int i, mt_distill_plan *plan) {
     const mt_distill_opts *o = d->o;
-    int guides = 0, answers = 0, done = 0;
-    int64_t prompt = 0;
-    for (int i = 0; i < d->n; i++) {
-        mt_item g = {0}, a = {0};
-        mt_status st =
-            mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->qs[i].id, &g);
-        if (!st) st = mt_store_item_get(d->s, MT_PHASE_DISTILL, MT_STAGE_ANSWER, d->qs[i].id, &a);
-        const int have_guide = g.state == MT_ITEM_DONE, have_answer = a.state == MT_ITEM_DONE;
-        char *user = st ? NULL
-                        : mt_prompt_answer(&d->qs[i],
-                                           o->no_guideline ? NULL
-                                           : have_guide    ? g.output
-                                                           : "",
-                                           o->grounded);
-        mt_item_free(&g);
-        mt_item_free(&a);
-        if (st) return st;
-        if (!user) return MT_ERR_NOMEM;
-        guides += !o->no_guideline && !have_guide;
-        if (have_answer) {
-            done++;
-        } else {
-            answers++;
-            prompt += count_tokens(d, mt_prompt_expert_system, user) +
-                      (o->no_guideline || have_guide ? 0 : o->guide_max_tokens);
-        }
-        free(user);
+    mt_item g = {0}, a = {0};
+    mt_status st =
+        mt_store_item_get(d->c.store, MT_PHASE_DISTILL, MT_STAGE_GUIDELINE, d->keys[i], &g);
+    if (!st) st = mt_store_item_get(d->c.store, MT_PHASE_DISTILL, MT_STAGE_ANSWER, d->keys[i], &a);
+    const int have_guide = g.state == MT_ITEM_DONE, have_answer = a.state == MT_ITEM_DONE;
+    char *user = st ? NULL
+                    : mt_prompt_answer(&d->qs[i],
+                                       o->no_guideline ? NULL
+                                       : have_guide    ? g.output
+                                                       : "",
+                                       o->grounded);
+    mt_item_free(&g);
+    mt_item_free(&a);
+    if (st) return st;
+    if (!user) return MT_ERR_NOMEM;
+    plan->guidelines_to_write += !o->no_guideline && !have_guide;
+    if (have_answer) {
+        plan->answers_done++;
+    } else {
+        plan->answers_to_request++;
+        plan->prompt_tokens += count_tokens(d, mt_prompt_expert_system, user) +
+                               (o->no_guideline || have_guide ? 0 : o->guide_max_tokens);
     }
-    const int64_t completion = (int64_t)answers * o->answer_max_tokens;
-    const int score_reqs = o->score ? answers + done : 0;
-    printf("dry run: %d training questions; %d guidelines to write with the weak model\n", d->n,
-           guides);
-    printf("expert answers: %d to request, %d already done\n", answers, done);
-    if (o->score) printf("judge scores: up to %d requests\n", score_reqs);
-    printf("estimated tokens: about %lld prompt + at most %lld completion (weak model's "
-           "tokenizer; the expert's may differ)\n",
-           (long long)prompt, (long long)completion);
+    free(user);
+    return MT_OK;
+}
+
+static mt_status estimate(distill *d, const mt_expert_spec *sp, mt_distill_plan *plan) {
+    const mt_distill_opts *o = d->o;
+    memset(plan, 0, sizeof *plan);
+    plan->questions = d->n;
+    for (int i = 0; i < d->n; i++) {
+        mt_status st = plan_question(d, i, plan);
+        if (st) return st;
+    }
+    plan->completion_tokens = (int64_t)plan->answers_to_request * o->answer_max_tokens;
+    plan->score_requests = o->score ? plan->answers_to_request + plan->answers_done : 0;
     const double cp = sp->remote.cost_per_1k_prompt, cc = sp->remote.cost_per_1k_completion;
-    if (!sp->local_model && (cp > 0 || cc > 0))
-        printf("estimated cost: at most %.4f\n", prompt / 1000.0 * cp + completion / 1000.0 * cc);
-    printf("nothing was sent; run again without --dry-run to start\n");
+    plan->cost = !sp->local_model && (cp > 0 || cc > 0)
+                     ? plan->prompt_tokens / 1000.0 * cp + plan->completion_tokens / 1000.0 * cc
+                     : -1.0;
     return MT_OK;
 }
 
 /* ---- the phase --------------------------------------------------------------------------- */
 
-static mt_status prepare(distill *d) {
+static mt_status pin_settings(distill *d) {
     const mt_distill_opts *o = d->o;
-    mt_status st = mt_run_dir_open(o->run_dir, &d->dir, &d->s);
-    if (!st) st = mt_run_setting(d->s, MT_SETTING_DISTILL_MODEL, o->model, "weak model");
+    mt_store *s = d->c.store;
+    mt_status st = mt_run_setting(s, MT_SETTING_DISTILL_MODEL, o->model, "weak model");
     if (!st)
-        st = mt_run_setting(d->s, MT_SETTING_DISTILL_GUIDELINE, o->no_guideline ? "off" : "on",
+        st = mt_run_setting(s, MT_SETTING_DISTILL_GUIDELINE, o->no_guideline ? "off" : "on",
                             "guidelines");
     if (!st)
-        st = mt_run_setting(d->s, MT_SETTING_DISTILL_GROUNDED, o->grounded ? "on" : "off",
+        st = mt_run_setting(s, MT_SETTING_DISTILL_GROUNDED, o->grounded ? "on" : "off",
                             "grounding in reference answers");
-    if (!st && o->questions) {
+    return st;
+}
+
+static mt_status load_questions(distill *d) {
+    const mt_distill_opts *o = d->o;
+    mt_store *s = d->c.store;
+    mt_status st = MT_OK;
+    if (o->questions) {
         mt_import_stats is;
-        if (!(st = mt_questions_import(d->s, o->questions, &is)) && !o->quiet)
-            fprintf(stderr, "questions: %d read from %s, %d new, %d already known\n", is.read,
-                    o->questions, is.added, is.duplicates);
+        if (!(st = mt_questions_import(s, o->questions, &is)))
+            mt_report_note(d->c.rep, "questions: %d read from %s, %d new, %d already known",
+                           is.read, o->questions, is.added, is.duplicates);
     }
-    if (!st) st = mt_questions_split(d->s, o->seed, o->test_fraction);
-    if (!st) st = mt_store_questions(d->s, "train", &d->qs, &d->n);
+    if (!st) st = mt_questions_split(s, o->seed, o->test_fraction);
+    if (!st) st = mt_store_questions(s, "train", &d->qs, &d->n);
     if (!st && d->n == 0) {
         mt_question *all = NULL;
         int n_all = 0;
-        mt_store_questions(d->s, NULL, &all, &n_all);
+        mt_store_questions(s, NULL, &all, &n_all);
         mt_questions_free(all, n_all);
         st = mt_fail(MT_ERR_ARG, n_all ? "no question fell into the training split; lower "
                                          "--test-fraction or add questions"
                                        : "the run has no questions yet: pass --questions FILE");
     }
-    if (!st && !o->quiet) fprintf(stderr, "training split: %d questions\n", d->n);
+    if (!st) mt_report_note(d->c.rep, "training split: %d questions", d->n);
+    return st;
+}
+
+static mt_status prepare(distill *d) {
+    const mt_distill_opts *o = d->o;
+    d->c.rep = o->rep;
+    d->c.model = &d->weak;
+    d->c.model_path = o->model;
+    mt_status st = mt_run_dir_open(o->run_dir, &d->c.dir, &d->c.store);
+    if (!st) st = pin_settings(d);
+    if (!st) st = load_questions(d);
     if (!st) {
+        d->c.qs = d->qs;
+        d->c.n = d->n;
+        d->keys = mt_calloc((size_t)d->n, sizeof *d->keys);
         d->guides = mt_calloc((size_t)d->n, sizeof *d->guides);
         d->answers = mt_calloc((size_t)d->n, sizeof *d->answers);
-        if (!d->guides || !d->answers) st = MT_ERR_NOMEM;
+        if (!d->keys || !d->guides || !d->answers) st = MT_ERR_NOMEM;
     }
+    for (int i = 0; !st && i < d->n; i++) d->keys[i] = d->qs[i].id;
     if (!st && !(st = mt_session_open(&d->weak, o->model, o->threads, o->chat_template)))
         d->weak_open = 1;
     return st;
@@ -502,10 +420,11 @@ static void cleanup(distill *d) {
     }
     free(d->guides);
     free(d->answers);
+    free(d->keys);
     mt_questions_free(d->qs, d->n);
     if (d->weak_open) mt_session_close(&d->weak);
     mt_expert_free(d->e);
-    mt_store_close(d->s);
+    mt_store_close(d->c.store);
 }
 
 static mt_status check_complete(distill *d, int failed) {
@@ -516,31 +435,32 @@ static mt_status check_complete(distill *d, int failed) {
                    "%d of %d questions have no answer yet (%d failed this run; `meteor status "
                    "%s` lists them); rerun the same command to retry them; training starts once "
                    "every answer is in",
-                   missing, d->n, failed, d->dir.root);
+                   missing, d->n, failed, d->c.dir.root);
+}
+
+/* Answers, then the export of what is stored, even after a budget stop. */
+static mt_status answers_and_export(distill *d, int *failed) {
+    mt_status st = mt_expert_open(d->sp, d->c.store, &d->e);
+    if (!st) st = answers(d, failed);
+    if (st && st != MT_ERR_BUDGET) return st;
+    const mt_status stop = st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mt_last_error());
+    st = mt_stage_outputs(&d->c, MT_PHASE_DISTILL, MT_STAGE_ANSWER, d->keys, d->n, d->answers, NULL,
+                          NULL);
+    if (!st) st = export_records(d);
+    if (!st && stop) st = mt_fail(stop, "%s", msg);
+    return st;
 }
 
 static mt_status run_phase(const mt_distill_opts *o, const mt_expert_spec *sp) {
-    distill d = {.o = o};
-    int failed = 0, n_rec = 0;
+    distill d = {.o = o, .sp = sp};
+    int failed = 0;
     mt_status st = prepare(&d);
-    if (!st && o->dry_run) {
-        st = dry_run(&d, sp);
-        cleanup(&d);
-        return st;
-    }
     if (!st && !o->no_guideline) st = guidelines(&d);
-    if (!st) st = mt_expert_open(sp, d.s, &d.e);
-    if (!st) st = answers(&d, &failed);
-    mt_status stop = st == MT_ERR_BUDGET ? st : MT_OK;
-    if (!st || st == MT_ERR_BUDGET) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", mt_last_error());
-        st = load_stage(&d, MT_STAGE_ANSWER, d.answers, NULL, NULL);
-        if (!st) st = export_records(&d, &n_rec);
-        if (!st && stop) st = mt_fail(stop, "%s", msg);
-    }
+    if (!st) st = answers_and_export(&d, &failed);
     if (!st && o->score) st = scores(&d);
-    if (!st && o->score) st = export_records(&d, &n_rec);
+    if (!st && o->score) st = export_records(&d);
     if (!st) st = check_complete(&d, failed);
     /* Training reads the weak model's stored rows in precise mode: the packed copies and
      * the expert (a local one holds a model) are no longer needed. */
@@ -561,5 +481,14 @@ mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *sp) {
     mt_kernels_set_precise(o->precise);
     const mt_status st = run_phase(o, sp);
     mt_kernels_set_precise(was);
+    return st;
+}
+
+mt_status mt_distill_estimate(const mt_distill_opts *o, const mt_expert_spec *sp,
+                              mt_distill_plan *plan) {
+    distill d = {.o = o, .sp = sp};
+    mt_status st = prepare(&d);
+    if (!st) st = estimate(&d, sp, plan);
+    cleanup(&d);
     return st;
 }

@@ -21,8 +21,8 @@ typedef struct {
     int threads;
     uint64_t seed;
     double test_fraction;
-    int no_guideline, score, no_train, dry_run, quiet;
-    const mt_reporter *rep; /* progress, notes, metrics (NULL: none) */
+    int no_guideline, score, no_train;
+    const mt_reporter *rep; /* progress, notes, metrics (NULL: silent) */
     /* the expert's answer request carries the question's reference answer, when it has one,
      * as trusted material for the facts */
     int grounded;
@@ -43,5 +43,20 @@ void mt_distill_defaults(mt_distill_opts *o);
 /* MT_ERR_BUDGET: a budget stopped the run cleanly (rerun to continue). Items that failed
  * for good are reported and retried on the next run; training waits until none is left. */
 mt_status mt_distill(const mt_distill_opts *o, const mt_expert_spec *expert);
+
+/* What a run would do now, nothing sent: the run directory is opened (questions imported
+ * and split as a run would) and the weak model loaded to count prompt tokens. */
+typedef struct {
+    int questions;           /* in the training split */
+    int guidelines_to_write; /* by the weak model */
+    int answers_to_request, answers_done;
+    int score_requests;        /* at most, with --score */
+    int64_t prompt_tokens;     /* about, in the weak model's tokenizer */
+    int64_t completion_tokens; /* at most */
+    double cost;               /* at most; < 0 when no price applies */
+} mt_distill_plan;
+
+mt_status mt_distill_estimate(const mt_distill_opts *o, const mt_expert_spec *expert,
+                              mt_distill_plan *plan);
 
 #endif

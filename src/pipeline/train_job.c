@@ -93,7 +93,7 @@ static mt_status build_opts(const mt_train_job *j, mt_train_opts *o) {
     o->recompute_layers = j->recompute_layers;
     o->train_prompt = j->train_prompt;
     o->resume = j->resume;
-    o->quiet = j->quiet;
+    o->rep = j->rep;
     return MT_OK;
 }
 
@@ -109,12 +109,14 @@ static mt_status setup_trainable(const mt_train_job *j, mt_session *s, mt_lora *
 }
 
 static void report_data(const mt_train_job *j, const mt_dataset *d) {
-    if (j->quiet) return;
-    fprintf(stderr, "data: %d examples from %s", d->n, j->data);
-    if (d->n_truncated) fprintf(stderr, ", %d truncated to %d tokens", d->n_truncated, j->max_len);
+    char truncated[64] = "", dropped[80] = "";
+    if (d->n_truncated)
+        snprintf(truncated, sizeof truncated, ", %d truncated to %d tokens", d->n_truncated,
+                 j->max_len);
     if (d->n_dropped)
-        fprintf(stderr, ", %d dropped (prompt of %d tokens or more)", d->n_dropped, j->max_len);
-    fprintf(stderr, "\n");
+        snprintf(dropped, sizeof dropped, ", %d dropped (prompt of %d tokens or more)",
+                 d->n_dropped, j->max_len);
+    mt_report_note(j->rep, "data: %d examples from %s%s%s", d->n, j->data, truncated, dropped);
 }
 
 /* The trained result in a form other tools load. */
@@ -126,7 +128,7 @@ static mt_status save_result(const mt_train_job *j, mt_session *s, const mt_lora
         snprintf(path, sizeof path, "%s/%s", j->out, lora ? "adapter" : "model.gguf");
     mt_status st = lora ? mt_lora_save_peft(lora, s->model, path)
                         : mt_export_merged_gguf(s->model, NULL, MT_F32, path);
-    if (!st && !j->quiet) fprintf(stderr, "wrote %s\n", path);
+    if (!st) mt_report_note(j->rep, "wrote %s", path);
     return st;
 }
 
@@ -148,9 +150,8 @@ mt_status mt_train_job_run(mt_session *s, const char *model_path, const mt_train
     if (!st) st = setup_trainable(&j, s, &lora, &t);
     if (!st) {
         run_key(&j, model_path, &d, o.run_key, sizeof o.run_key);
-        if (!j.quiet)
-            fprintf(stderr, "training %lld parameters (%s) with %s loss\n", mt_trainable_count(&t),
-                    j.full ? "full fine-tuning" : "LoRA", j.loss);
+        mt_report_note(j.rep, "training %lld parameters (%s) with %s loss", mt_trainable_count(&t),
+                       j.full ? "full fine-tuning" : "LoRA", j.loss);
         st = mt_train(s->model, &t, &d, &o, sum);
     }
     if (!st) st = save_result(&j, s, lora);

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "core/report.h"
 #include "core/status.h"
 #include "infer/session.h"
 #include "train/trainer.h"
@@ -18,7 +19,8 @@ typedef struct {
     const char *loss, *targets, *schedule;
     const char *recompute_layers; /* "0-5,12,20-" etc.; NULL: none (unless recompute) */
     int full, rank, batch, accum, epochs, max_len, save_every, warmup, recompute, train_prompt;
-    int resume, max_batch_tokens, quiet, max_steps;
+    int resume, max_batch_tokens, max_steps;
+    const mt_reporter *rep; /* progress and notes (NULL: silent) */
     float alpha, dropout, lr, min_lr_ratio, wd, clip, margin, beta, sft_weight;
     uint64_t seed;
 } mt_train_job;

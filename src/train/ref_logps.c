@@ -127,16 +127,15 @@ static mt_status score_group(const mt_model *m, const mt_dataset *d, const int *
 
 static mt_status score_work(const mt_model *m, const mt_dataset *d, const mt_train_opts *o,
                             const unsigned char *ckpt, const work_list *w, mt_ref_logps *r) {
-    mt_progress bar;
-    mt_progress_start(&bar, "reference log-probs", w->n_pairs, 0);
-    bar.quiet = o->quiet;
+    mt_task task;
+    mt_task_start(&task, o->rep, "reference log-probs", w->n_pairs, 0);
     for (int g = 0; g < w->n_groups; g++) {
         const int first = w->start[g], n = w->start[g + 1] - first;
         mt_status s = score_group(m, d, w->pair + first, n, o->train_prompt, ckpt, r);
         if (s) return s;
-        mt_progress_update(&bar, w->start[g + 1], NULL);
+        mt_task_update(&task, w->start[g + 1], NULL);
     }
-    mt_progress_finish(&bar, NULL);
+    mt_task_finish(&task, NULL);
     return MT_OK;
 }
 

@@ -348,9 +348,8 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
         s = mt_fail(MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
         goto done;
     }
-    mt_progress bar;
-    mt_progress_start(&bar, "train", opts.sched.total_steps, opt.step);
-    bar.quiet = o->quiet;
+    mt_task task;
+    mt_task_start(&task, o->rep, "train", opts.sched.total_steps, opt.step);
     const double t0 = mt_now_seconds();
     int64_t tokens_seen = 0;
     int first = 1;
@@ -396,7 +395,7 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
         out->last_loss = st.loss;
         char status[96];
         snprintf(status, sizeof status, "loss %.4f  %.0f tok/s", st.loss, tps);
-        mt_progress_update(&bar, opt.step, status);
+        mt_task_update(&task, opt.step, status);
         if (o->save_every > 0 && opt.step % o->save_every == 0 &&
             opt.step < opts.sched.total_steps && (s = save_checkpoint(o, t, opt.step, &cur)))
             break;
@@ -405,7 +404,7 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
     if (!s) {
         char status[96];
         snprintf(status, sizeof status, "loss %.4f", out->last_loss);
-        mt_progress_finish(&bar, status);
+        mt_task_finish(&task, status);
     }
     out->steps = opt.step;
     out->tokens = tokens_seen;

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "core/report.h"
 #include "train/data.h"
 #include "train/loss.h"
 #include "train/optim.h"
@@ -31,7 +32,7 @@ typedef struct {
     const char *recompute_layers;
     int train_prompt;
     int resume;
-    int quiet;
+    const mt_reporter *rep; /* progress (NULL: silent) */
     char run_key[64];
 } mt_train_opts;
 
