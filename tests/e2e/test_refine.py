@@ -294,9 +294,9 @@ def test_kill_at_every_point_resumes_to_the_same_result(run_meteor, reference, p
     # Each run dies at its point; the next one resumes there. Waves of 2 questions, one
     # request at a time, one training step per 2 examples:
     kills = [
-        "attempt_done:3",       # wave 0: the revision of question 1 stored, not yet judged
-        "expert_done:1",        # its verdict stored (wave 0 complete)
-        "checkpoint_saved:1",   # inside round 1
+        "attempt_done:3",       # wave 0: one of its two revisions stored (mid-generation)
+        "expert_done:1",        # the other one written alone, one revision's verdict stored
+        "checkpoint_saved:1",   # the other verdict; inside round 1
         "refine_round_done:1",  # round 1 resumed and finished: between rounds
         "expert_done:2",        # wave 1: both first verdicts stored
         "attempt_done:1",       # question 2's revision stored
