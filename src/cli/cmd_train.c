@@ -26,10 +26,10 @@ static int run(train_flags *f) {
     mt_status st = mt_train_job_run(&s, f->model, &f->job, &sum);
     if (!st)
         fprintf(stderr,
-                "trained %lld steps: loss %.4f -> %.4f, %.0f tokens/s; checkpoint in "
-                "%s/checkpoint.safetensors\n",
-                (long long)sum.steps, sum.first_loss, sum.last_loss, sum.tokens_per_second,
-                f->job.out);
+                "trained %lld steps (to step %lld): loss %.4f -> %.4f, %.0f tokens/s; "
+                "checkpoint in %s/checkpoint.safetensors\n",
+                (long long)(sum.steps - sum.init_step), (long long)sum.steps, sum.first_loss,
+                sum.last_loss, sum.tokens_per_second, f->job.out);
     mt_session_close(&s);
     return st ? mt_report_error() : 0;
 }
@@ -92,6 +92,12 @@ int mt_cmd_train(int argc, char **argv) {
          "checkpoint interval (50; 0 = end only)", MT_RANGE(0, INT_MAX)},
         {"--resume", NULL, MT_OPT_FLAG, &f.job.resume, NULL,
          "continue from DIR/checkpoint.safetensors"},
+        {"--init-checkpoint", NULL, MT_OPT_STR, &f.job.init_checkpoint, "FILE",
+         "continue another job's checkpoint.safetensors (same model and trainable set): "
+         "weights, optimiser state, step"},
+        {"--init-adapter", NULL, MT_OPT_STR, &f.job.init_adapter, "DIR",
+         "start the LoRA from a PEFT adapter folder (same rank, alpha, targets; fresh "
+         "optimiser)"},
         {"--seed", NULL, MT_OPT_U64, &f.job.seed, "S",
          "seed for data order and initialisation (42)"},
         {"--threads", "-t", MT_OPT_INT, &f.threads, "N", "threads (0 = all cores)",

@@ -5,7 +5,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/sha256.h"
+#include "io/file_util.h"
 #include "model/lora.h"
+#include "train/checkpoint.h"
 #include "train/export.h"
 
 void mt_train_job_defaults(mt_train_job *j) {
@@ -27,19 +30,60 @@ void mt_train_job_defaults(mt_train_job *j) {
     j->seed = 42;
 }
 
+/* Adds a file's bytes to the hash of an adapter folder. */
+static mt_status hash_file(mt_sha256_ctx *c, const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const void *data = NULL;
+    size_t size = 0;
+    mt_status s = mt_map_file(path, &data, &size);
+    if (s) return s;
+    mt_sha256_update(c, name, strlen(name) + 1);
+    mt_sha256_update(c, &size, sizeof size);
+    if (size) mt_sha256_update(c, data, size);
+    mt_unmap_file(data, size);
+    return MT_OK;
+}
+
+/* What the job starts from, for its resume key: the init checkpoint's own run key and step
+ * (together they name its bytes), or a hash of the init adapter's files; "" for a fresh start. */
+static mt_status start_identity(const mt_train_job *j, char *out, size_t cap) {
+    if (j->init_checkpoint) {
+        mt_ckpt_meta meta;
+        mt_status s = mt_checkpoint_read_meta(j->init_checkpoint, &meta);
+        if (s) return s;
+        snprintf(out, cap, "checkpoint:%s:%lld", meta.run_key, (long long)meta.step);
+    } else if (j->init_adapter) {
+        mt_sha256_ctx c;
+        uint8_t digest[32];
+        char hex[65];
+        mt_sha256_init(&c);
+        mt_status s = hash_file(&c, j->init_adapter, "adapter_config.json");
+        if (!s) s = hash_file(&c, j->init_adapter, "adapter_model.safetensors");
+        if (s) return s;
+        mt_sha256_final(&c, digest);
+        mt_sha256_to_hex(digest, hex);
+        snprintf(out, cap, "adapter:%s", hex);
+    } else {
+        out[0] = '\0';
+    }
+    return MT_OK;
+}
+
 /* FNV-1a over the settings a resumed run must share with the run that wrote the
- * checkpoint. */
-static void run_key(const mt_train_job *j, const char *model, const mt_dataset *d, char *out,
-                    size_t cap) {
-    char buf[1024];
+ * checkpoint, the starting point included (a fresh start adds nothing, so keys of jobs
+ * written before starting points existed still match). */
+static void run_key(const mt_train_job *j, const char *model, const mt_dataset *d,
+                    const char *start, char *out, size_t cap) {
+    char buf[8192];
     struct stat st;
     long long size = stat(model, &st) == 0 ? (long long)st.st_size : -1;
     snprintf(
         buf, sizeof buf,
-        "%s|%lld|%016" PRIx64 "|%s|%d|%d|%g|%g|%s|%d|%d|%d|%d|%g|%s|%d|%" PRIu64 "|%d|%g|%g|%g",
+        "%s|%lld|%016" PRIx64 "|%s|%d|%d|%g|%g|%s|%d|%d|%d|%d|%g|%s|%d|%" PRIu64 "|%d|%g|%g|%g%s%s",
         model, size, mt_dataset_fingerprint(d), j->loss, j->full, j->rank, j->alpha, j->dropout,
         j->targets, j->batch, j->accum, j->epochs, j->max_steps, j->lr, j->schedule, j->warmup,
-        j->seed, j->max_batch_tokens, j->margin, j->beta, j->sft_weight);
+        j->seed, j->max_batch_tokens, j->margin, j->beta, j->sft_weight, *start ? "|" : "", start);
     uint64_t h = 1469598103934665603ull;
     for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
     snprintf(out, cap, "%016" PRIx64, h);
@@ -93,19 +137,66 @@ static mt_status build_opts(const mt_train_job *j, mt_train_opts *o) {
     o->recompute_layers = j->recompute_layers;
     o->train_prompt = j->train_prompt;
     o->resume = j->resume;
+    o->init_checkpoint = j->init_checkpoint;
     o->rep = j->rep;
     return MT_OK;
 }
 
-static mt_status setup_trainable(const mt_train_job *j, mt_session *s, mt_lora **lora,
-                                 mt_trainable *t) {
-    if (j->full) return mt_trainable_full(t, s->model);
-    mt_lora_config lc = {.rank = j->rank, .alpha = j->alpha, .dropout = j->dropout};
-    mt_status st = mt_lora_parse_targets(j->targets, &lc.targets);
-    if (!st) st = mt_lora_create(s->model, &lc, j->seed, lora);
+/* A LoRA's trained set in words, as checkpoints record it. */
+static void describe_lora(const mt_lora_config *c, char *buf, size_t cap) {
+    char targets[128];
+    mt_lora_target_names(c->targets, targets, sizeof targets);
+    snprintf(buf, cap, "lora rank %d alpha %g %s", c->rank, c->alpha, targets);
+}
+
+/* The LoRA to train: created fresh, or read from the init adapter, which must have the
+ * job's rank, alpha and targets (a silently different alpha would rescale every update). */
+static mt_status make_lora(const mt_train_job *j, const mt_model *m, mt_lora **lora) {
+    mt_lora_config want = {.rank = j->rank, .alpha = j->alpha, .dropout = j->dropout};
+    mt_status st = mt_lora_parse_targets(j->targets, &want.targets);
     if (st) return st;
+    if (!j->init_adapter) return mt_lora_create(m, &want, j->seed, lora);
+    if ((st = mt_lora_import_peft(j->init_adapter, m, lora))) return st; /* names the file */
+    const mt_lora_config *have = &(*lora)->cfg;
+    if (have->rank != want.rank || have->alpha != want.alpha || have->targets != want.targets) {
+        char have_s[160], want_s[160];
+        describe_lora(have, have_s, sizeof have_s);
+        describe_lora(&want, want_s, sizeof want_s);
+        mt_lora_free(*lora);
+        *lora = NULL;
+        return mt_fail(MT_ERR_ARG,
+                       "%s holds a %s, this job trains a %s: give the job the adapter's rank, "
+                       "alpha and targets",
+                       j->init_adapter, have_s, want_s);
+    }
+    (*lora)->cfg.dropout = j->dropout; /* a training setting, not part of the weights */
+    return MT_OK;
+}
+
+static mt_status setup_trainable(const mt_train_job *j, mt_session *s, mt_lora **lora,
+                                 mt_trainable *t, mt_train_opts *o) {
+    if (j->full) {
+        snprintf(o->trainable, sizeof o->trainable, "full");
+        return mt_trainable_full(t, s->model);
+    }
+    mt_status st = make_lora(j, s->model, lora);
+    if (st) return st;
+    describe_lora(&(*lora)->cfg, o->trainable, sizeof o->trainable);
     mt_lora_attach(*lora, s->model);
     return mt_trainable_lora(t, s->model, *lora);
+}
+
+/* Refuses start settings that cannot both hold or do not apply. */
+static mt_status check_start(const mt_train_job *j) {
+    if (j->init_checkpoint && j->init_adapter)
+        return mt_fail(MT_ERR_ARG,
+                       "--init-checkpoint and --init-adapter exclude each other (a checkpoint "
+                       "already holds the adapter's weights)");
+    if (j->init_adapter && j->full)
+        return mt_fail(MT_ERR_ARG,
+                       "--init-adapter starts a LoRA adapter; it does not apply to --full (use "
+                       "--init-checkpoint with a full fine-tuning checkpoint)");
+    return MT_OK;
 }
 
 static void report_data(const mt_train_job *j, const mt_dataset *d) {
@@ -135,6 +226,8 @@ static mt_status save_result(const mt_train_job *j, mt_session *s, const mt_lora
 mt_status mt_train_job_run(mt_session *s, const char *model_path, const mt_train_job *job,
                            mt_train_summary *sum) {
     if (!job->data || !job->out) return mt_fail(MT_ERR_ARG, "--data and --out are required");
+    mt_status st = check_start(job);
+    if (st) return st;
     mt_train_job j = *job;
     if (j.lr < 0) j.lr = j.full ? 2e-5f : 2e-4f;
     mt_dataset d = {0};
@@ -142,14 +235,20 @@ mt_status mt_train_job_run(mt_session *s, const char *model_path, const mt_train
     mt_lora *lora = NULL;
     mt_trainable t = {0};
     mt_train_opts o;
-    mt_status st = mt_dataset_load(j.data, s->tok, s->chat, &dopts, &d);
+    char start[128];
+    st = mt_dataset_load(j.data, s->tok, s->chat, &dopts, &d);
     if (!st) {
         report_data(&j, &d);
         st = build_opts(&j, &o);
     }
-    if (!st) st = setup_trainable(&j, s, &lora, &t);
+    if (!st) st = setup_trainable(&j, s, &lora, &t, &o);
+    if (!st) st = start_identity(&j, start, sizeof start);
     if (!st) {
-        run_key(&j, model_path, &d, o.run_key, sizeof o.run_key);
+        run_key(&j, model_path, &d, start, o.run_key, sizeof o.run_key);
+        if (j.init_checkpoint)
+            mt_report_note(j.rep, "continuing from %s", j.init_checkpoint);
+        else if (j.init_adapter)
+            mt_report_note(j.rep, "starting the LoRA adapter from %s", j.init_adapter);
         mt_report_note(j.rep, "training %lld parameters (%s) with %s loss", mt_trainable_count(&t),
                        j.full ? "full fine-tuning" : "LoRA", j.loss);
         st = mt_train(s->model, &t, &d, &o, sum);

@@ -20,6 +20,12 @@ typedef struct {
     const char *recompute_layers; /* "0-5,12,20-" etc.; NULL: none (unless recompute) */
     int full, rank, batch, accum, epochs, max_len, save_every, warmup, recompute, train_prompt;
     int resume, max_batch_tokens, max_steps;
+    /* Where training starts (at most one; NULL: a fresh LoRA, or the model's weights):
+     * init_checkpoint continues an earlier job's checkpoint.safetensors (same model and
+     * trainable set) with its weights, AdamW moments and step, as mt_train_opts describes;
+     * init_adapter starts the LoRA from a PEFT folder with zero moments at step 0 (its rank,
+     * alpha and targets must be the job's; LoRA only). Either one is part of the resume key. */
+    const char *init_checkpoint, *init_adapter;
     const mt_reporter *rep; /* progress and notes (NULL: silent) */
     float alpha, dropout, lr, min_lr_ratio, wd, clip, margin, beta, sft_weight;
     uint64_t seed;

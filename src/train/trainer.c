@@ -260,9 +260,18 @@ static mt_status save_checkpoint(const mt_train_opts *o, const mt_trainable *t, 
     mt_ckpt_meta meta = {
         .step = step, .seed = o->batch.seed, .epoch = c->pos.epoch, .batch = c->pos.batch};
     snprintf(meta.run_key, sizeof meta.run_key, "%s", o->run_key);
+    snprintf(meta.trainable, sizeof meta.trainable, "%s", o->trainable);
     mt_status s = mt_checkpoint_save(path, t, &meta);
     if (!s) mt_fault_point("checkpoint_saved");
     return s;
+}
+
+/* Whether a and b name one file (a checkpoint continued into the folder it came from
+ * would be overwritten by the job's first save). */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }
 
 /* Creates the folder and removes what a killed run left of its files' atomic writes (the
@@ -324,14 +333,34 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
     mt_ckpt_meta meta = {0};
     snprintf(meta.run_key, sizeof meta.run_key, "%s", o->run_key);
     mt_train_path(o, "checkpoint.safetensors", path, sizeof path);
+    if (o->init_checkpoint && same_file(o->init_checkpoint, path)) {
+        s = mt_fail(MT_ERR_ARG,
+                    "%s is the checkpoint this job writes: continue from a copy, or give the job "
+                    "another output folder",
+                    o->init_checkpoint);
+        goto done;
+    }
     /* The checkpoint is checked before the reference pass and loaded after it: missing
      * reference values must come from the starting model, not the trained one. */
     if (o->resume && (s = mt_checkpoint_check(path, t, &meta))) goto done;
+    int64_t base = 0; /* the step this job continues from */
+    if (o->init_checkpoint) {
+        mt_ckpt_meta init;
+        if ((s = mt_checkpoint_load_init(o->init_checkpoint, t, o->trainable, &init))) goto done;
+        base = opt.step = init.step;
+    }
+    const int64_t end = base + opts.sched.total_steps;
+    if (o->resume && (meta.step < base || meta.step > end)) {
+        s = mt_fail(MT_ERR_FORMAT, "%s is at step %lld, outside this job's steps %lld to %lld",
+                    path, (long long)meta.step, (long long)base, (long long)end);
+        goto done;
+    }
     if (o->loss == MT_LOSS_DPO) {
         const int64_t n_micro = opts.sched.total_steps * o->grad_accum;
         if ((s = mt_ref_logps_prepare(m, d, o, ckpt, n_micro, &ref))) goto done;
         refp = &ref;
     }
+    out->init_step = out->start_step = base;
     if (o->resume) {
         if ((s = mt_checkpoint_load(path, t, &meta))) goto done;
         opt.step = meta.step;
@@ -349,11 +378,11 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
         goto done;
     }
     mt_task task;
-    mt_task_start(&task, o->rep, "train", opts.sched.total_steps, opt.step);
+    mt_task_start(&task, o->rep, "train", opts.sched.total_steps, opt.step - base);
     const double t0 = mt_now_seconds();
     int64_t tokens_seen = 0;
     int first = 1;
-    while (opt.step < opts.sched.total_steps) {
+    while (opt.step < end) {
         step_stats st = {0};
         mt_zero_grads(t->params, t->n);
         const double ts = mt_now_seconds();
@@ -386,7 +415,7 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
                         gnorm, (long long)opt.step + 1, o->out_dir);
             break;
         }
-        const float lr = mt_lr_at(&opts.sched, opt.step);
+        const float lr = mt_lr_at(&opts.sched, opt.step - base);
         if ((s = mt_adamw_step(&opt, t->params, t->n, lr))) break;
         tokens_seen += step_tokens;
         const double tps = step_tokens / (mt_now_seconds() - ts + 1e-9);
@@ -395,9 +424,9 @@ mt_status mt_train(const mt_model *m, mt_trainable *t, const mt_dataset *d, cons
         out->last_loss = st.loss;
         char status[96];
         snprintf(status, sizeof status, "loss %.4f  %.0f tok/s", st.loss, tps);
-        mt_task_update(&task, opt.step, status);
-        if (o->save_every > 0 && opt.step % o->save_every == 0 &&
-            opt.step < opts.sched.total_steps && (s = save_checkpoint(o, t, opt.step, &cur)))
+        mt_task_update(&task, opt.step - base, status);
+        if (o->save_every > 0 && (opt.step - base) % o->save_every == 0 && opt.step < end &&
+            (s = save_checkpoint(o, t, opt.step, &cur)))
             break;
     }
     if (!s) s = save_checkpoint(o, t, opt.step, &cur);

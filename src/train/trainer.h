@@ -32,13 +32,26 @@ typedef struct {
     const char *recompute_layers;
     int train_prompt;
     int resume;
+    /* Continue an earlier job: start from the weights, AdamW moments and step of the
+     * checkpoint it wrote (same model and trainable set; NULL: start from t as it is). The
+     * data cursor starts afresh. Steps then count on from the checkpoint's: AdamW's bias
+     * correction sees the cumulative step (the moments have been averaging since the first
+     * job), the checkpoints, metrics and summary carry it, while the learning-rate schedule
+     * (warmup, decay, total_steps) and save_every count this job's own steps from 0. */
+    const char *init_checkpoint;
+    /* The trained set in words ("lora rank 8 alpha 16 q_proj,v_proj", "full"), recorded in
+     * checkpoints so a continued job can refuse another set by name ("": not recorded). */
+    char trainable[160];
     const mt_reporter *rep; /* progress (NULL: silent) */
     char run_key[64];
 } mt_train_opts;
 
+/* Steps are cumulative (see init_checkpoint): this job trained steps - init_step of them,
+ * this process steps - start_step. */
 typedef struct {
-    int64_t steps;
-    int64_t start_step;
+    int64_t steps;      /* the step reached */
+    int64_t start_step; /* the step this process started at (resumed, continued or 0) */
+    int64_t init_step;  /* the init checkpoint's step (0 without one) */
     double first_loss, last_loss;
     double tokens_per_second;
     int64_t tokens;
