@@ -20,6 +20,8 @@ static const verb verbs[] = {
     {"export", mt_cmd_export, "write a LoRA adapter (PEFT / GGUF-LoRA) or a merged GGUF model"},
     {"distill", mt_cmd_distill,
      "METEOR phase 1: guidelines, expert answers, SFT of the weak model"},
+    {"refine", mt_cmd_refine,
+     "METEOR phase 2: answers judged by the expert, revised, accepted ones trained on"},
     {"status", mt_cmd_status, "summarise a run: progress, failures, tokens and cost"},
     {"tokenize", mt_cmd_tokenize, "show the token ids of a text, or decode ids"},
 };

@@ -7,6 +7,7 @@
 
 /* phases */
 #define MT_PHASE_DISTILL "phase1"
+#define MT_PHASE_REFINE "phase2"
 
 /* stages of phase 1 */
 #define MT_STAGE_GUIDELINE "guideline"
@@ -16,15 +17,36 @@
 /* the one item of the SFT stage */
 #define MT_ITEM_ADAPTER "adapter"
 
+/* stages of phase 2 (and MT_STAGE_SFT, one item per training round) */
+#define MT_STAGE_ATTEMPT "attempt"
+#define MT_STAGE_VERDICT "verdict"
+
 /* metrics */
 #define MT_METRIC_JUDGE_SCORE_GUIDELINE "judge_score_guideline"
 #define MT_METRIC_JUDGE_SCORE_NO_GUIDELINE "judge_score_no_guideline"
 #define MT_METRIC_SFT_FIRST_LOSS "sft_first_loss"
 #define MT_METRIC_SFT_LAST_LOSS "sft_last_loss"
 
+/* phase 2: over the whole phase, and per adapter version r (MT_METRIC_VERSION_FMT) */
+#define MT_METRIC_ACCEPTED "accepted"
+#define MT_METRIC_NEVER_ACCEPTED "never_accepted"
+#define MT_METRIC_TRAINING_ROUNDS "training_rounds"
+#define MT_METRIC_FIRST_ATTEMPT_ACCEPTANCE "first_attempt_acceptance"
+#define MT_METRIC_MEAN_ATTEMPTS "mean_attempts"
+#define MT_METRIC_VERDICT_FAILURES "verdict_failures"
+#define MT_METRIC_ACCEPTED_AFTER_REVISIONS_FMT "accepted_after_%d_revisions"
+#define MT_METRIC_QUESTIONS "questions"
+#define MT_METRIC_VERSION_FMT "r%d.%s"
+#define MT_METRIC_ROUND_FIRST_LOSS_FMT "sft_round%d_first_loss"
+#define MT_METRIC_ROUND_LAST_LOSS_FMT "sft_round%d_last_loss"
+
 /* settings a run keeps from its first start */
 #define MT_SETTING_DISTILL_MODEL "phase1.model"
 #define MT_SETTING_DISTILL_GUIDELINE "phase1.guideline"
 #define MT_SETTING_DISTILL_GROUNDED "phase1.grounded"
+#define MT_SETTING_REFINE_MODEL "phase2.model"
+#define MT_SETTING_REFINE_START "phase2.start_adapter"
+#define MT_SETTING_REFINE_GROUNDED "phase2.grounded"
+#define MT_SETTING_REFINE_SCHEDULE "phase2.schedule"
 
 #endif

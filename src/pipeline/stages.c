@@ -44,7 +44,7 @@ static mt_status generated(void *user, int k, const mt_gen_result *r) {
     const int j = g->which[k];
     const char *text = r->text ? r->text + strspn(r->text, " \t\r\n") : "";
     mt_status st;
-    if (*text) {
+    if (*text || g->o->keep_empty) {
         st = commit_output(g, j, text);
         g->stats->written++;
     } else {

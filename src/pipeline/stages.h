@@ -47,6 +47,7 @@ typedef struct {
     const char *phase, *stage;
     const char *label;       /* the task's name in progress reports */
     const char *empty_error; /* the item's error when the model writes nothing */
+    int keep_empty;          /* store an empty output as done instead (the phase decides) */
     mt_gen_params params;    /* stop tokens: the model's end-of-turn tokens are added */
     int slots;               /* sequences decoded together */
     /* Inside the transaction that stores job index's output (may be NULL). */
