@@ -1,4 +1,5 @@
 #include "kernels/matmul.h"
+#include "kernels/vexp.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -332,6 +333,41 @@ static int gemm_task(void *ctx, int t, int worker) {
     mt_sgemm(g->trans_a, g->trans_b, nr, g->n, g->k, g->alpha, a0, g->lda, g->b, g->ldb, g->beta,
              g->c + (size_t)r0 * g->ldc, g->ldc);
     return 0;
+}
+
+typedef struct {
+    int n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} rowwise_job;
+
+static void rowwise_rows(void *ctx, int64_t first, int64_t end) {
+    const rowwise_job *g = ctx;
+    for (int64_t i = first; i < end; i++) {
+        float *ci = g->c + (size_t)i * g->ldc;
+        for (int j = 0; j < g->n; j++) {
+            const float d =
+                g->alpha * mt_dot(g->a + (size_t)i * g->lda, g->b + (size_t)j * g->ldb, g->k);
+            ci[j] = g->beta == 0.0f ? d : d + g->beta * ci[j];
+        }
+    }
+}
+
+void mt_gemm_nt_rowwise(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                        int ldb, float beta, float *c, int ldc) {
+    rowwise_job g = {.n = n,
+                     .k = k,
+                     .lda = lda,
+                     .ldb = ldb,
+                     .ldc = ldc,
+                     .alpha = alpha,
+                     .beta = beta,
+                     .a = a,
+                     .b = b,
+                     .c = c};
+    /* split by rows of C only: an element's value never depends on the split */
+    mt_pool_for(m, 1, rowwise_rows, &g);
 }
 
 mt_status mt_matmul(const mt_tensor *w, const float *x, int n, float *y) {

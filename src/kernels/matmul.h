@@ -39,6 +39,13 @@ mt_status mt_matmul_multi(int nw, const mt_tensor *const *w, const float *x, int
 void mt_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              const float *b, int ldb, float beta, float *c, int ldc);
 
+/* C = alpha·A·Bᵀ + beta·C (row-major, A m x k, B n x k) with every element one mt_dot of a
+ * row of A and a row of B: a row of C does not depend on how many rows are computed
+ * together, which OpenBLAS's GEMM does not promise. For thin products (a LoRA branch at
+ * generation time). */
+void mt_gemm_nt_rowwise(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                        int ldb, float beta, float *c, int ldc);
+
 /* Backward of mt_matmul with respect to x: dx[n x cols] (+)= dy[n x rows]·W.
  * accumulate = 0 overwrites dx. */
 mt_status mt_matmul_dx(const mt_tensor *w, const float *dy, int n, float *dx, int accumulate);

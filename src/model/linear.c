@@ -13,9 +13,17 @@ static mt_status lora_branch(const mt_linear *l, const float *x, const float *x_
     const int in = mt_linear_in(l), out = mt_linear_out(l), r = l->rank;
     float *hh = h ? h : mt_calloc((size_t)n * r, sizeof *hh);
     if (!hh) return MT_ERR_NOMEM;
+    if (!h) {
+        /* Generation: each sequence's branch computed alone, so its tokens do not depend on
+         * which other sequences share the batch (a resumed run repeats an uninterrupted
+         * one); the branch is small next to the base weight's product. */
+        mt_gemm_nt_rowwise(n, r, in, 1.0f, x_lora ? x_lora : x, in, l->a, in, 0.0f, hh, r);
+        mt_gemm_nt_rowwise(n, out, r, l->scale, hh, r, l->b, r, 1.0f, y, out);
+        free(hh);
+        return MT_OK;
+    }
     mt_gemm(0, 1, n, r, in, 1.0f, x_lora ? x_lora : x, in, l->a, in, 0.0f, hh, r);
     mt_gemm(0, 1, n, out, r, l->scale, hh, r, l->b, r, 1.0f, y, out);
-    if (!h) free(hh);
     return MT_OK;
 }
 

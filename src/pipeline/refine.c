@@ -695,9 +695,10 @@ static mt_status pin_settings(refine *r) {
              o->on_reject == MT_ON_REJECT_SKIP ? "skip" : "expert-answer",
              o->no_train ? "no" : "yes", (unsigned long long)o->seed);
     mt_status st = mt_run_setting(s, MT_SETTING_REFINE_MODEL, r->model_path, "weak model");
-    if (!st)
-        st = mt_run_setting(s, MT_SETTING_REFINE_START,
-                            r->start_adapter[0] ? r->start_adapter : "none", "starting adapter");
+    /* the run's own adapter is named relative to the run, so a moved run continues */
+    const char *start = r->start_adapter[0] ? r->start_adapter : "none";
+    if (!o->no_adapter && !o->adapter) start = "the run's adapters/" MT_PHASE_DISTILL;
+    if (!st) st = mt_run_setting(s, MT_SETTING_REFINE_START, start, "starting adapter");
     if (!st)
         st = mt_run_setting(s, MT_SETTING_REFINE_GROUNDED, o->grounded ? "on" : "off",
                             "grounding in reference answers");
@@ -715,7 +716,8 @@ static mt_status load_questions(refine *r) {
             mt_report_note(r->c.rep, "questions: %d read from %s, %d new, %d already known",
                            is.read, o->questions, is.added, is.duplicates);
     }
-    if (!st) st = mt_questions_split(s, o->seed, o->test_fraction);
+    /* the split phase 1 drew stays as it is; only newly imported questions need one */
+    if (!st && o->questions) st = mt_questions_split(s, o->seed, o->test_fraction);
     if (!st) st = mt_store_questions(s, "train", &r->qs, &r->n);
     if (!st && r->n == 0)
         st = mt_fail(MT_ERR_ARG, "the run has no training questions: run `meteor distill` "
