@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "core/rng.h"
+#include "kernels/matmul.h"
 #include "kernels/sgemm.h"
 
 typedef struct {
@@ -129,6 +130,34 @@ static void test_k_zero_scales_c(void **state) {
     }
 }
 
+/* mt_gemm_nt_rowwise (the LoRA branch at generation time): close to the reference, and each
+ * row of C bit-identical whether it is computed alone or among others, with beta = 0 never
+ * reading C. */
+static void test_rowwise_rows_alone(void **state) {
+    (void)state;
+    mt_rng rng;
+    mt_rng_seed(&rng, 11);
+    enum { M = 37, N = 130, K = 67 };
+    static float a[M * K], b[N * K], all[M * N], one[N];
+    for (int i = 0; i < M * K; i++) a[i] = rnd(&rng);
+    for (int i = 0; i < N * K; i++) b[i] = rnd(&rng);
+    for (int i = 0; i < M * N; i++) all[i] = NAN;
+    mt_gemm_nt_rowwise(M, N, K, 0.5f, a, K, b, K, 0.0f, all, N);
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double want = 0;
+            for (int p = 0; p < K; p++) want += (double)a[i * K + p] * b[j * K + p];
+            assert_true(fabs(0.5 * want - all[i * N + j]) < 1e-4);
+        }
+        mt_gemm_nt_rowwise(1, N, K, 0.5f, a + i * K, K, b, K, 0.0f, one, N);
+        assert_memory_equal(one, all + i * N, sizeof one);
+    }
+    /* beta = 1 adds to C */
+    for (int j = 0; j < N; j++) one[j] = 1.0f;
+    mt_gemm_nt_rowwise(1, N, K, 0.5f, a, K, b, K, 1.0f, one, N);
+    for (int j = 0; j < N; j++) assert_true(fabsf(one[j] - (all[j] + 1.0f)) < 1e-6f);
+}
+
 static void test_auto_choice(void **state) {
     (void)state;
     assert_int_equal(mt_sgemm_set_impl(MT_SGEMM_AUTO), 0);
@@ -143,6 +172,7 @@ int main(void) {
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_k_zero_scales_c),
         cmocka_unit_test(test_auto_choice),
+        cmocka_unit_test(test_rowwise_rows_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
