@@ -1,8 +1,9 @@
 #include "pipeline/distill_prompts.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "pipeline/prompt_text.h"
 
 const char *const mt_prompt_expert_system = "You are a professional educational assistant.";
 const char *const mt_prompt_judge_system =
@@ -15,58 +16,48 @@ const char *const mt_score_schema =
     "\"maximum\":10},\"reason\":{\"type\":\"string\",\"maxLength\":200}},"
     "\"required\":[\"score\",\"reason\"]}";
 
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    if (vasprintf(&out, fmt, ap) < 0) out = NULL;
-    va_end(ap);
-    return out;
-}
-
-static const char *or_empty(const char *s) {
-    return s ? s : "";
-}
-
 char *mt_prompt_guideline(const mt_question *q) {
-    return format("Title: %s\nContent: %s\n\nBased on the above, please provide guidelines for "
-                  "solving this problem: the approach, the steps and the knowledge needed. Do "
-                  "not write the final answer itself.",
-                  or_empty(q->title), or_empty(q->content));
+    return mt_prompt_format(
+        "Title: %s\nContent: %s\n\nBased on the above, please provide guidelines for "
+        "solving this problem: the approach, the steps and the knowledge needed. Do "
+        "not write the final answer itself.",
+        mt_or_empty(q->title), mt_or_empty(q->content));
 }
 
 /* The reference answer is trusted for the facts; the expert still writes its own
  * explanation, so the weak model learns reasoning by the guideline, not a copy. */
 static char *grounded_answer(const mt_question *q, const char *guideline) {
-    return format("Question title: %s\nQuestion content: %s\n\nReference answer (trusted: follow "
-                  "it for the facts, but do not copy it):\n%s\n\n%s%s%sPlease provide a "
-                  "detailed, accurate answer to the question in your own words that agrees with "
-                  "the reference answer%s and includes the necessary reasoning steps.",
-                  or_empty(q->title), or_empty(q->content), q->reference,
-                  guideline ? "Guideline:\n" : "", guideline ? guideline : "",
-                  guideline ? "\n\n" : "", guideline ? ", follows the guideline" : "");
+    return mt_prompt_format(
+        "Question title: %s\nQuestion content: %s\n\nReference answer (trusted: follow "
+        "it for the facts, but do not copy it):\n%s\n\n%s%s%sPlease provide a "
+        "detailed, accurate answer to the question in your own words that agrees with "
+        "the reference answer%s and includes the necessary reasoning steps.",
+        mt_or_empty(q->title), mt_or_empty(q->content), q->reference,
+        guideline ? "Guideline:\n" : "", guideline ? guideline : "", guideline ? "\n\n" : "",
+        guideline ? ", follows the guideline" : "");
 }
 
 char *mt_prompt_answer(const mt_question *q, const char *guideline, int grounded) {
     if (grounded && q->reference && q->reference[0]) return grounded_answer(q, guideline);
     if (!guideline)
-        return format("Question title: %s\nQuestion content: %s\n\nPlease provide a detailed, "
-                      "accurate answer to the question that includes the necessary reasoning "
-                      "steps.",
-                      or_empty(q->title), or_empty(q->content));
-    return format("Question title: %s\nQuestion content: %s\n\nGuideline:\n%s\n\nPlease provide "
-                  "a detailed, accurate answer to the question that follows the guideline and "
-                  "includes the necessary reasoning steps.",
-                  or_empty(q->title), or_empty(q->content), guideline);
+        return mt_prompt_format(
+            "Question title: %s\nQuestion content: %s\n\nPlease provide a detailed, "
+            "accurate answer to the question that includes the necessary reasoning "
+            "steps.",
+            mt_or_empty(q->title), mt_or_empty(q->content));
+    return mt_prompt_format(
+        "Question title: %s\nQuestion content: %s\n\nGuideline:\n%s\n\nPlease provide "
+        "a detailed, accurate answer to the question that follows the guideline and "
+        "includes the necessary reasoning steps.",
+        mt_or_empty(q->title), mt_or_empty(q->content), guideline);
 }
 
 char *mt_prompt_score(const mt_question *q, const char *answer) {
-    return format("Question title: %s\nQuestion content: %s\n%s%s%s\nAnswer to evaluate:\n%s\n\n"
-                  "Rate the quality of this answer from 1 (useless or wrong) to 10 (accurate, "
-                  "complete and clear). Reply with a JSON object {\"score\": <integer 1-10>, "
-                  "\"reason\": \"<one sentence>\"}.",
-                  or_empty(q->title), or_empty(q->content),
-                  q->reference ? "\nReference answer:\n" : "", or_empty(q->reference),
-                  q->reference ? "\n" : "", answer);
+    return mt_prompt_format(
+        "Question title: %s\nQuestion content: %s\n%s%s%s\nAnswer to evaluate:\n%s\n\n"
+        "Rate the quality of this answer from 1 (useless or wrong) to 10 (accurate, "
+        "complete and clear). Reply with a JSON object {\"score\": <integer 1-10>, "
+        "\"reason\": \"<one sentence>\"}.",
+        mt_or_empty(q->title), mt_or_empty(q->content), q->reference ? "\nReference answer:\n" : "",
+        mt_or_empty(q->reference), q->reference ? "\n" : "", answer);
 }

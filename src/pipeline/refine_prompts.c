@@ -1,10 +1,11 @@
 #include "pipeline/refine_prompts.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "pipeline/prompt_text.h"
 
 const char *const mt_prompt_verdict_system =
     "You are a strict, fair expert judge. You decide whether a student's answer to a domain "
@@ -19,25 +20,12 @@ const char *const mt_verdict_schema =
     "\"items\":{\"type\":\"string\",\"maxLength\":120},\"maxItems\":3}},"
     "\"required\":[\"verdict\",\"feedback\",\"hints\"]}";
 
-static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *out = NULL;
-    if (vasprintf(&out, fmt, ap) < 0) out = NULL;
-    va_end(ap);
-    return out;
-}
-
-static const char *or_empty(const char *s) {
-    return s ? s : "";
-}
-
 char *mt_prompt_attempt(const mt_question *q) {
-    return format("Question title: %s\nQuestion content: %s\n\nAnswer the question. First "
-                  "reason step by step, writing each step on its own line; then give the final "
-                  "answer on a line starting with \"Final answer:\".",
-                  or_empty(q->title), or_empty(q->content));
+    return mt_prompt_format(
+        "Question title: %s\nQuestion content: %s\n\nAnswer the question. First "
+        "reason step by step, writing each step on its own line; then give the final "
+        "answer on a line starting with \"Final answer:\".",
+        mt_or_empty(q->title), mt_or_empty(q->content));
 }
 
 char *mt_prompt_revision(const mt_question *q, const char *previous, const mt_verdict *v) {
@@ -45,26 +33,27 @@ char *mt_prompt_revision(const mt_question *q, const char *previous, const mt_ve
     size_t used = 0;
     for (int k = 0; k < v->n_hints && used < sizeof hints; k++)
         used += (size_t)snprintf(hints + used, sizeof hints - used, "- %s\n", v->hints[k]);
-    return format("Question title: %s\nQuestion content: %s\n\nYour previous answer:\n%s\n\nAn "
-                  "expert judged it incorrect.\nFeedback: %s\n%s%s\nWrite a corrected answer. "
-                  "First reason step by step, writing each step on its own line; then give the "
-                  "final answer on a line starting with \"Final answer:\".",
-                  or_empty(q->title), or_empty(q->content), previous, or_empty(v->feedback),
-                  v->n_hints ? "Hints:\n" : "", hints);
+    return mt_prompt_format(
+        "Question title: %s\nQuestion content: %s\n\nYour previous answer:\n%s\n\nAn "
+        "expert judged it incorrect.\nFeedback: %s\n%s%s\nWrite a corrected answer. "
+        "First reason step by step, writing each step on its own line; then give the "
+        "final answer on a line starting with \"Final answer:\".",
+        mt_or_empty(q->title), mt_or_empty(q->content), previous, mt_or_empty(v->feedback),
+        v->n_hints ? "Hints:\n" : "", hints);
 }
 
 char *mt_prompt_verdict(const mt_question *q, const char *attempt, int attempt_number,
                         int max_attempts, const char *reference) {
     /* The first line names the question and a line states the attempt number, so a
      * scripted test expert (and a person reading the request log) can tell them apart. */
-    return format(
+    return mt_prompt_format(
         "Question: %s\nQuestion content: %s\n%s%s%s\nAttempt %d of at most %d\n"
         "Student's answer:\n%s\n\nIs the student's answer correct%s? Reply with a JSON object "
         "{\"verdict\": \"correct\" or \"incorrect\", \"feedback\": \"<what is wrong, or why it "
         "is right, in one or two sentences>\", \"hints\": [\"<short hint>\", ...]} with at most "
         "three hints and no hint when the answer is correct.",
-        or_empty(q->title), or_empty(q->content), reference ? "\nReference answer:\n" : "",
-        or_empty(reference), reference ? "\n" : "", attempt_number, max_attempts, attempt,
+        mt_or_empty(q->title), mt_or_empty(q->content), reference ? "\nReference answer:\n" : "",
+        mt_or_empty(reference), reference ? "\n" : "", attempt_number, max_attempts, attempt,
         reference ? " (judge it against the reference answer)" : "");
 }
 
