@@ -562,7 +562,7 @@ static mt_status train_round(refine *r) {
     if (st) return st;
     if (trained)
         mt_report_note(r->c.rep, "round %d: %lld steps, loss %.4f -> %.4f", round,
-                       (long long)sum.steps, sum.first_loss, sum.last_loss);
+                       (long long)(sum.steps - sum.init_step), sum.first_loss, sum.last_loss);
     mt_fault_point("refine_round_done");
     r->version = round;
     r->accepted_untrained = 0;
