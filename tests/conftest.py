@@ -81,6 +81,28 @@ def gemma_gguf(models_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hf_gguf():
+    """load(gguf) -> (model, tokenizer): transformers' fp32 model of a GGUF file (eval mode) and
+    its tokenizer, loaded once per session. Dequantising a GGUF in Python takes up to minutes,
+    and several test files compare against the same models; tests must not change them (copy
+    first, as the PEFT tests do)."""
+    cache = {}
+
+    def load(gguf: Path):
+        key = str(gguf)
+        if key not in cache:
+            import torch
+            import transformers
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+            tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            cache[key] = (model, tok)
+        return cache[key]
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def run_meteor(meteor_bin, repo_root):
     """run_meteor(*args, check=True, timeout=600, input=None) -> CompletedProcess (text).
 

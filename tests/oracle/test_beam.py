@@ -239,10 +239,8 @@ def test_larger_vocab_matches_transformers(beam_tool, tmp_path):
         assert_nbest_equal([(full_seq(h), h["score"]) for h in got["hyps"]], want, f"N {n_beams}")
 
 
-def test_smollm_four_beams_match_transformers(beam_tool, smollm_gguf):
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(smollm_gguf.parent), gguf_file=smollm_gguf.name, dtype=torch.float32).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(str(smollm_gguf.parent), gguf_file=smollm_gguf.name)
+def test_smollm_four_beams_match_transformers(beam_tool, smollm_gguf, hf_gguf):
+    model, tok = hf_gguf(smollm_gguf)
     ids = tok("The Python programming language was created by")["input_ids"]
     got = run_beam(beam_tool, smollm_gguf, ids, 4, 16)
     want = hf_beam(model, ids, 4, 16, 1.0, False, eos=tok.eos_token_id)
@@ -312,12 +310,10 @@ def test_cli_nbest_equals_library(run_meteor, beam_tool, smollm_gguf):
     assert plain == got["text"] + "\n"
 
 
-def test_cli_chat_beams_match_transformers(run_meteor, smollm_gguf):
+def test_cli_chat_beams_match_transformers(run_meteor, smollm_gguf, hf_gguf):
     """A chat reply: <|im_end|> (SmolLM2's EOS) ends hypotheses, so the early-stopping
     heuristic decides when the search is over."""
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(smollm_gguf.parent), gguf_file=smollm_gguf.name, dtype=torch.float32).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(str(smollm_gguf.parent), gguf_file=smollm_gguf.name)
+    model, tok = hf_gguf(smollm_gguf)
     text = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2? Answer briefly."}],
                                    tokenize=False, add_generation_prompt=True)
     ids = tok(text, add_special_tokens=False)["input_ids"]

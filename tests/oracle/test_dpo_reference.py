@@ -128,15 +128,14 @@ def test_batched_equals_one_pair_at_a_time(run_meteor, smollm_gguf, pairs, batch
     assert_same_scores(scored(ref_file(alone)), scored(ref_file(batched)))
 
 
-def test_reference_matches_transformers(batched, smollm_gguf, build_dir, pairs):
+def test_reference_matches_transformers(batched, smollm_gguf, build_dir, pairs, hf_gguf):
     """Summed answer log-probs of the scored pairs against transformers in float32 on the same
     (dequantised) weights, from the tokens and loss mask meteor trained on (data_dump)."""
     exe = build_dir / "tools" / "data_dump"
     assert exe.is_file(), f"{exe} is missing: build it with `make`"
     dump = json.loads(subprocess.run([str(exe), str(smollm_gguf), str(pairs)], capture_output=True,
                                      text=True, check=True, timeout=300).stdout)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(smollm_gguf.parent), gguf_file=smollm_gguf.name, dtype=torch.float32).eval()
+    model, _ = hf_gguf(smollm_gguf)
 
     def logp(side):
         ids = torch.tensor([side["tokens"]])

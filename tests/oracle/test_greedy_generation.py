@@ -18,11 +18,9 @@ CHAT_QUESTION = "How do I read a file line by line in Python?"
 
 
 @pytest.fixture(scope="module", params=["smollm", "gemma"])
-def hf_model(request, smollm_gguf, gemma_gguf):
+def hf_model(request, smollm_gguf, gemma_gguf, hf_gguf):
     gguf = smollm_gguf if request.param == "smollm" else gemma_gguf
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model, tok = hf_gguf(gguf)
     return gguf, model, tok
 
 

@@ -81,12 +81,10 @@ REAL_MODELS = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"]
 
 
 @pytest.mark.parametrize("name", REAL_MODELS)
-def test_real_gguf_logits_match_transformers(name, models_dir, tmp_path):
+def test_real_gguf_logits_match_transformers(name, models_dir, tmp_path, hf_gguf):
     """transformers' GGUF loader dequantises the same file; both run fp32."""
     gguf = models_dir / name
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model, tok = hf_gguf(gguf)
     ids = tok("What is the difference between a list and a tuple in Python?")["input_ids"]
     with torch.no_grad():
         ref = model(torch.tensor([ids])).logits[0].numpy()
