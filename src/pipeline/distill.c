@@ -12,7 +12,6 @@
 #include "pipeline/distill_prompts.h"
 #include "pipeline/expert_pass.h"
 #include "pipeline/names.h"
-#include "pipeline/questions.h"
 #include "pipeline/run_dir.h"
 #include "pipeline/stages.h"
 
@@ -366,31 +365,6 @@ static mt_status pin_settings(distill *d) {
     return st;
 }
 
-static mt_status load_questions(distill *d) {
-    const mt_distill_opts *o = d->o;
-    mt_store *s = d->c.store;
-    mt_status st = MT_OK;
-    if (o->questions) {
-        mt_import_stats is;
-        if (!(st = mt_questions_import(s, o->questions, &is)))
-            mt_report_note(d->c.rep, "questions: %d read from %s, %d new, %d already known",
-                           is.read, o->questions, is.added, is.duplicates);
-    }
-    if (!st) st = mt_questions_split(s, o->seed, o->test_fraction);
-    if (!st) st = mt_store_questions(s, "train", &d->qs, &d->n);
-    if (!st && d->n == 0) {
-        mt_question *all = NULL;
-        int n_all = 0;
-        mt_store_questions(s, NULL, &all, &n_all);
-        mt_questions_free(all, n_all);
-        st = mt_fail(MT_ERR_ARG, n_all ? "no question fell into the training split; lower "
-                                         "--test-fraction or add questions"
-                                       : "the run has no questions yet: pass --questions FILE");
-    }
-    if (!st) mt_report_note(d->c.rep, "training split: %d questions", d->n);
-    return st;
-}
-
 static mt_status prepare(distill *d) {
     const mt_distill_opts *o = d->o;
     d->c.rep = o->rep;
@@ -398,7 +372,8 @@ static mt_status prepare(distill *d) {
     d->c.model_path = o->model;
     mt_status st = mt_run_dir_open(o->run_dir, &d->c.dir, &d->c.store);
     if (!st) st = pin_settings(d);
-    if (!st) st = load_questions(d);
+    if (!st)
+        st = mt_stage_questions(&d->c, o->questions, 1, o->seed, o->test_fraction, &d->qs, &d->n);
     if (!st) {
         d->c.qs = d->qs;
         d->c.n = d->n;

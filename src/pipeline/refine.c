@@ -8,15 +8,13 @@
 
 #include "core/alloc.h"
 #include "core/fault.h"
+#include "core/lines.h"
 #include "core/progress.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/lora.h"
-#include "model/pack.h"
-#include "pipeline/adapter.h"
 #include "pipeline/expert_pass.h"
 #include "pipeline/names.h"
-#include "pipeline/questions.h"
 #include "pipeline/refine_prompts.h"
 #include "pipeline/stages.h"
 #include "train/export.h"
@@ -57,7 +55,6 @@ typedef struct {
     mt_run_ctx c;
     mt_session model;
     int model_open;
-    mt_lora *lora; /* the adapter generation runs with, or NULL */
     mt_question *qs;
     int n;
     track *t;
@@ -80,27 +77,8 @@ static int file_exists(const char *p) {
 
 /* ---- the model and its adapter ---------------------------------------------------------- */
 
-static void drop_adapter(refine *r) {
-    if (!r->lora) return;
-    mt_lora_detach(r->model.model);
-    mt_lora_free(r->lora);
-    r->lora = NULL;
-}
-
-/* Generation with the adapter in dir ("" or NULL: none), packed unless precise. */
 static mt_status to_generation(refine *r, const char *dir) {
-    mt_kernels_set_precise(r->o->precise);
-    mt_status st = r->o->precise ? MT_OK : mt_model_pack(r->model.model);
-    drop_adapter(r);
-    if (!st && dir && *dir) st = mt_model_apply_adapter(r->model.model, dir, &r->lora);
-    return st;
-}
-
-/* Training reads the stored rows in precise mode and attaches its own adapter. */
-static void to_training(refine *r) {
-    drop_adapter(r);
-    mt_kernels_set_precise(1);
-    mt_model_unpack(r->model.model);
+    return mt_stage_to_generation(&r->c, dir, r->o->precise);
 }
 
 /* ---- attempts -------------------------------------------------------------------------- */
@@ -357,36 +335,10 @@ static char *refined_line(const refine *r, int i) {
     return txt;
 }
 
-typedef struct {
-    char **v;
-    int n, cap;
-} lines;
-
-static mt_status lines_push(lines *l, char *s) {
-    if (!s) return mt_fail(MT_ERR_NOMEM, "out of memory");
-    if (l->n == l->cap) {
-        const int cap = l->cap ? 2 * l->cap : 64;
-        char **v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) {
-            free(s);
-            return mt_fail(MT_ERR_NOMEM, "out of memory");
-        }
-        l->v = v, l->cap = cap;
-    }
-    l->v[l->n++] = s;
-    return MT_OK;
-}
-
-static void lines_free(lines *l) {
-    for (int k = 0; k < l->n; k++) cJSON_free(l->v[k]);
-    free(l->v);
-    memset(l, 0, sizeof *l);
-}
-
-static mt_status refined_lines(const refine *r, lines *out) {
+static mt_status refined_lines(const refine *r, mt_lines *out) {
     for (int i = 0; i < r->n; i++) {
         if (r->t[i].state != Q_ACCEPTED && !trains_on_expert(r, i)) continue;
-        mt_status st = lines_push(out, refined_line(r, i));
+        mt_status st = mt_lines_push(out, refined_line(r, i));
         if (st) return st;
     }
     return MT_OK;
@@ -423,11 +375,11 @@ static char *trajectory_line(const refine *r, int i, int a) {
 }
 
 static mt_status export_all(refine *r) {
-    lines refined = {0}, traj = {0};
+    mt_lines refined = {0}, traj = {0};
     mt_status st = refined_lines(r, &refined);
     for (int i = 0; !st && i < r->n; i++)
         for (int a = 1; !st && a <= r->t[i].attempts; a++)
-            st = lines_push(&traj, trajectory_line(r, i, a));
+            st = mt_lines_push(&traj, trajectory_line(r, i, a));
     char path[4096];
     mt_run_path(&r->c.dir, "data/refined.jsonl", path, sizeof path);
     if (!st) st = mt_write_jsonl(path, refined.v, refined.n);
@@ -435,8 +387,8 @@ static mt_status export_all(refine *r) {
     mt_run_path(&r->c.dir, "data/trajectories.jsonl", path, sizeof path);
     if (!st) st = mt_write_jsonl(path, traj.v, traj.n);
     if (!st) mt_report_note(r->c.rep, "wrote %s (%d attempts)", path, traj.n);
-    lines_free(&refined);
-    lines_free(&traj);
+    mt_lines_free(&refined);
+    mt_lines_free(&traj);
     return st;
 }
 
@@ -470,7 +422,7 @@ static char *replay_line(const char *record) {
 }
 
 /* The replay share of a round: phase 1 records in an order drawn from (seed, round). */
-static mt_status add_replay(const refine *r, int round, int n_trained, lines *out) {
+static mt_status add_replay(const refine *r, int round, int n_trained, mt_lines *out) {
     const double share = r->o->replay;
     if (share <= 0 || n_trained == 0) return MT_OK;
     char **recs = NULL;
@@ -485,7 +437,7 @@ static mt_status add_replay(const refine *r, int round, int n_trained, lines *ou
         p[k] = (replay_pick){mt_mix_key(mt_mix_key(r->o->seed, (uint64_t)round), (uint64_t)k),
                              recs[k]};
     if (!st) qsort(p, (size_t)n, sizeof *p, by_order);
-    for (int k = 0; !st && k < want; k++) st = lines_push(out, replay_line(p[k].line));
+    for (int k = 0; !st && k < want; k++) st = mt_lines_push(out, replay_line(p[k].line));
     free(p);
     mt_strings_free(recs, n);
     return st;
@@ -498,7 +450,7 @@ static int count_refined(const refine *r) {
 }
 
 static mt_status write_round_data(refine *r, int round, const char *rel, int *n_examples) {
-    lines l = {0};
+    mt_lines l = {0};
     mt_status st = refined_lines(r, &l);
     const int n_trained = l.n;
     r->lines_at_last_round = n_trained;
@@ -507,7 +459,7 @@ static mt_status write_round_data(refine *r, int round, const char *rel, int *n_
     mt_run_path(&r->c.dir, rel, path, sizeof path);
     if (!st) st = mt_write_jsonl(path, l.v, l.n);
     *n_examples = l.n;
-    lines_free(&l);
+    mt_lines_free(&l);
     return st;
 }
 
@@ -552,12 +504,17 @@ static mt_status train_round(refine *r) {
                               .last_loss_metric = last,
                               .job = r->o->train};
     round_start(r, round, &to.job, start, sizeof start);
-    mt_report_note(r->c.rep, "training round %d on %d examples", round, n_examples);
-    to_training(r);
+    int done = 0;
+    if ((st = mt_stage_item_done(&r->c, MT_PHASE_REFINE, MT_STAGE_SFT, item, &done))) return st;
     mt_train_summary sum;
     int trained = 0;
     const double t0 = mt_now_seconds();
-    st = mt_stage_train(&r->c, &to, &trained, &sum);
+    /* a finished round (a resumed run) needs no switch to training and back */
+    if (!done) {
+        mt_report_note(r->c.rep, "training round %d on %d examples", round, n_examples);
+        mt_stage_to_training(&r->c);
+        st = mt_stage_train(&r->c, &to, &trained, &sum);
+    }
     r->seconds_training += mt_now_seconds() - t0;
     if (st) return st;
     if (trained)
@@ -573,10 +530,10 @@ static mt_status train_round(refine *r) {
 
 /* The final adapter where later phases and users look for it. */
 static mt_status save_final_adapter(refine *r) {
-    if (!r->lora) return MT_OK;
+    if (!r->model.lora) return MT_OK;
     char dir[4096];
     mt_run_path(&r->c.dir, "adapters/" MT_PHASE_REFINE, dir, sizeof dir);
-    mt_status st = mt_lora_save_peft(r->lora, r->model.model, dir);
+    mt_status st = mt_lora_save_peft(r->model.lora, r->model.model, dir);
     if (!st) mt_report_note(r->c.rep, "phase 2 adapter (version %d) in %s", r->version, dir);
     return st;
 }
@@ -706,25 +663,6 @@ static mt_status pin_settings(refine *r) {
     return st;
 }
 
-static mt_status load_questions(refine *r) {
-    const mt_refine_opts *o = r->o;
-    mt_store *s = r->c.store;
-    mt_status st = MT_OK;
-    if (o->questions) {
-        mt_import_stats is;
-        if (!(st = mt_questions_import(s, o->questions, &is)))
-            mt_report_note(r->c.rep, "questions: %d read from %s, %d new, %d already known",
-                           is.read, o->questions, is.added, is.duplicates);
-    }
-    /* the split phase 1 drew stays as it is; only newly imported questions need one */
-    if (!st && o->questions) st = mt_questions_split(s, o->seed, o->test_fraction);
-    if (!st) st = mt_store_questions(s, "train", &r->qs, &r->n);
-    if (!st && r->n == 0)
-        st = mt_fail(MT_ERR_ARG, "the run has no training questions: run `meteor distill` "
-                                 "first or pass --questions FILE");
-    return st;
-}
-
 /* Phase 1's expert answers, for --on-reject expert-answer. */
 static mt_status load_phase1_answers(refine *r) {
     char **recs = NULL;
@@ -756,7 +694,10 @@ static mt_status prepare(refine *r) {
     if (!st) st = resolve_model(r);
     if (!st) st = resolve_start(r);
     if (!st) st = pin_settings(r);
-    if (!st) st = load_questions(r);
+    /* the split phase 1 drew stays as it is; only newly imported questions need one */
+    if (!st)
+        st = mt_stage_questions(&r->c, o->questions, o->questions != NULL, o->seed,
+                                o->test_fraction, &r->qs, &r->n);
     if (!st) {
         r->c.model_path = r->model_path;
         r->c.qs = r->qs;
@@ -767,7 +708,6 @@ static mt_status prepare(refine *r) {
     }
     for (int i = 0; !st && i < r->n; i++) r->t[i].version = -1;
     if (!st) st = load_phase1_answers(r);
-    if (!st) mt_report_note(r->c.rep, "training split: %d questions", r->n);
     if (!st && !(st = mt_session_open(&r->model, r->model_path, o->threads, o->chat_template)))
         r->model_open = 1;
     if (!st) st = to_generation(r, r->start_adapter);
@@ -782,7 +722,6 @@ static void cleanup(refine *r) {
     free(r->t);
     free(r->phase1_answers);
     mt_questions_free(r->qs, r->n);
-    drop_adapter(r);
     if (r->model_open) mt_session_close(&r->model);
     mt_expert_free(r->e);
     mt_store_close(r->c.store);

@@ -37,9 +37,24 @@ mt_status mt_run_mkdir(const mt_run_dir *d, const char *rel) {
     return mkdir_p(path);
 }
 
+/* Cleans dir and every folder below it, depth levels deep at most. */
+static void clean_tree(const char *dir_path, int depth) {
+    mt_atomic_clean_dir(dir_path);
+    DIR *dir = depth > 0 ? opendir(dir_path) : NULL;
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        if (e->d_name[0] == '.') continue;
+        char sub[4096 + 256];
+        struct stat st;
+        snprintf(sub, sizeof sub, "%s/%s", dir_path, e->d_name);
+        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) clean_tree(sub, depth - 1);
+    }
+    if (dir) closedir(dir);
+}
+
 /* Removes what killed runs left of atomic writes in the run's folders (the root, data/,
- * and each folder under train/ and adapters/), even of files this run may not write
- * again soon. A run directory is meteor's alone, so every leftover there is a run's. */
+ * and every folder under train/ and adapters/, where later phases keep a folder per
+ * round), even of files this run may not write again soon. A run directory is meteor's
+ * alone, so every leftover there is a run's. */
 static void clean_leftovers(const mt_run_dir *d) {
     char path[4096];
     mt_atomic_clean_dir(d->root);
@@ -48,15 +63,7 @@ static void clean_leftovers(const mt_run_dir *d) {
     static const char *const nested[] = {"train", "adapters"};
     for (size_t i = 0; i < sizeof nested / sizeof *nested; i++) {
         mt_run_path(d, nested[i], path, sizeof path);
-        DIR *dir = opendir(path);
-        for (struct dirent *e; dir && (e = readdir(dir));) {
-            if (e->d_name[0] == '.') continue;
-            char sub[4096 + 256];
-            struct stat st;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) mt_atomic_clean_dir(sub);
-        }
-        if (dir) closedir(dir);
+        clean_tree(path, 3);
     }
 }
 

@@ -8,12 +8,80 @@
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "infer/batch.h"
+#include "kernels/matmul.h"
+#include "model/lora.h"
+#include "model/pack.h"
+#include "pipeline/adapter.h"
+#include "pipeline/questions.h"
 
 void mt_item_key(const char *qid, int round, int attempt, char out[MT_ITEM_KEY_MAX]) {
     if (round == 0 && attempt == 0)
         snprintf(out, MT_ITEM_KEY_MAX, "%s", qid);
     else
         snprintf(out, MT_ITEM_KEY_MAX, "%s/r%d/a%d", qid, round, attempt);
+}
+
+/* ---- the model's mode -------------------------------------------------------------------- */
+
+static void drop_adapter(mt_session *s) {
+    if (!s->lora) return;
+    mt_lora_detach(s->model);
+    mt_lora_free(s->lora);
+    s->lora = NULL;
+}
+
+mt_status mt_stage_to_generation(const mt_run_ctx *c, const char *dir, int precise) {
+    mt_kernels_set_precise(precise);
+    mt_status st = precise ? MT_OK : mt_model_pack(c->model->model);
+    drop_adapter(c->model);
+    if (!st && dir && *dir) st = mt_session_apply_adapter(c->model, dir);
+    return st;
+}
+
+void mt_stage_to_training(const mt_run_ctx *c) {
+    drop_adapter(c->model);
+    mt_kernels_set_precise(1);
+    mt_model_unpack(c->model->model);
+}
+
+/* ---- questions ---------------------------------------------------------------------------- */
+
+static mt_status empty_split_error(const mt_run_ctx *c) {
+    mt_question *all = NULL;
+    int n_all = 0;
+    mt_status st = mt_store_questions(c->store, NULL, &all, &n_all);
+    mt_questions_free(all, n_all);
+    if (st) return st;
+    return mt_fail(MT_ERR_ARG, n_all ? "no question fell into the training split; lower "
+                                       "--test-fraction or add questions"
+                                     : "the run has no questions yet: pass --questions FILE");
+}
+
+mt_status mt_stage_questions(const mt_run_ctx *c, const char *path, int draw_split, uint64_t seed,
+                             double test_fraction, mt_question **qs, int *n) {
+    *qs = NULL;
+    *n = 0;
+    mt_status st = MT_OK;
+    if (path) {
+        mt_import_stats is;
+        if (!(st = mt_questions_import(c->store, path, &is)))
+            mt_report_note(c->rep, "questions: %d read from %s, %d new, %d already known", is.read,
+                           path, is.added, is.duplicates);
+    }
+    if (!st && draw_split) st = mt_questions_split(c->store, seed, test_fraction);
+    if (!st) st = mt_store_questions(c->store, "train", qs, n);
+    if (!st && *n == 0) st = empty_split_error(c);
+    if (!st) mt_report_note(c->rep, "training split: %d questions", *n);
+    return st;
+}
+
+mt_status mt_stage_item_done(const mt_run_ctx *c, const char *phase, const char *stage,
+                             const char *key, int *done) {
+    mt_item it = {0};
+    mt_status st = mt_store_item_get(c->store, phase, stage, key, &it);
+    *done = !st && it.state == MT_ITEM_DONE;
+    mt_item_free(&it);
+    return st;
 }
 
 /* ---- generate ---------------------------------------------------------------------------- */
@@ -68,10 +136,8 @@ static mt_status pending_jobs(const mt_run_ctx *c, const mt_gen_job *jobs, int n
                               const mt_gen_stage_opts *o, int *todo, int *n_todo) {
     *n_todo = 0;
     for (int j = 0; j < n; j++) {
-        mt_item it = {0};
-        mt_status st = mt_store_item_get(c->store, o->phase, o->stage, jobs[j].key, &it);
-        const int done = it.state == MT_ITEM_DONE;
-        mt_item_free(&it);
+        int done = 0;
+        mt_status st = mt_stage_item_done(c, o->phase, o->stage, jobs[j].key, &done);
         if (st) return st;
         if (!done) todo[(*n_todo)++] = j;
     }
@@ -206,10 +272,8 @@ static mt_status record_training(const mt_run_ctx *c, const mt_train_stage_opts 
 mt_status mt_stage_train(const mt_run_ctx *c, const mt_train_stage_opts *o, int *trained,
                          mt_train_summary *sum) {
     *trained = 0;
-    mt_item it = {0};
-    mt_status st = mt_store_item_get(c->store, o->phase, o->stage, o->item, &it);
-    const int done = it.state == MT_ITEM_DONE;
-    mt_item_free(&it);
+    int done = 0;
+    mt_status st = mt_stage_item_done(c, o->phase, o->stage, o->item, &done);
     if (st || done) return st;
     char data[4096], out[4096], result[4096], ckpt[4200];
     mt_run_path(&c->dir, o->data, data, sizeof data);

@@ -34,6 +34,30 @@ typedef struct {
 #define MT_ITEM_KEY_MAX 64
 void mt_item_key(const char *qid, int round, int attempt, char out[MT_ITEM_KEY_MAX]);
 
+/* ---- the model's mode -------------------------------------------------------------------- */
+
+/* Generation with the PEFT adapter in dir (NULL or "": none) attached to the context's
+ * session (as its lora), replacing any adapter it had; weights packed for fast decoding
+ * unless precise. */
+mt_status mt_stage_to_generation(const mt_run_ctx *c, const char *dir, int precise);
+/* Training: no adapter attached (the trainer attaches its own), precise mode, unpacked
+ * weights. */
+void mt_stage_to_training(const mt_run_ctx *c);
+
+/* ---- questions ------------------------------------------------------------------------- */
+
+/* The run's training split, in import order (free with mt_questions_free). Imports path
+ * first when not NULL. draw_split: draw the split of questions that have none, with the
+ * seed and test fraction the run pinned (the first phase does; a later phase only when it
+ * imports, since its own seed need not be the run's). An empty split is an error that
+ * says what to do. */
+mt_status mt_stage_questions(const mt_run_ctx *c, const char *path, int draw_split, uint64_t seed,
+                             double test_fraction, mt_question **qs, int *n);
+
+/* Whether item (phase, stage, key) is done. */
+mt_status mt_stage_item_done(const mt_run_ctx *c, const char *phase, const char *stage,
+                             const char *key, int *done);
+
 /* ---- generate with the model ---------------------------------------------------------- */
 
 typedef struct {
