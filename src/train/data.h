@@ -60,6 +60,11 @@ mt_status mt_dataset_load(const char *path, const mt_tokenizer *tok, mt_chat_fam
                           const mt_data_opts *o, mt_dataset *out);
 void mt_dataset_free(mt_dataset *d);
 
+/* The user turn of a question given as title and content (the records' question_title and
+ * question_content): joined by a blank line; a blank part is left out, and a content that
+ * already opens with the title is used alone so the title is not said twice. */
+mt_status mt_data_user_turn(const char *title, const char *content, char **out);
+
 /* Hash of every example's tokens and boundaries: a checkpoint stores it so that resuming
  * on different data (or a different tokenizer, template or length limit) is caught. */
 uint64_t mt_dataset_fingerprint(const mt_dataset *d);

@@ -73,9 +73,7 @@ static mt_status dup_text(const char *a, size_t na, const char *b, size_t nb, ch
     return MT_OK;
 }
 
-/* Title and content joined by a blank line; a blank part is left out, and a content that
- * already opens with the title is used alone so the title is not said twice. */
-static mt_status join_title(const char *title, const char *content, char **out) {
+mt_status mt_data_user_turn(const char *title, const char *content, char **out) {
     int has_t = title && !is_blank(title), has_c = content && !is_blank(content);
     if (has_t && has_c && strncmp(content, title, strlen(title)) != 0) {
         size_t nt = strlen(title);
@@ -119,7 +117,7 @@ static mt_status user_turn(const cJSON *obj, const char *path, int line, char **
         return mt_fail(MT_ERR_FORMAT, "%s:%d: the question is empty (%s%s%s blank)", path, line,
                        title ? title_name : "", title && c ? " and " : "",
                        c ? "question_content" : "");
-    return join_title(title, c, out);
+    return mt_data_user_turn(title, c, out);
 }
 
 static mt_status answers(const cJSON *obj, const char *path, int line, mt_data_record *r) {
