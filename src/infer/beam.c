@@ -1,6 +1,7 @@
 #include "infer/beam.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,10 +59,16 @@ typedef struct {
     double total; /* running sum of log-probs including this token */
 } cand;
 
+/* The search of one prompt. Its beams live in KV slots [base, base + N) of a cache
+ * shared with the prompts searched beside it; slot numbers below are relative to base. */
 typedef struct {
     const mt_model *m;
     const mt_tokenizer *tok;
     const mt_beam_params *p;
+    int index; /* the prompt's index; -1: no prompt (a free group of slots) */
+    int base;
+    mt_kv_cache *kv;
+    int t;     /* the current step: tokens every running beam has */
     int N;     /* beams */
     int K;     /* candidates kept per step (transformers' beams_to_keep) */
     int V;     /* logits per row: the model's embedding rows */
@@ -80,23 +87,20 @@ typedef struct {
     double *score_run, *score_next;
     int *slot_run, *slot_next;
     int *parent;
-    int32_t *feed_tok;
-    int *feed_pos;
     mt_textbuf *text_run, *text_next; /* bytes so far, only with stop strings */
 
     /* What each KV slot holds: slot_len[s] generated rows (tokens slot_tok[s * L ...])
      * after the prompt, or -1 when the prompt rows were never copied in. */
     int32_t *slot_tok;
     int *slot_len;
-    mt_kv_cache kv;
 
     /* With a JSON constraint: each running beam's parse, double-buffered like the beams,
      * and the parse after each of the best K candidates' tokens. */
     mt_gmatch **match_run, **match_next, **match_cand;
 
-    cand *pool;  /* N x K: each beam's best K continuations */
-    int *reason; /* stop reason of each of the best K candidates (0 = runs on) */
-    float *logits;
+    cand *pool;    /* N x K: each beam's best K continuations */
+    int *reason;   /* stop reason of each of the best K candidates (0 = runs on) */
+    float *logits; /* the running beams' rows of the last forward pass (not owned) */
     int32_t *top_idx;
     float *top_val;
     char *piece;
@@ -104,6 +108,8 @@ typedef struct {
     mt_beam_hyp *fin; /* finished hypotheses, best first */
     int n_fin;
     long long rows_copied;
+    double prefill_seconds; /* of the pass that prefilled the prompt */
+    double decode_from;     /* when that pass ended */
 } search;
 
 static int is_stop_token(const search *s, int32_t t) {
@@ -120,8 +126,6 @@ static void search_free(search *s) {
     free(s->slot_run);
     free(s->slot_next);
     free(s->parent);
-    free(s->feed_tok);
-    free(s->feed_pos);
     for (int i = 0; i < s->N; i++) {
         if (s->text_run) mt_textbuf_free(&s->text_run[i]);
         if (s->text_next) mt_textbuf_free(&s->text_next[i]);
@@ -130,10 +134,8 @@ static void search_free(search *s) {
     free(s->text_next);
     free(s->slot_tok);
     free(s->slot_len);
-    mt_kv_cache_free(&s->kv);
     free(s->pool);
     free(s->reason);
-    free(s->logits);
     free(s->top_idx);
     free(s->top_val);
     free(s->piece);
@@ -150,6 +152,8 @@ static void search_free(search *s) {
         free(s->fin[i].text);
     }
     free(s->fin);
+    memset(s, 0, sizeof *s);
+    s->index = -1;
 }
 
 static mt_status collect_stops(search *s) {
@@ -170,12 +174,35 @@ static mt_status collect_stops(search *s) {
     return MT_OK;
 }
 
+/* The context a prompt of n_prompt tokens is searched in: p->n_ctx, or room for
+ * max_tokens more, capped at the model's training context. */
+static int prompt_context(const mt_model *m, const mt_beam_params *p, int n_prompt) {
+    if (p->n_ctx > 0) return p->n_ctx;
+    const long want = (long)n_prompt + p->max_tokens;
+    return want > m->cfg.n_ctx_train ? m->cfg.n_ctx_train : (int)want;
+}
+
+static mt_status check_prompt(const mt_model *m, const mt_beam_params *p, int n_prompt) {
+    if (n_prompt <= 0) return mt_fail(MT_ERR_ARG, "the prompt is empty");
+    const int n_ctx = prompt_context(m, p, n_prompt);
+    if (n_prompt >= n_ctx)
+        return mt_fail(MT_ERR_ARG, "prompt of %d tokens does not fit the context of %d", n_prompt,
+                       n_ctx);
+    return MT_OK;
+}
+
+/* A search for prompt `index` (checked by check_prompt) in slots [base, base + N) of kv;
+ * its prompt rows are prefilled into slot base by the caller. */
 static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *tok,
-                             const mt_beam_params *p, int n_prompt) {
+                             const mt_beam_params *p, int index, int n_prompt, mt_kv_cache *kv,
+                             int base) {
     memset(s, 0, sizeof *s);
     s->m = m;
     s->tok = tok;
     s->p = p;
+    s->index = index;
+    s->kv = kv;
+    s->base = base;
     s->N = p->n_beams;
     s->V = m->cfg.n_vocab;
     s->n_prompt = n_prompt;
@@ -186,20 +213,16 @@ static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *t
     /* As transformers: enough candidates that N of them run on even when every beam's
      * best continuations are stop tokens. */
     s->K = (s->n_stops + 1 > 2 ? s->n_stops + 1 : 2) * s->N;
-    int n_ctx = p->n_ctx;
-    if (n_ctx <= 0) {
-        n_ctx = n_prompt + p->max_tokens;
-        if (n_ctx > m->cfg.n_ctx_train) n_ctx = m->cfg.n_ctx_train;
-    }
-    if (n_prompt >= n_ctx)
-        return mt_fail(MT_ERR_ARG, "prompt of %d tokens does not fit the context of %d", n_prompt,
-                       n_ctx);
+    const int n_ctx = prompt_context(m, p, n_prompt);
     s->L = p->max_tokens;
     s->at_limit = MT_STOP_LENGTH;
     if (n_prompt + s->L > n_ctx) {
         s->L = n_ctx - n_prompt;
         s->at_limit = MT_STOP_CONTEXT;
     }
+    if (n_prompt + s->L > kv->n_ctx)
+        return mt_fail(MT_ERR_INTERNAL, "beam search: the KV slots hold %d positions, not %d",
+                       kv->n_ctx, n_prompt + s->L);
     const size_t N = (size_t)s->N, L = (size_t)s->L, K = (size_t)s->K;
     s->tok_run = mt_calloc(N * L, sizeof *s->tok_run);
     s->tok_next = mt_calloc(N * L, sizeof *s->tok_next);
@@ -208,13 +231,10 @@ static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *t
     s->slot_run = mt_calloc(N, sizeof *s->slot_run);
     s->slot_next = mt_calloc(N, sizeof *s->slot_next);
     s->parent = mt_calloc(N, sizeof *s->parent);
-    s->feed_tok = mt_calloc(N, sizeof *s->feed_tok);
-    s->feed_pos = mt_calloc(N, sizeof *s->feed_pos);
     s->slot_tok = mt_calloc(N * L, sizeof *s->slot_tok);
     s->slot_len = mt_calloc(N, sizeof *s->slot_len);
     s->pool = mt_calloc(N * K, sizeof *s->pool);
     s->reason = mt_calloc(K, sizeof *s->reason);
-    s->logits = mt_calloc(N * (size_t)s->V, sizeof *s->logits);
     s->top_idx = mt_calloc(K, sizeof *s->top_idx);
     s->top_val = mt_calloc(K, sizeof *s->top_val);
     s->fin = mt_calloc(N, sizeof *s->fin);
@@ -225,9 +245,8 @@ static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *t
         if (!s->text_run || !s->text_next || !s->piece) return MT_ERR_NOMEM;
     }
     if (!s->tok_run || !s->tok_next || !s->score_run || !s->score_next || !s->slot_run ||
-        !s->slot_next || !s->parent || !s->feed_tok || !s->feed_pos || !s->slot_tok ||
-        !s->slot_len || !s->pool || !s->reason || !s->logits || !s->top_idx || !s->top_val ||
-        !s->fin)
+        !s->slot_next || !s->parent || !s->slot_tok || !s->slot_len || !s->pool || !s->reason ||
+        !s->top_idx || !s->top_val || !s->fin)
         return MT_ERR_NOMEM;
     if (p->constraint) {
         if (p->constraint->index->n != s->n_ids)
@@ -242,9 +261,11 @@ static mt_status search_init(search *s, const mt_model *m, const mt_tokenizer *t
         if ((st = mt_gmatch_new(c->grammar, c->index, c->cache, &s->match_run[0]))) return st;
     }
     /* N slots are enough: every copy of a step reads a parent's slot and writes a slot no
-     * child inherits, and all copies finish before the step's forward pass writes. */
-    if ((st = mt_kv_cache_init_slots(&s->kv, &m->cfg, s->N, n_prompt + s->L))) return st;
+     * child inherits, and all copies finish before the step's forward pass writes. Slot 0
+     * gets the prompt; the others hold nothing of this prompt yet, whatever an earlier
+     * prompt left in them. */
     for (int i = 1; i < s->N; i++) s->slot_len[i] = -1;
+    s->nr = 1; /* the prompt is the one running beam of step 0 */
     return MT_OK;
 }
 
@@ -464,32 +485,38 @@ static void assign_slots(search *s, int t) {
         taken[best] = 1;
         s->slot_next[i] = best;
         if (best_common < 0) {
-            mt_kv_cache_copy(&s->kv, src, best, 0, s->n_prompt);
+            mt_kv_cache_copy(s->kv, s->base + src, s->base + best, 0, s->n_prompt);
             best_common = 0;
         }
-        mt_kv_cache_copy(&s->kv, src, best, s->n_prompt + best_common, s->n_prompt + t);
+        mt_kv_cache_copy(s->kv, s->base + src, s->base + best, s->n_prompt + best_common,
+                         s->n_prompt + t);
         s->rows_copied += t - best_common;
         memcpy(s->slot_tok + (size_t)best * s->L, want, (size_t)t * sizeof *want);
         s->slot_len[best] = t;
     }
 }
 
-/* Feeds every running beam's newest token (position n_prompt + t) in one forward pass. */
-static mt_status decode_step(search *s, int t) {
-    const int nn = s->nr;
-    int32_t *toks = s->feed_tok;
-    int *slot = s->slot_next, *pos = s->feed_pos;
-    for (int i = 0; i < nn; i++) {
-        toks[i] = s->tok_next[(size_t)i * s->L + t];
+/* Appends every running beam's newest token (position n_prompt + t) to a forward pass's
+ * tokens, slots and positions; returns how many. */
+static int feed_step(const search *s, int32_t *tokens, int *slots, int *pos) {
+    const int t = s->t;
+    for (int i = 0; i < s->nr; i++) {
+        tokens[i] = s->tok_next[(size_t)i * s->L + t];
+        slots[i] = s->base + s->slot_next[i];
         pos[i] = s->n_prompt + t;
     }
-    mt_status st = mt_forward_slots(s->m, &s->kv, toks, slot, pos, nn, s->logits, MT_LOGITS_ALL);
-    if (st) return st;
-    for (int i = 0; i < nn; i++) {
-        s->slot_tok[(size_t)slot[i] * s->L + t] = toks[i];
-        s->slot_len[slot[i]] = t + 1;
+    return s->nr;
+}
+
+/* After the forward pass of feed_step's tokens: the slots hold them, and the new beams
+ * become the running ones. */
+static void commit_step(search *s) {
+    const int t = s->t;
+    for (int i = 0; i < s->nr; i++) {
+        const int d = s->slot_next[i];
+        s->slot_tok[(size_t)d * s->L + t] = s->tok_next[(size_t)i * s->L + t];
+        s->slot_len[d] = t + 1;
     }
-    /* The new beams become the running ones. */
     int32_t *tk = s->tok_run;
     s->tok_run = s->tok_next, s->tok_next = tk;
     double *sc = s->score_run;
@@ -498,7 +525,7 @@ static mt_status decode_step(search *s, int t) {
     s->slot_run = s->slot_next, s->slot_next = sl;
     mt_textbuf *tx = s->text_run;
     s->text_run = s->text_next, s->text_next = tx;
-    return MT_OK;
+    s->t++;
 }
 
 /* Decoded text, cut before the first stop string. */
@@ -512,38 +539,225 @@ static mt_status hyp_text(const search *s, mt_beam_hyp *h) {
     return MT_OK;
 }
 
+/* Most prompt tokens prefilled in one forward pass, as in batched generation
+ * (infer/batch.c): bounds the pass's activations while short prompts still go through
+ * together, over the weights once. */
+enum { PREFILL_TOKENS = 2048 };
+
+/* Several prompts' searches stepped together: one forward pass per step feeds the
+ * running beams of them all. */
+typedef struct {
+    const mt_model *m;
+    const mt_tokenizer *tok;
+    const mt_beam_params *p;
+    const mt_beam_prompt *prompts;
+    int n_prompts;
+    int n_groups; /* prompts searched at once, each in n_beams slots of kv */
+    search *groups;
+    mt_kv_cache kv;
+    float *logits; /* a row per fed beam (or per prefilled prompt) of the last pass */
+    int32_t *tokens;
+    int *slots, *pos;
+    int *admitted; /* groups filled by the current admission */
+    mt_beam_done_fn done;
+    void *user;
+    mt_beam_result *only; /* takes the one prompt's result instead of done */
+    mt_beam_batch_stats *stats;
+} beam_batch;
+
+/* Hands a finished search's result over and frees its group for the next prompt. */
+static mt_status finish(beam_batch *b, search *s) {
+    mt_beam_result r = {.n_prompt = s->n_prompt,
+                        .n_steps = s->t + 1,
+                        .kv_rows_copied = s->rows_copied,
+                        .prefill_seconds = s->prefill_seconds,
+                        .decode_seconds = mt_now_seconds() - s->decode_from};
+    mt_status st = MT_OK;
+    for (int i = 0; s->tok && i < s->n_fin && !st; i++) st = hyp_text(s, &s->fin[i]);
+    r.hyps = s->fin;
+    r.n_hyps = s->n_fin;
+    s->fin = NULL;
+    s->n_fin = 0;
+    if (!st && b->only) {
+        *b->only = r;
+        r.hyps = NULL, r.n_hyps = 0;
+    } else if (!st && b->done) {
+        st = b->done(b->user, s->index, &r);
+    }
+    mt_beam_result_free(&r);
+    search_free(s);
+    return st;
+}
+
+/* Step s->t of a search whose running beams' logits are in s->logits: select the next
+ * beams and give them their slots, or finish. */
+static mt_status advance(beam_batch *b, search *s) {
+    int done = 0;
+    mt_status st = select_step(s, s->t, &done);
+    if (st) return st;
+    if (done) return finish(b, s);
+    assign_slots(s, s->t);
+    return MT_OK;
+}
+
+/* Prefills waiting prompts into free groups, as many as one pass of PREFILL_TOKENS
+ * takes (at least one), and takes each one's first step. */
+static mt_status admit_waiting(beam_batch *b, int *next_prompt) {
+    int n_new = 0, n_tok = 0;
+    mt_status st = MT_OK;
+    for (int g = 0; g < b->n_groups && *next_prompt < b->n_prompts; g++) {
+        search *s = &b->groups[g];
+        if (s->index >= 0) continue;
+        const mt_beam_prompt *pr = &b->prompts[*next_prompt];
+        if (n_new && n_tok + pr->n_prompt > PREFILL_TOKENS) break;
+        st = search_init(s, b->m, b->tok, b->p, *next_prompt, pr->n_prompt, &b->kv,
+                         g * b->p->n_beams);
+        if (st) return st;
+        (*next_prompt)++;
+        b->admitted[n_new++] = g;
+        n_tok += pr->n_prompt;
+    }
+    if (!n_new) return MT_OK;
+    int32_t *toks = mt_calloc((size_t)n_tok, sizeof *toks);
+    int *slots = mt_calloc((size_t)n_tok, sizeof *slots),
+        *pos = mt_calloc((size_t)n_tok, sizeof *pos);
+    st = (!toks || !slots || !pos) ? MT_ERR_NOMEM : MT_OK;
+    for (int j = 0, t = 0; !st && j < n_new; j++) {
+        const search *s = &b->groups[b->admitted[j]];
+        memcpy(toks + t, b->prompts[s->index].prompt, (size_t)s->n_prompt * sizeof *toks);
+        for (int u = 0; u < s->n_prompt; u++, t++) slots[t] = s->base, pos[t] = u;
+    }
+    const double t0 = mt_now_seconds();
+    if (!st)
+        st = mt_forward_slots(b->m, &b->kv, toks, slots, pos, n_tok, b->logits, MT_LOGITS_RUN_LAST);
+    const double t1 = mt_now_seconds();
+    free(toks);
+    free(slots);
+    free(pos);
+    if (b->stats) b->stats->n_prompts += n_new;
+    for (int j = 0; !st && j < n_new; j++) {
+        search *s = &b->groups[b->admitted[j]];
+        s->logits = b->logits + (size_t)j * s->V;
+        s->prefill_seconds = t1 - t0;
+        s->decode_from = t1;
+        st = advance(b, s);
+    }
+    return st;
+}
+
+/* One forward pass over every running beam of every active search, then each one's
+ * next step. */
+static mt_status decode_pass(beam_batch *b) {
+    int n = 0;
+    for (int g = 0; g < b->n_groups; g++) {
+        search *s = &b->groups[g];
+        if (s->index < 0) continue;
+        s->logits = b->logits + (size_t)n * s->V;
+        n += feed_step(s, b->tokens + n, b->slots + n, b->pos + n);
+    }
+    if (!n) return MT_OK;
+    if (b->stats) {
+        b->stats->n_steps++;
+        b->stats->n_step_tokens += n;
+    }
+    mt_status st =
+        mt_forward_slots(b->m, &b->kv, b->tokens, b->slots, b->pos, n, b->logits, MT_LOGITS_ALL);
+    for (int g = 0; !st && g < b->n_groups; g++) {
+        search *s = &b->groups[g];
+        if (s->index < 0) continue;
+        commit_step(s);
+        st = advance(b, s);
+    }
+    return st;
+}
+
+static mt_status check_prompts(beam_batch *b, int *n_ctx) {
+    *n_ctx = 0;
+    for (int i = 0; i < b->n_prompts; i++) {
+        const mt_beam_prompt *pr = &b->prompts[i];
+        mt_status st = check_prompt(b->m, b->p, pr->n_prompt);
+        if (st) {
+            if (b->n_prompts == 1) return st;
+            char what[32];
+            snprintf(what, sizeof what, "prompt %d", i);
+            return mt_fail_prefix(st, what);
+        }
+        const int c = prompt_context(b->m, b->p, pr->n_prompt);
+        if (c > *n_ctx) *n_ctx = c;
+    }
+    return MT_OK;
+}
+
+static mt_status run_batch(beam_batch *b, int max_prompts) {
+    mt_status st = mt_beam_params_validate(b->p);
+    if (st) return st;
+    if (max_prompts <= 0)
+        return mt_fail(MT_ERR_ARG, "beam search needs room for at least one prompt (got %d)",
+                       max_prompts);
+    if (b->n_prompts < 0) return mt_fail(MT_ERR_ARG, "negative prompt count");
+    int n_ctx;
+    if ((st = check_prompts(b, &n_ctx))) return st;
+    if (!b->n_prompts) return MT_OK;
+    b->n_groups = max_prompts < b->n_prompts ? max_prompts : b->n_prompts;
+    const int N = b->p->n_beams;
+    const size_t rows = (size_t)b->n_groups * N;
+    if ((st = mt_kv_cache_init_slots(&b->kv, &b->m->cfg, b->n_groups * N, n_ctx))) return st;
+    b->groups = mt_calloc((size_t)b->n_groups, sizeof *b->groups);
+    b->logits = mt_calloc(rows * (size_t)b->m->cfg.n_vocab, sizeof *b->logits);
+    b->tokens = mt_calloc(rows, sizeof *b->tokens);
+    b->slots = mt_calloc(rows, sizeof *b->slots);
+    b->pos = mt_calloc(rows, sizeof *b->pos);
+    b->admitted = mt_calloc((size_t)b->n_groups, sizeof *b->admitted);
+    if (!b->groups || !b->logits || !b->tokens || !b->slots || !b->pos || !b->admitted)
+        st = MT_ERR_NOMEM;
+    for (int g = 0; b->groups && g < b->n_groups; g++) b->groups[g].index = -1;
+    int next_prompt = 0;
+    while (!st) {
+        const double t0 = mt_now_seconds();
+        st = admit_waiting(b, &next_prompt);
+        const double t1 = mt_now_seconds();
+        if (b->stats) b->stats->prefill_seconds += t1 - t0;
+        if (st) break;
+        int active = 0;
+        for (int g = 0; g < b->n_groups; g++) active += b->groups[g].index >= 0;
+        if (!active && next_prompt >= b->n_prompts) break;
+        st = decode_pass(b);
+        if (b->stats) b->stats->decode_seconds += mt_now_seconds() - t1;
+    }
+    for (int g = 0; b->groups && g < b->n_groups; g++) search_free(&b->groups[g]);
+    free(b->groups);
+    free(b->logits);
+    free(b->tokens);
+    free(b->slots);
+    free(b->pos);
+    free(b->admitted);
+    mt_kv_cache_free(&b->kv);
+    return st;
+}
+
+mt_status mt_beam_search_batch(const mt_model *m, const mt_tokenizer *tok,
+                               const mt_beam_prompt *prompts, int n_prompts,
+                               const mt_beam_params *p, int max_prompts, mt_beam_done_fn done,
+                               void *user, mt_beam_batch_stats *stats) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    beam_batch b = {.m = m,
+                    .tok = tok,
+                    .p = p,
+                    .prompts = prompts,
+                    .n_prompts = n_prompts,
+                    .done = done,
+                    .user = user,
+                    .stats = stats};
+    return run_batch(&b, max_prompts);
+}
+
+/* The one-prompt case of the batched search. */
 mt_status mt_beam_search(const mt_model *m, const mt_tokenizer *tok, const int32_t *prompt,
                          int n_prompt, const mt_beam_params *p, mt_beam_result *out) {
     memset(out, 0, sizeof *out);
-    mt_status st = mt_beam_params_validate(p);
-    if (st) return st;
-    if (n_prompt <= 0) return mt_fail(MT_ERR_ARG, "the prompt is empty");
-    search s;
-    if ((st = search_init(&s, m, tok, p, n_prompt))) goto done;
-    out->n_prompt = n_prompt;
-    const double t0 = mt_now_seconds();
-    /* The prompt goes through once, into slot 0; it is the one running beam of step 0. */
-    if ((st = mt_forward(m, &s.kv, prompt, n_prompt, s.logits, MT_LOGITS_LAST))) goto done;
-    const double t1 = mt_now_seconds();
-    out->prefill_seconds = t1 - t0;
-    s.nr = 1;
-    for (int t = 0;; t++) {
-        int done = 0;
-        if ((st = select_step(&s, t, &done))) goto done;
-        out->n_steps = t + 1;
-        if (done) break;
-        assign_slots(&s, t);
-        if ((st = decode_step(&s, t))) goto done;
-    }
-    out->decode_seconds = mt_now_seconds() - t1;
-    out->kv_rows_copied = s.rows_copied;
-    for (int i = 0; tok && i < s.n_fin; i++)
-        if ((st = hyp_text(&s, &s.fin[i]))) goto done;
-    out->hyps = s.fin;
-    out->n_hyps = s.n_fin;
-    s.fin = NULL;
-    s.n_fin = 0;
-done:
-    search_free(&s);
+    const mt_beam_prompt one = {.prompt = prompt, .n_prompt = n_prompt};
+    beam_batch b = {.m = m, .tok = tok, .p = p, .prompts = &one, .n_prompts = 1, .only = out};
+    mt_status st = run_batch(&b, 1);
+    if (st) mt_beam_result_free(out);
     return st;
 }
