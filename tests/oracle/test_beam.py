@@ -11,6 +11,11 @@
   weights, for each early-stopping mode and several length penalties; also on SmolLM2.
 - Every n-best list is sorted, and each hypothesis' sum of log-probs recomputed from
   dump_logits' logits agrees with the reported one.
+- Several prompts searched together (mt_beam_search_batch, two at a time with refills and
+  all at once): each prompt's n-best list equals transformers' and the exhaustive search's
+  for it, and, in the fast decoding mode, the one it gets alone bit for bit (tiny models and
+  SmolLM2 chat questions); bad prompts are refused up front; the search runs clean under
+  ASan, an abort by its callback included.
 
 Known difference, not tested: when K = 2N candidates exceed the vocabulary at the first
 step (N > V/2), transformers fills the missing beams with copies of the prompt scored
@@ -18,7 +23,9 @@ step (N > V/2), transformers fills the missing beams with copies of the prompt s
 """
 import itertools
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,3 +365,180 @@ def test_cli_beam_errors(run_meteor, smollm_gguf, args, message):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+# ------------------------------------------- several prompts searched together (issue 17)
+#
+# mt_beam_search_batch feeds the running beams of up to max_prompts prompts in one forward
+# pass per step; a finished prompt's slots go to the next waiting one. Each prompt's
+# n-best list must be the one it gets alone. In meteor's fast decoding mode (as `meteor
+# generate` and the pipeline decode: 8-bit activations for quantised rows, f32 for float
+# rows, f16 KV cache) a row's arithmetic does not depend on the rows beside it, so batched
+# equals alone bit for bit. Precise mode multiplies float matrices with the BLAS sgemm on
+# CPUs without AVX-512 (OpenBLAS 0.3.21 here), whose result for a row depends on how many
+# rows the call has (rows in full 4-row tiles differ from a 1..3-row call in the last
+# bits), so there batched and alone agree to rounding: same sequences, scores within a
+# tenth of the tolerance against transformers. The precise runs are the ones compared with
+# transformers, whose tolerance f16 keys and values would exceed.
+
+BATCH_PROMPTS = [[1, 2, 3, 4], [7, 7], [3, 0, 5, 6, 1, 2], [5], [2, 4, 6, 1, 3, 0, 7], [6, 1]]
+# Early-stopping modes and length penalties under which the prompts of BATCH_PROMPTS end at
+# different steps on the 8-token model (checked below), so that slots are refilled while
+# other prompts still run.
+BATCH_SETTINGS = [(False, 1.0), (True, 2.0), ("never", -1.0), (False, 0.5), ("never", 0.7)]
+
+
+@pytest.fixture(scope="module")
+def vocab512(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny512")
+    return path, tiny_llama(path, vocab=512, seed=13, layers=3, scale=0.5)
+
+
+def run_beam_batch(tool, model, prompts, n_beams, max_new, lp=1.0, early=False, stops=None,
+                   max_prompts=1, fast=False, alone=False, extra=(), threads=2, check=True):
+    """beam_tool --batch: prompts are id lists or {"chat": question} objects."""
+    lines = "".join(json.dumps(p if isinstance(p, dict) else {"ids": p}) + "\n" for p in prompts)
+    args = [str(tool), "--batch", str(model), str(n_beams), str(max_new), repr(float(lp)),
+            EARLY[early], ",".join(map(str, stops)) if stops else "-", str(threads),
+            str(max_prompts), *(["--fast"] if fast else []), *(["--alone"] if alone else []),
+            *map(str, extra)]
+    proc = subprocess.run(args, input=lines, capture_output=True, text=True, timeout=600)
+    if not check:
+        return proc
+    if proc.returncode:
+        pytest.fail(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr}", pytrace=False)
+    return json.loads(proc.stdout)
+
+
+def per_prompt(res):
+    """What must not depend on batching: every hypothesis field, steps, KV rows copied."""
+    return [(r["hyps"], r["n_prompt"], r["n_steps"], r["kv_rows_copied"]) for r in res["results"]]
+
+
+def assert_batched_like_alone_to_rounding(got, alone, what):
+    for i, (g, a) in enumerate(zip(got["results"], alone["results"])):
+        assert [full_seq(h) for h in g["hyps"]] == [full_seq(h) for h in a["hyps"]], f"{what}: prompt {i}"
+        for hg, ha in zip(g["hyps"], a["hyps"]):
+            assert abs(hg["score"] - ha["score"]) <= tol(ha["score"]) / 10, f"{what}: prompt {i}"
+            assert abs(hg["sum_logprob"] - ha["sum_logprob"]) <= tol(ha["sum_logprob"]) / 10, \
+                f"{what}: prompt {i}"
+
+
+@pytest.mark.parametrize("early, lp", BATCH_SETTINGS)
+def test_batch_equals_alone_fast_mode(beam_tool, small_vocab, vocab512, early, lp):
+    """Bit for bit, with 2 prompts at a time (refills) and all 6 at once."""
+    for path, stop in ((small_vocab[0], 0), (vocab512[0], 17)):
+        what = f"{path.name}, early {early}, lp {lp}"
+        alone = run_beam_batch(beam_tool, path, BATCH_PROMPTS, 4, 10, lp, early, [stop],
+                               fast=True, alone=True)
+        steps = [r["n_steps"] for r in alone["results"]]
+        if stop == 0:
+            assert len(set(steps)) > 1, f"{what}: every prompt ends at step {steps[0]}"
+        for mp in (2, len(BATCH_PROMPTS)):
+            got = run_beam_batch(beam_tool, path, BATCH_PROMPTS, 4, 10, lp, early, [stop],
+                                 max_prompts=mp, fast=True)
+            assert per_prompt(got) == per_prompt(alone), f"{what}, {mp} prompts at a time"
+            assert sorted(got["order"]) == list(range(len(BATCH_PROMPTS)))
+            st = got["stats"]
+            assert st["n_prompts"] == len(BATCH_PROMPTS)
+            if mp == len(BATCH_PROMPTS):
+                # all prefilled in one pass, then one pass per step until the last one ends
+                assert st["n_steps"] == max(steps) - 1, what
+            else:
+                assert st["n_steps"] > max(steps) - 1, what
+            assert st["n_step_tokens"] <= 4 * sum(s - 1 for s in steps), what
+
+
+@pytest.mark.parametrize("early, lp", BATCH_SETTINGS)
+def test_batch_matches_transformers(beam_tool, small_vocab, early, lp):
+    """Precise mode: each prompt's n-best list equals transformers' generate(num_beams=4)
+    on it, with 2 prompts at a time and with all at once; and equals the prompt searched
+    alone (to rounding, see above)."""
+    path, model = small_vocab
+    want = [hf_beam(model, pr, 4, 10, lp, early, eos=0) for pr in BATCH_PROMPTS]
+    alone = run_beam_batch(beam_tool, path, BATCH_PROMPTS, 4, 10, lp, early, [0], alone=True)
+    for mp in (2, len(BATCH_PROMPTS)):
+        got = run_beam_batch(beam_tool, path, BATCH_PROMPTS, 4, 10, lp, early, [0], max_prompts=mp)
+        for pr, res, w in zip(BATCH_PROMPTS, got["results"], want):
+            assert_sorted_and_consistent(res, lp)
+            assert_nbest_equal([(full_seq(h), h["score"]) for h in res["hyps"]], w,
+                               f"prompt {pr}, lp {lp}, early {early}, {mp} at a time")
+        assert_batched_like_alone_to_rounding(got, alone, f"lp {lp}, early {early}, {mp} at a time")
+
+
+@pytest.mark.parametrize("eos", [None, 0])
+@pytest.mark.parametrize("lp", [1.0, 2.0])
+def test_batch_wide_beams_equal_exhaustive_search(beam_tool, small_vocab, eos, lp):
+    """N = V^2 = 64 beams, 3 prompts 2 at a time (128 slots): each prompt's n-best list is
+    the exhaustive top 64 of its continuations."""
+    path, model = small_vocab
+    prompts = BATCH_PROMPTS[:3]
+    n_beams = V_SMALL ** (L_SHORT - 1)
+    stops = [eos] if eos is not None else None
+    got = run_beam_batch(beam_tool, path, prompts, n_beams, L_SHORT, lp, False, stops, max_prompts=2)
+    for pr, res in zip(prompts, got["results"]):
+        assert_sorted_and_consistent(res, lp)
+        want = exhaustive(model, pr, eos, lp)
+        assert_nbest_equal([(full_seq(h), h["score"]) for h in res["hyps"]], want[:n_beams],
+                           f"prompt {pr}, eos {eos}, lp {lp}")
+    fast_alone = run_beam_batch(beam_tool, path, prompts, n_beams, L_SHORT, lp, False, stops,
+                                fast=True, alone=True)
+    fast = run_beam_batch(beam_tool, path, prompts, n_beams, L_SHORT, lp, False, stops,
+                          max_prompts=2, fast=True)
+    assert per_prompt(fast) == per_prompt(fast_alone)
+
+
+SMOLLM_QUESTIONS = ["What is a Python list?", "How do I reverse a string in Python?",
+                    "What does the yield keyword do?"]
+
+
+def test_batch_equals_alone_smollm(beam_tool, smollm_gguf):
+    """Three chat questions, fast mode (SmolLM2 Q4_1 rows against 8-bit activations; on CPUs
+    with AVX-512 VNNI their packed copies): batched two at a time and all at once give every
+    question the hypotheses, texts and scores it gets alone, bit for bit."""
+    prompts = [{"chat": q} for q in SMOLLM_QUESTIONS]
+    alone = run_beam_batch(beam_tool, smollm_gguf, prompts, 4, 32, fast=True, alone=True)
+    print([r["hyps"][0]["text"] for r in alone["results"]])
+    assert all(r["hyps"][0]["text"] for r in alone["results"])
+    for mp in (2, 3):
+        got = run_beam_batch(beam_tool, smollm_gguf, prompts, 4, 32, max_prompts=mp, fast=True)
+        assert per_prompt(got) == per_prompt(alone), f"{mp} at a time"
+
+
+def test_batch_bad_prompts(beam_tool, small_vocab):
+    """Every prompt is checked before any is searched; the error names the prompt."""
+    path, _ = small_vocab
+    for prompts, message in (([[1, 2], [], [3]], "prompt 1: the prompt is empty"),
+                             ([[1], [2] * 2048], "prompt 1: prompt of 2048 tokens does not fit "
+                                                 "the context of 2048")):
+        proc = run_beam_batch(beam_tool, path, prompts, 2, 4, max_prompts=2, check=False)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr.strip() == f"beam_tool: {message} (0 results taken)"
+
+
+@pytest.fixture(scope="session")
+def beam_tool_asan(repo_root):
+    """beam_tool under AddressSanitizer + UndefinedBehaviorSanitizer (`make asan-bin`)."""
+    exe = Path(os.environ.get("METEOR_ASAN_BUILD", repo_root / "build-asan")) / "tools" / "beam_tool"
+    if not exe.is_file():
+        pytest.fail(f"{exe} is missing: build it with `make asan-bin`", pytrace=False)
+    return exe
+
+
+def test_batch_under_asan(beam_tool_asan, small_vocab):
+    """Refills, the fast and precise paths, and a search aborted by its callback, clean under
+    ASan/UBSan (any report aborts the tool)."""
+    path, _ = small_vocab
+    for fast in (False, True):
+        alone = run_beam_batch(beam_tool_asan, path, BATCH_PROMPTS, 4, 10, 0.5, False, [0],
+                               fast=fast, alone=True)
+        got = run_beam_batch(beam_tool_asan, path, BATCH_PROMPTS, 4, 10, 0.5, False, [0],
+                             max_prompts=2, fast=fast)
+        if fast:
+            assert per_prompt(got) == per_prompt(alone)
+        else:
+            assert_batched_like_alone_to_rounding(got, alone, "ASan, precise")
+    proc = run_beam_batch(beam_tool_asan, path, BATCH_PROMPTS, 4, 10, 0.5, False, [0],
+                          max_prompts=2, extra=["--abort-after", 3], check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == "beam_tool: aborted by the caller after 3 results (3 results taken)"
