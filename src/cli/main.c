@@ -22,6 +22,8 @@ static const verb verbs[] = {
      "METEOR phase 1: guidelines, expert answers, SFT of the weak model"},
     {"refine", mt_cmd_refine,
      "METEOR phase 2: answers judged by the expert, revised, accepted ones trained on"},
+    {"evolve", mt_cmd_evolve,
+     "METEOR phase 3: greedy vs beam-search answers as preference pairs, trained on"},
     {"status", mt_cmd_status, "summarise a run: progress, failures, tokens and cost"},
     {"tokenize", mt_cmd_tokenize, "show the token ids of a text, or decode ids"},
 };
