@@ -28,12 +28,12 @@ with a reply the contract accepts), so a test can assert that no request was ans
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import re
-import socketserver
 import threading
 from dataclasses import dataclass, field
+
+from e2e.servers import LoopbackJsonServer
 
 ATTEMPT_LINE = re.compile(r"^Attempt (\d+) of at most (\d+)$", re.M)
 REFERENCE_MARK = "Reference answer:"
@@ -168,69 +168,22 @@ def completion(content: str, model: str, digest: str) -> dict:
     }
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "_HTTPServer"
-
-    def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
-        pass
-
-    def _send(self, status: int, payload: dict):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            self.wfile.write(data)
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def do_GET(self):
-        if self.path.rstrip("/") != "/v1/models":
-            return self._send(404, {"error": {"message": f"no route {self.path}"}})
-        self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, payload, rec = self.server.expert.handle(self.path, body)
-        # Recorded before the reply goes out: once meteor has a reply, the test sees it.
-        self.server.expert.record(rec)
-        self._send(status, payload)
-
-
-class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    # TCPServer, not HTTPServer: HTTPServer.server_bind looks up the host's FQDN (DNS).
-    daemon_threads = True
-    allow_reuse_address = True
-    expert: "ScriptedExpert"
-
-
-class ScriptedExpert:
+class ScriptedExpert(LoopbackJsonServer):
     """The server; start()/stop() or `with`. `rule` may be replaced between runs."""
+
+    model_id = "scripted"
 
     def __init__(self, rule=None):
         self.rule = rule or Rejections({})
         self._lock = threading.Lock()
         self._received: list[Received] = []
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.expert = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def answer(self, path: str, body: bytes) -> tuple[int, dict]:
+        status, payload, rec = self.handle(path, body)
+        # Recorded before the reply goes out: once meteor has a reply, the test sees it.
+        self.record(rec)
+        return status, payload
 
     def handle(self, path: str, body: bytes):
         digest = hashlib.sha256(body).hexdigest()
@@ -298,17 +251,3 @@ class ScriptedExpert:
     def clear(self):
         with self._lock:
             self._received.clear()
-
-    def start(self) -> "ScriptedExpert":
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -16,6 +16,8 @@ shown when it fails to start. Nothing here skips: a server that does not come up
 test. How long the real server takes to answer depends on the machine and on what else it
 is computing, so a test whose outcome hangs on a timeout uses the canned server instead: its
 answers take milliseconds, thousands of times less than a client timeout of seconds.
+LoopbackJsonServer is the base of the fake endpoints (the canned server, the scripted expert
+of e2e/scripted_expert.py): they differ only in how they answer a POST.
 The pytest fixtures built on these live in tests/conftest.py.
 """
 
@@ -223,9 +225,12 @@ def chat_request(url: str, content: str, *, max_tokens: int = 4, api_key: str | 
             return e.code, dict(e.headers), json.loads(e.read() or b"null")
 
 
-class _CannedHandler(http.server.BaseHTTPRequestHandler):
+class _JsonHandler(http.server.BaseHTTPRequestHandler):
+    """GET /v1/models names the server's one model; every POST body goes to the server's
+    owner, answer(path, body) -> (status, JSON payload). One request per connection."""
+
     protocol_version = "HTTP/1.1"
-    server: "_CannedHTTPServer"
+    server: "_LoopbackHTTPServer"
 
     def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
         pass
@@ -237,32 +242,71 @@ class _CannedHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client hung up (a proxy's drop or delay fault): nobody to tell
+            pass
         self.close_connection = True
 
     def do_GET(self):
         if self.path.rstrip("/") != "/v1/models":
             return self._reply(404, {"error": {"message": f"no route {self.path}"}})
-        self._reply(200, {"object": "list", "data": [{"id": "canned", "object": "model"}]})
+        self._reply(200, {"object": "list", "data": [{"id": self.server.owner.model_id, "object": "model"}]})
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.canned.count(self.path, body)
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            return self._reply(404, {"error": {"message": f"no route {self.path}"}})
-        try:
-            req = json.loads(body)
-            user = next(m["content"] for m in reversed(req["messages"]) if m["role"] == "user")
-        except (ValueError, KeyError, TypeError, StopIteration):
-            return self._reply(400, {"error": {"message": "not a chat completion request"}})
-        self._reply(200, canned_completion(user))
+        self._reply(*self.server.owner.answer(self.path, body))
 
 
-class _CannedHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class _LoopbackHTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     # TCPServer, not HTTPServer: HTTPServer.server_bind looks up the host's FQDN (DNS).
     daemon_threads = True
     allow_reuse_address = True
-    canned: "CannedServer"
+    owner: "LoopbackJsonServer"
+
+
+class LoopbackJsonServer:
+    """Base of the fake OpenAI-compatible endpoints (CannedServer here, the scripted expert
+    of e2e/scripted_expert.py): HTTP on 127.0.0.1:<free port>, a thread per request, GET
+    /v1/models answered here, every POST by the subclass's answer(path, body) -> (status,
+    JSON payload). start()/stop() or `with`."""
+
+    model_id = "loopback"
+
+    def __init__(self):
+        self._httpd = _LoopbackHTTPServer(("127.0.0.1", 0), _JsonHandler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+
+    def answer(self, path: str, body: bytes) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def canned_completion(user: str) -> dict:
@@ -281,29 +325,27 @@ def canned_completion(user: str) -> dict:
     }
 
 
-class CannedServer:
+class CannedServer(LoopbackJsonServer):
     """An OpenAI-compatible endpoint on 127.0.0.1:<free port> that answers every chat
     completion at once with canned_completion(last user message). start()/stop() or `with`."""
+
+    model_id = "canned"
 
     def __init__(self):
         self._lock = threading.Lock()
         self._requests: list[tuple[str, bytes]] = []
-        self._httpd = _CannedHTTPServer(("127.0.0.1", 0), _CannedHandler)
-        self._httpd.canned = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def answer(self, path: str, body: bytes) -> tuple[int, dict]:
+        self.count(path, body)
+        if path.rstrip("/") != "/v1/chat/completions":
+            return 404, {"error": {"message": f"no route {path}"}}
+        try:
+            req = json.loads(body)
+            user = next(m["content"] for m in reversed(req["messages"]) if m["role"] == "user")
+        except (ValueError, KeyError, TypeError, StopIteration):
+            return 400, {"error": {"message": "not a chat completion request"}}
+        return 200, canned_completion(user)
 
     def count(self, path: str, body: bytes):
         with self._lock:
@@ -313,17 +355,3 @@ class CannedServer:
         """(path, body) of every POST received so far."""
         with self._lock:
             return list(self._requests)
-
-    def start(self) -> "CannedServer":
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
