@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "fake_expert.h"
-#include "tmpdir.h"
+#include "tmpstore.h"
 #include <sqlite3.h>
 
 #include "core/report.h"
@@ -28,9 +28,7 @@
 #define STAGE "stage_t"
 #define N_JOBS 6
 
-static char dir[64];
-static char db_path[128];
-static mt_store *s;
+static mt_test_store ts; /* this test's store, fresh for each test */
 
 /* ---- jobs and the fake's script --------------------------------------------------------- */
 
@@ -183,7 +181,7 @@ static mt_status pass_on(mt_store *store, fake_expert *f, const char *stage, int
 
 static mt_status run_pass(fake_expert *f, const char *stage, int n, sink *k,
                           mt_expert_pass_stats *ps) {
-    return pass_on(s, f, stage, n, k, NULL, ps);
+    return pass_on(ts.store, f, stage, n, k, NULL, ps);
 }
 
 static void assert_stats(const mt_expert_pass_stats *ps, int total, int done_before, int cached,
@@ -237,16 +235,12 @@ static int request_stored(mt_store *store, const mt_expert *e, int i, mt_cached_
 static int setup(void **state) {
     (void)state;
     make_jobs();
-    if (mt_test_mkdtemp(dir, sizeof dir, "expert_pass")) return -1;
-    snprintf(db_path, sizeof db_path, "%s/run.db", dir);
-    return mt_store_open(db_path, &s) == MT_OK ? 0 : -1;
+    return mt_test_store_open(&ts, "expert_pass");
 }
 
 static int teardown(void **state) {
     (void)state;
-    mt_store_close(s);
-    s = NULL;
-    return mt_test_rmtree(dir) == 0 ? 0 : -1;
+    return mt_test_store_close(&ts);
 }
 
 /* ---- tests --------------------------------------------------------------------------------- */
@@ -264,7 +258,7 @@ static void test_all_answered(void **state) {
     assert_int_equal(f->n_received, N_JOBS);
     for (int i = 0; i < N_JOBS; i++) {
         assert_int_equal(k.calls[i], 1);
-        assert_item(s, STAGE, i, MT_ITEM_DONE);
+        assert_item(ts.store, STAGE, i, MT_ITEM_DONE);
         assert_int_equal(fake_expert_count(f, js.text[i]), 1);
         /* what was sent is the job's request, schema name included */
         const fake_received *r = &f->received[i];
@@ -277,7 +271,7 @@ static void test_all_answered(void **state) {
             assert_null(r->schema_name);
         /* each request row carries its own tokens and cost, whatever the completion order */
         mt_cached_reply c;
-        assert_int_equal(request_stored(s, &f->base, i, &c), 1);
+        assert_int_equal(request_stored(ts.store, &f->base, i, &c), 1);
         assert_string_equal(c.response, reply_of(i));
         assert_int_equal(c.prompt_tokens, want_prompt_tokens(i));
         assert_int_equal(c.completion_tokens, want_completion_tokens(i));
@@ -285,7 +279,7 @@ static void test_all_answered(void **state) {
         mt_cached_reply_free(&c);
     }
     mt_usage u;
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, N_JOBS);
     assert_int_equal(u.attempts, N_JOBS);
     assert_int_equal(u.failed_attempts, 0);
@@ -293,12 +287,12 @@ static void test_all_answered(void **state) {
     assert_int_equal(u.completion_tokens, f->base.completion_tokens);
     assert_true(u.cost > 0 && near(u.cost, f->base.cost));
     /* every attempt is logged under the hash of the request it belongs to, with status 200 */
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM attempts a JOIN requests r"
-                                        " ON a.hash = r.hash WHERE a.http_status = 200"
-                                        " AND a.error IS NULL AND a.attempt = 1"),
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM attempts a JOIN requests r"
+                                           " ON a.hash = r.hash WHERE a.http_status = 200"
+                                           " AND a.error IS NULL AND a.attempt = 1"),
                      N_JOBS);
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM records WHERE phase = '" PHASE "'"),
-                     N_JOBS);
+    assert_int_equal(
+        query_int(ts.db_path, "SELECT COUNT(*) FROM records WHERE phase = '" PHASE "'"), N_JOBS);
     mt_expert_free(&f->base);
 }
 
@@ -313,13 +307,13 @@ static void test_rerun_sends_nothing(void **state) {
     sink k2 = {.fail_index = -1};
     collector c = {0};
     mt_reporter rep = {.task = on_task, .note = on_note, .user = &c};
-    assert_int_equal(pass_on(s, f, STAGE, N_JOBS, &k2, &rep, &ps), MT_OK);
+    assert_int_equal(pass_on(ts.store, f, STAGE, N_JOBS, &k2, &rep, &ps), MT_OK);
     assert_stats(&ps, N_JOBS, N_JOBS, 0, 0, 0, 0);
     assert_int_equal(f->n_received, N_JOBS); /* nothing new sent */
     for (int i = 0; i < N_JOBS; i++) assert_int_equal(k2.calls[i], 0);
     assert_int_equal(c.notes, 0);
     mt_usage u;
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, N_JOBS);
     assert_int_equal(u.attempts, N_JOBS);
     mt_expert_free(&f->base);
@@ -343,10 +337,10 @@ static void test_request_cache(void **state) {
     assert_int_equal(k2.mismatches, 0);
     for (int i = 0; i < N_JOBS; i++) {
         assert_int_equal(k2.calls[i], 1);
-        assert_item(s, "stage_again", i, MT_ITEM_DONE);
+        assert_item(ts.store, "stage_again", i, MT_ITEM_DONE);
     }
     mt_usage u;
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, N_JOBS);
     assert_int_equal(u.attempts, N_JOBS);
 
@@ -356,7 +350,7 @@ static void test_request_cache(void **state) {
     assert_int_equal(run_pass(g, "stage_other_expert", N_JOBS, &k3, &ps), MT_OK);
     assert_stats(&ps, N_JOBS, 0, 0, N_JOBS, 0, 0);
     assert_int_equal(g->n_received, N_JOBS);
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, 2 * N_JOBS);
     mt_expert_free(&g->base);
     mt_expert_free(&f->base);
@@ -373,21 +367,21 @@ static void test_failure_then_retry(void **state) {
     assert_stats(&ps, N_JOBS, 0, 0, N_JOBS - 1, 1, 0);
     assert_int_equal(k.calls[2], 0);
     mt_item it;
-    assert_int_equal(mt_store_item_get(s, PHASE, STAGE, js.qid[2], &it), MT_OK);
+    assert_int_equal(mt_store_item_get(ts.store, PHASE, STAGE, js.qid[2], &it), MT_OK);
     assert_int_equal(it.state, MT_ITEM_FAILED);
     assert_int_equal(it.attempts, 1);
     assert_non_null(it.error);
     assert_string_equal(it.error, "scripted failure: the server said no");
     assert_null(it.output);
     mt_item_free(&it);
-    assert_int_equal(request_stored(s, &f->base, 2, NULL), 0);
+    assert_int_equal(request_stored(ts.store, &f->base, 2, NULL), 0);
     mt_usage u;
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, N_JOBS - 1);
     assert_int_equal(u.attempts, N_JOBS);
     assert_int_equal(u.failed_attempts, 1);
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM attempts WHERE http_status = 500"
-                                        " AND error = 'scripted failure: the server said no'"),
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM attempts WHERE http_status = 500"
+                                           " AND error = 'scripted failure: the server said no'"),
                      1);
 
     /* The next pass retries only the failed item, and this time it is answered. */
@@ -399,8 +393,8 @@ static void test_failure_then_retry(void **state) {
     assert_int_equal(f->received[N_JOBS].run, 1);
     assert_int_equal(fake_expert_count(f, js.text[2]), 2);
     assert_int_equal(k2.calls[2], 1);
-    for (int i = 0; i < N_JOBS; i++) assert_item(s, STAGE, i, MT_ITEM_DONE);
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    for (int i = 0; i < N_JOBS; i++) assert_item(ts.store, STAGE, i, MT_ITEM_DONE);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, N_JOBS);
     assert_int_equal(u.attempts, N_JOBS + 1);
     assert_int_equal(u.failed_attempts, 1);
@@ -416,19 +410,19 @@ static void test_on_reply_error_rolls_back(void **state) {
     assert_string_equal(mt_last_error(), "on_reply: scripted failure");
     assert_int_equal(ps.answered, 3);
     assert_int_equal(ps.failed, 0);
-    for (int i = 0; i < 3; i++) assert_item(s, STAGE, i, MT_ITEM_DONE);
+    for (int i = 0; i < 3; i++) assert_item(ts.store, STAGE, i, MT_ITEM_DONE);
     /* The failing reply's whole transaction is gone: item, request row, record. */
     for (int i = 3; i < N_JOBS; i++) {
-        assert_item(s, STAGE, i, MT_ITEM_PENDING);
-        assert_int_equal(request_stored(s, &f->base, i, NULL), 0);
+        assert_item(ts.store, STAGE, i, MT_ITEM_PENDING);
+        assert_int_equal(request_stored(ts.store, &f->base, i, NULL), 0);
     }
     assert_int_equal(k.calls[3], 1);
     assert_int_equal(k.calls[4], 0); /* the batch stopped at the error */
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM records WHERE qid = 'q3'"), 0);
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM requests"), 3);
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM records WHERE qid = 'q3'"), 0);
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM requests"), 3);
     /* the store is still usable: no transaction was left open */
-    assert_int_equal(mt_store_meta_set(s, "after", "ok"), MT_OK);
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM meta WHERE key = 'after'"), 1);
+    assert_int_equal(mt_store_meta_set(ts.store, "after", "ok"), MT_OK);
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM meta WHERE key = 'after'"), 1);
 
     /* A rerun finishes the rest; the rolled-back reply has to be asked for again. */
     sink k2 = {.fail_index = -1};
@@ -436,9 +430,9 @@ static void test_on_reply_error_rolls_back(void **state) {
     assert_int_equal(run_pass(f, STAGE, N_JOBS, &k2, &ps), MT_OK);
     assert_stats(&ps, N_JOBS, 3, 0, 3, 0, 0);
     assert_int_equal(f->n_received - sent_before, 3);
-    for (int i = 0; i < N_JOBS; i++) assert_item(s, STAGE, i, MT_ITEM_DONE);
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM records"), N_JOBS);
-    assert_int_equal(query_int(db_path, "SELECT COUNT(*) FROM requests"), N_JOBS);
+    for (int i = 0; i < N_JOBS; i++) assert_item(ts.store, STAGE, i, MT_ITEM_DONE);
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM records"), N_JOBS);
+    assert_int_equal(query_int(ts.db_path, "SELECT COUNT(*) FROM requests"), N_JOBS);
     mt_expert_free(&f->base);
 }
 
@@ -456,7 +450,7 @@ static void test_budget_stop_and_resume(void **state) {
     int done = 0;
     for (int i = 0; i < N_JOBS; i++) {
         mt_item it;
-        assert_int_equal(mt_store_item_get(s, PHASE, STAGE, js.qid[i], &it), MT_OK);
+        assert_int_equal(mt_store_item_get(ts.store, PHASE, STAGE, js.qid[i], &it), MT_OK);
         done += it.state == MT_ITEM_DONE;
         assert_int_equal(k.calls[i], it.state == MT_ITEM_DONE);
         mt_item_free(&it);
@@ -476,10 +470,10 @@ static void test_budget_stop_and_resume(void **state) {
     for (int i = 0; i < N_JOBS; i++) {
         assert_int_equal(fake_expert_count(f, js.text[i]), 1);
         assert_int_equal(k.calls[i], 1);
-        assert_item(s, STAGE, i, MT_ITEM_DONE);
+        assert_item(ts.store, STAGE, i, MT_ITEM_DONE);
     }
     mt_usage u;
-    assert_int_equal(mt_store_usage(s, PHASE, &u), MT_OK);
+    assert_int_equal(mt_store_usage(ts.store, PHASE, &u), MT_OK);
     assert_int_equal(u.requests, N_JOBS);
     assert_int_equal(u.attempts, N_JOBS);
     mt_expert_free(&f->base);
@@ -536,7 +530,7 @@ static void test_completion_order_does_not_matter(void **state) {
     char *first = NULL;
     for (size_t o = 0; o < sizeof orders / sizeof *orders; o++) {
         char path[160];
-        snprintf(path, sizeof path, "%s/order%zu.db", dir, o);
+        snprintf(path, sizeof path, "%s/order%zu.db", ts.dir, o);
         mt_store *store;
         assert_int_equal(mt_store_open(path, &store), MT_OK);
         /* one failure in the mix, so failed items are compared too */
@@ -716,7 +710,7 @@ static void test_reporter(void **state) {
     mt_reporter rep = {.task = on_task, .note = on_note, .user = &c};
     sink k = {.fail_index = -1};
     mt_expert_pass_stats ps;
-    assert_int_equal(pass_on(s, f, STAGE, N_JOBS, &k, &rep, &ps), MT_ERR_BUDGET);
+    assert_int_equal(pass_on(ts.store, f, STAGE, N_JOBS, &k, &rep, &ps), MT_ERR_BUDGET);
     /* START at 0 of 6, one UPDATE per reply, FINISH */
     assert_int_equal(c.n, 4);
     assert_int_equal(c.ev[0], MT_TASK_START);
@@ -731,7 +725,7 @@ static void test_reporter(void **state) {
     f->max_requests = 0;
     collector c2 = {0};
     rep.user = &c2;
-    assert_int_equal(pass_on(s, f, STAGE, N_JOBS, &k, &rep, &ps), MT_OK);
+    assert_int_equal(pass_on(ts.store, f, STAGE, N_JOBS, &k, &rep, &ps), MT_OK);
     assert_int_equal(c2.n, 1 + 4 + 1);
     assert_int_equal(c2.ev[0], MT_TASK_START);
     assert_int_equal(c2.done[0], 2);
@@ -742,12 +736,12 @@ static void test_reporter(void **state) {
 
     /* A NULL reporter and one without callbacks are silent and change nothing. */
     mt_reporter empty = {0};
-    assert_int_equal(pass_on(s, f, "stage_null", N_JOBS, &k, NULL, &ps), MT_OK);
+    assert_int_equal(pass_on(ts.store, f, "stage_null", N_JOBS, &k, NULL, &ps), MT_OK);
     assert_stats(&ps, N_JOBS, 0, N_JOBS, 0, 0, 0);
     fake_expert *g = new_fake("fake-b", NULL);
-    assert_int_equal(pass_on(s, g, "stage_empty", N_JOBS, &k, &empty, &ps), MT_OK);
+    assert_int_equal(pass_on(ts.store, g, "stage_empty", N_JOBS, &k, &empty, &ps), MT_OK);
     assert_stats(&ps, N_JOBS, 0, 0, N_JOBS, 0, 0);
-    for (int i = 0; i < N_JOBS; i++) assert_item(s, "stage_empty", i, MT_ITEM_DONE);
+    for (int i = 0; i < N_JOBS; i++) assert_item(ts.store, "stage_empty", i, MT_ITEM_DONE);
     mt_expert_free(&g->base);
     mt_expert_free(&f->base);
 }
@@ -761,7 +755,7 @@ static void test_reporter_with_cached_items(void **state) {
     assert_int_equal(run_pass(f, STAGE, 3, &k, &ps), MT_OK); /* caches jobs 0..2 */
     collector c = {0};
     mt_reporter rep = {.task = on_task, .user = &c};
-    assert_int_equal(pass_on(s, f, "stage_more", N_JOBS, &k, &rep, &ps), MT_OK);
+    assert_int_equal(pass_on(ts.store, f, "stage_more", N_JOBS, &k, &rep, &ps), MT_OK);
     assert_stats(&ps, N_JOBS, 0, 3, 3, 0, 0);
     assert_int_equal(c.n, 1 + 3 + 1);
     assert_int_equal(c.ev[0], MT_TASK_START);

@@ -13,33 +13,27 @@
 
 #include <cmocka.h>
 
-#include "tmpdir.h"
+#include "tmpstore.h"
 #include <sqlite3.h>
 
 #include "store/store.h"
 
-static char dir[64];
-static char db_path[128];
-static mt_store *s;
+static mt_test_store ts; /* this test's store, fresh for each test */
 
 static int setup(void **state) {
     (void)state;
-    if (mt_test_mkdtemp(dir, sizeof dir, "store")) return -1;
-    snprintf(db_path, sizeof db_path, "%s/run.db", dir);
-    return mt_store_open(db_path, &s) == MT_OK ? 0 : -1;
+    return mt_test_store_open(&ts, "store");
 }
 
 static int teardown(void **state) {
     (void)state;
-    mt_store_close(s);
-    s = NULL;
-    return mt_test_rmtree(dir) == 0 ? 0 : -1;
+    return mt_test_store_close(&ts);
 }
 
 static void reopen(void) {
-    mt_store_close(s);
-    s = NULL;
-    assert_int_equal(mt_store_open(db_path, &s), MT_OK);
+    mt_store_close(ts.store);
+    ts.store = NULL;
+    assert_int_equal(mt_store_open(ts.db_path, &ts.store), MT_OK);
 }
 
 static void add(const char *id, const char *title, const char *split, int want_added) {
@@ -49,13 +43,13 @@ static void add(const char *id, const char *title, const char *split, int want_a
                      .content = "content of a question",
                      .split = (char *)split};
     int added = -1;
-    assert_int_equal(mt_store_add_question(s, &q, &added), MT_OK);
+    assert_int_equal(mt_store_add_question(ts.store, &q, &added), MT_OK);
     assert_int_equal(added, want_added);
 }
 
 static void assert_meta(const char *key, const char *want) {
     char *v = (char *)"unset";
-    assert_int_equal(mt_store_meta_get(s, key, &v), MT_OK);
+    assert_int_equal(mt_store_meta_get(ts.store, key, &v), MT_OK);
     if (!want) {
         assert_null(v);
         return;
@@ -70,21 +64,21 @@ static void assert_meta(const char *key, const char *want) {
 static void test_create_and_reopen(void **state) {
     (void)state;
     assert_meta("schema_version", "1");
-    assert_int_equal(mt_store_meta_set(s, "model", "tiny"), MT_OK);
+    assert_int_equal(mt_store_meta_set(ts.store, "model", "tiny"), MT_OK);
     add("q1", "first", NULL, 1);
     reopen();
     assert_meta("model", "tiny");
     assert_meta("schema_version", "1");
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, NULL, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 1);
     assert_string_equal(qs[0].id, "q1");
     mt_questions_free(qs, n);
 
     /* the file is in WAL mode, so a status reader and a run writer do not block each other */
     sqlite3 *db;
-    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(ts.db_path, &db), SQLITE_OK);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -96,7 +90,7 @@ static void test_create_and_reopen(void **state) {
 static void test_not_a_database(void **state) {
     (void)state;
     char p[160];
-    snprintf(p, sizeof p, "%s/garbage.db", dir);
+    snprintf(p, sizeof p, "%s/garbage.db", ts.dir);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     for (int i = 0; i < 4096; i++) fputc("not sqlite\n"[i % 11] ^ (i & 7), f);
@@ -108,7 +102,7 @@ static void test_not_a_database(void **state) {
     assert_non_null(strstr(mt_last_error(), "not a SQLite database"));
 
     /* a directory that does not exist is an I/O error, not a crash */
-    snprintf(p, sizeof p, "%s/missing/run.db", dir);
+    snprintf(p, sizeof p, "%s/missing/run.db", ts.dir);
     assert_int_equal(mt_store_open(p, &bad), MT_ERR_IO);
     assert_null(bad);
     assert_non_null(strstr(mt_last_error(), p));
@@ -116,21 +110,21 @@ static void test_not_a_database(void **state) {
 
 static void test_newer_schema_refused(void **state) {
     (void)state;
-    assert_int_equal(mt_store_meta_set(s, "schema_version", "2"), MT_OK);
-    mt_store_close(s);
-    s = NULL;
-    assert_int_equal(mt_store_open(db_path, &s), MT_ERR_UNSUPPORTED);
-    assert_null(s);
+    assert_int_equal(mt_store_meta_set(ts.store, "schema_version", "2"), MT_OK);
+    mt_store_close(ts.store);
+    ts.store = NULL;
+    assert_int_equal(mt_store_open(ts.db_path, &ts.store), MT_ERR_UNSUPPORTED);
+    assert_null(ts.store);
     assert_non_null(strstr(mt_last_error(), "newer"));
-    assert_non_null(strstr(mt_last_error(), db_path));
+    assert_non_null(strstr(mt_last_error(), ts.db_path));
 }
 
 static void test_meta(void **state) {
     (void)state;
     assert_meta("seed", NULL);
-    assert_int_equal(mt_store_meta_set(s, "seed", "42"), MT_OK);
+    assert_int_equal(mt_store_meta_set(ts.store, "seed", "42"), MT_OK);
     assert_meta("seed", "42");
-    assert_int_equal(mt_store_meta_set(s, "seed", "43"), MT_OK);
+    assert_int_equal(mt_store_meta_set(ts.store, "seed", "43"), MT_OK);
     assert_meta("seed", "43");
     assert_meta("other", NULL);
 }
@@ -146,12 +140,12 @@ static void test_questions_dedupe_and_order(void **state) {
     mt_question q = {
         .id = "d", .title = "t", .content = "x", .reference = "ref", .category = "cat"};
     int added;
-    assert_int_equal(mt_store_add_question(s, &q, &added), MT_OK);
+    assert_int_equal(mt_store_add_question(ts.store, &q, &added), MT_OK);
     assert_int_equal(added, 1);
 
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, NULL, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 4);
     const char *ids[] = {"c", "a", "b", "d"};
     for (int i = 0; i < n; i++) {
@@ -168,7 +162,7 @@ static void test_questions_dedupe_and_order(void **state) {
 
     /* a question without its required text is refused, not silently dropped */
     mt_question bad = {.id = "e", .title = "t"};
-    assert_int_equal(mt_store_add_question(s, &bad, &added), MT_ERR_ARG);
+    assert_int_equal(mt_store_add_question(ts.store, &bad, &added), MT_ERR_ARG);
     assert_int_equal(added, 0);
 }
 
@@ -178,27 +172,27 @@ static void test_splits(void **state) {
     add("q2", "two", NULL, 1);
     add("q3", "three", "train", 1);
     add("q4", "four", NULL, 1);
-    assert_int_equal(mt_store_set_split(s, "q1", "test"), MT_OK);
-    assert_int_equal(mt_store_set_split(s, "q2", "train"), MT_OK);
-    assert_int_equal(mt_store_set_split(s, "nope", "train"), MT_ERR_ARG);
+    assert_int_equal(mt_store_set_split(ts.store, "q1", "test"), MT_OK);
+    assert_int_equal(mt_store_set_split(ts.store, "q2", "train"), MT_OK);
+    assert_int_equal(mt_store_set_split(ts.store, "nope", "train"), MT_ERR_ARG);
     assert_non_null(strstr(mt_last_error(), "nope"));
 
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, "train", &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, "train", &qs, &n), MT_OK);
     assert_int_equal(n, 2);
     assert_string_equal(qs[0].id, "q2");
     assert_string_equal(qs[1].id, "q3");
     assert_string_equal(qs[0].split, "train");
     mt_questions_free(qs, n);
-    assert_int_equal(mt_store_questions(s, "test", &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, "test", &qs, &n), MT_OK);
     assert_int_equal(n, 1);
     assert_string_equal(qs[0].id, "q1");
     mt_questions_free(qs, n);
-    assert_int_equal(mt_store_questions(s, "other", &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, "other", &qs, &n), MT_OK);
     assert_int_equal(n, 0);
     mt_questions_free(qs, n);
-    assert_int_equal(mt_store_questions(s, NULL, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 4);
     assert_null(qs[3].split);
     mt_questions_free(qs, n);
@@ -207,7 +201,7 @@ static void test_splits(void **state) {
 /* ---- items --------------------------------------------------------------------------- */
 
 static void get_item(const char *stage, const char *qid, mt_item *it) {
-    assert_int_equal(mt_store_item_get(s, "p1", stage, qid, it), MT_OK);
+    assert_int_equal(mt_store_item_get(ts.store, "p1", stage, qid, it), MT_OK);
 }
 
 static void test_items_lifecycle(void **state) {
@@ -220,7 +214,7 @@ static void test_items_lifecycle(void **state) {
     assert_null(it.error);
     mt_item_free(&it);
 
-    assert_int_equal(mt_store_item_failed(s, "p1", "answer", "q1", "HTTP 500"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "answer", "q1", "HTTP 500"), MT_OK);
     get_item("answer", "q1", &it);
     assert_int_equal(it.state, MT_ITEM_FAILED);
     assert_int_equal(it.attempts, 1);
@@ -228,13 +222,13 @@ static void test_items_lifecycle(void **state) {
     assert_null(it.output);
     mt_item_free(&it);
 
-    assert_int_equal(mt_store_item_failed(s, "p1", "answer", "q1", "timeout"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "answer", "q1", "timeout"), MT_OK);
     get_item("answer", "q1", &it);
     assert_int_equal(it.attempts, 2);
     assert_string_equal(it.error, "timeout");
     mt_item_free(&it);
 
-    assert_int_equal(mt_store_item_done(s, "p1", "answer", "q1", "the answer"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "p1", "answer", "q1", "the answer"), MT_OK);
     get_item("answer", "q1", &it);
     assert_int_equal(it.state, MT_ITEM_DONE);
     assert_int_equal(it.attempts, 2);
@@ -243,7 +237,7 @@ static void test_items_lifecycle(void **state) {
     mt_item_free(&it);
 
     /* done again replaces the output; other stages and phases are separate items */
-    assert_int_equal(mt_store_item_done(s, "p1", "answer", "q1", NULL), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "p1", "answer", "q1", NULL), MT_OK);
     get_item("answer", "q1", &it);
     assert_int_equal(it.state, MT_ITEM_DONE);
     assert_null(it.output);
@@ -251,7 +245,7 @@ static void test_items_lifecycle(void **state) {
     get_item("score", "q1", &it);
     assert_int_equal(it.state, MT_ITEM_PENDING);
     mt_item_free(&it);
-    assert_int_equal(mt_store_item_get(s, "p2", "answer", "q1", &it), MT_OK);
+    assert_int_equal(mt_store_item_get(ts.store, "p2", "answer", "q1", &it), MT_OK);
     assert_int_equal(it.state, MT_ITEM_PENDING);
     mt_item_free(&it);
 }
@@ -259,24 +253,24 @@ static void test_items_lifecycle(void **state) {
 static void test_item_counts(void **state) {
     (void)state;
     mt_item_counts c = {7, 7};
-    assert_int_equal(mt_store_item_counts(s, "p1", "answer", &c), MT_OK);
+    assert_int_equal(mt_store_item_counts(ts.store, "p1", "answer", &c), MT_OK);
     assert_int_equal(c.done, 0);
     assert_int_equal(c.failed, 0);
-    assert_int_equal(mt_store_item_done(s, "p1", "answer", "q1", "x"), MT_OK);
-    assert_int_equal(mt_store_item_done(s, "p1", "answer", "q2", "y"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "p1", "answer", "q3", "e"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "p1", "answer", "q3", "e"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "p1", "score", "q1", "e"), MT_OK);
-    assert_int_equal(mt_store_item_done(s, "p2", "answer", "q4", "z"), MT_OK);
-    assert_int_equal(mt_store_item_counts(s, "p1", "answer", &c), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "p1", "answer", "q1", "x"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "p1", "answer", "q2", "y"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "answer", "q3", "e"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "answer", "q3", "e"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "score", "q1", "e"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "p2", "answer", "q4", "z"), MT_OK);
+    assert_int_equal(mt_store_item_counts(ts.store, "p1", "answer", &c), MT_OK);
     assert_int_equal(c.done, 2);
     assert_int_equal(c.failed, 1);
-    assert_int_equal(mt_store_item_counts(s, "p1", "score", &c), MT_OK);
+    assert_int_equal(mt_store_item_counts(ts.store, "p1", "score", &c), MT_OK);
     assert_int_equal(c.done, 0);
     assert_int_equal(c.failed, 1);
     /* a failed item that later succeeds moves from one count to the other */
-    assert_int_equal(mt_store_item_done(s, "p1", "answer", "q3", "ok"), MT_OK);
-    assert_int_equal(mt_store_item_counts(s, "p1", "answer", &c), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "p1", "answer", "q3", "ok"), MT_OK);
+    assert_int_equal(mt_store_item_counts(ts.store, "p1", "answer", &c), MT_OK);
     assert_int_equal(c.done, 3);
     assert_int_equal(c.failed, 0);
 }
@@ -285,16 +279,16 @@ static void test_item_counts(void **state) {
 
 static void test_rollback_discards(void **state) {
     (void)state;
-    assert_int_equal(mt_store_begin(s), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
     add("q1", "one", NULL, 1);
-    assert_int_equal(mt_store_item_done(s, "p1", "answer", "q1", "out"), MT_OK);
-    assert_int_equal(mt_store_meta_set(s, "k", "v"), MT_OK);
-    assert_int_equal(mt_store_record_put(s, "p1", "q1", "{}"), MT_OK);
-    mt_store_rollback(s);
+    assert_int_equal(mt_store_item_done(ts.store, "p1", "answer", "q1", "out"), MT_OK);
+    assert_int_equal(mt_store_meta_set(ts.store, "k", "v"), MT_OK);
+    assert_int_equal(mt_store_record_put(ts.store, "p1", "q1", "{}"), MT_OK);
+    mt_store_rollback(ts.store);
 
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, NULL, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 0);
     mt_questions_free(qs, n);
     mt_item it;
@@ -303,30 +297,30 @@ static void test_rollback_discards(void **state) {
     mt_item_free(&it);
     assert_meta("k", NULL);
     char **recs;
-    assert_int_equal(mt_store_records(s, "p1", &recs, &n), MT_OK);
+    assert_int_equal(mt_store_records(ts.store, "p1", &recs, &n), MT_OK);
     assert_int_equal(n, 0);
     mt_strings_free(recs, n);
 
     /* the next question after a rolled back one still gets the first number */
     add("q2", "two", NULL, 1);
-    assert_int_equal(mt_store_questions(s, NULL, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, NULL, &qs, &n), MT_OK);
     assert_int_equal(qs[0].seq, 1);
     mt_questions_free(qs, n);
 }
 
 static void test_commit_persists(void **state) {
     (void)state;
-    assert_int_equal(mt_store_begin(s), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
     add("q1", "one", NULL, 1);
     add("q2", "two", NULL, 1);
     add("q1", "one again", NULL, 0); /* seen inside the same transaction */
-    assert_int_equal(mt_store_item_failed(s, "p1", "answer", "q1", "e"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "p1", "answer", "q1", "e"), MT_OK);
-    assert_int_equal(mt_store_commit(s), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "answer", "q1", "e"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p1", "answer", "q1", "e"), MT_OK);
+    assert_int_equal(mt_store_commit(ts.store), MT_OK);
     reopen();
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, NULL, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 2);
     assert_int_equal(qs[1].seq, 2);
     mt_questions_free(qs, n);
@@ -338,38 +332,38 @@ static void test_commit_persists(void **state) {
 
 static void test_transaction_misuse(void **state) {
     (void)state;
-    assert_int_equal(mt_store_commit(s), MT_ERR_INTERNAL);
-    mt_store_rollback(s); /* nothing open: a no-op */
-    assert_int_equal(mt_store_begin(s), MT_OK);
-    assert_int_equal(mt_store_begin(s), MT_ERR_INTERNAL);
+    assert_int_equal(mt_store_commit(ts.store), MT_ERR_INTERNAL);
+    mt_store_rollback(ts.store); /* nothing open: a no-op */
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_ERR_INTERNAL);
     add("q1", "one", NULL, 1);
-    assert_int_equal(mt_store_commit(s), MT_OK);
-    assert_int_equal(mt_store_commit(s), MT_ERR_INTERNAL);
+    assert_int_equal(mt_store_commit(ts.store), MT_OK);
+    assert_int_equal(mt_store_commit(ts.store), MT_ERR_INTERNAL);
 }
 
 /* A write that fails inside a transaction fails alone: the caller decides whether to roll
  * back, and the error message it reports survives the rollback. */
 static void test_failed_write_inside_transaction(void **state) {
     (void)state;
-    assert_int_equal(mt_store_begin(s), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
     add("q1", "one", NULL, 1);
-    assert_int_equal(mt_store_set_split(s, "missing", "train"), MT_ERR_ARG);
-    assert_int_equal(mt_store_set_split(s, "q1", "train"), MT_OK);
-    assert_int_equal(mt_store_commit(s), MT_OK);
+    assert_int_equal(mt_store_set_split(ts.store, "missing", "train"), MT_ERR_ARG);
+    assert_int_equal(mt_store_set_split(ts.store, "q1", "train"), MT_OK);
+    assert_int_equal(mt_store_commit(ts.store), MT_OK);
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, "train", &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, "train", &qs, &n), MT_OK);
     assert_int_equal(n, 1);
     mt_questions_free(qs, n);
 
-    assert_int_equal(mt_store_begin(s), MT_OK);
-    assert_int_equal(mt_store_set_split(s, "q1", "test"), MT_OK);
-    assert_int_equal(mt_store_set_split(s, "missing", "train"), MT_ERR_ARG);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
+    assert_int_equal(mt_store_set_split(ts.store, "q1", "test"), MT_OK);
+    assert_int_equal(mt_store_set_split(ts.store, "missing", "train"), MT_ERR_ARG);
     char msg[256];
     snprintf(msg, sizeof msg, "%s", mt_last_error());
-    mt_store_rollback(s);
+    mt_store_rollback(ts.store);
     assert_string_equal(mt_last_error(), msg);
-    assert_int_equal(mt_store_questions(s, "train", &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, "train", &qs, &n), MT_OK);
     assert_int_equal(n, 1);
     mt_questions_free(qs, n);
 }
@@ -378,16 +372,16 @@ static void test_failed_write_inside_transaction(void **state) {
  * never sees its writes until the commit. */
 static void test_reader_sees_only_commits(void **state) {
     (void)state;
-    assert_int_equal(mt_store_begin(s), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
     add("q1", "one", NULL, 1);
     mt_store *r = NULL;
-    assert_int_equal(mt_store_open(db_path, &r), MT_OK);
+    assert_int_equal(mt_store_open(ts.db_path, &r), MT_OK);
     mt_question *qs;
     int n;
     assert_int_equal(mt_store_questions(r, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 0);
     mt_questions_free(qs, n);
-    assert_int_equal(mt_store_commit(s), MT_OK);
+    assert_int_equal(mt_store_commit(ts.store), MT_OK);
     assert_int_equal(mt_store_questions(r, NULL, &qs, &n), MT_OK);
     assert_int_equal(n, 1);
     mt_questions_free(qs, n);
@@ -406,16 +400,16 @@ static void test_strings_round_trip(void **state) {
                      .reference = (char *)odd,
                      .category = (char *)odd};
     int added;
-    assert_int_equal(mt_store_add_question(s, &q, &added), MT_OK);
+    assert_int_equal(mt_store_add_question(ts.store, &q, &added), MT_OK);
     assert_int_equal(added, 1);
-    assert_int_equal(mt_store_set_split(s, odd, odd), MT_OK);
-    assert_int_equal(mt_store_meta_set(s, odd, odd), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, odd, odd, odd, odd), MT_OK);
-    assert_int_equal(mt_store_item_done(s, odd, odd, odd, odd), MT_OK);
+    assert_int_equal(mt_store_set_split(ts.store, odd, odd), MT_OK);
+    assert_int_equal(mt_store_meta_set(ts.store, odd, odd), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, odd, odd, odd, odd), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, odd, odd, odd, odd), MT_OK);
     reopen();
     mt_question *qs;
     int n;
-    assert_int_equal(mt_store_questions(s, odd, &qs, &n), MT_OK);
+    assert_int_equal(mt_store_questions(ts.store, odd, &qs, &n), MT_OK);
     assert_int_equal(n, 1);
     assert_string_equal(qs[0].id, odd);
     assert_string_equal(qs[0].title, odd);
@@ -426,12 +420,12 @@ static void test_strings_round_trip(void **state) {
     mt_questions_free(qs, n);
     assert_meta(odd, odd);
     mt_item it;
-    assert_int_equal(mt_store_item_get(s, odd, odd, odd, &it), MT_OK);
+    assert_int_equal(mt_store_item_get(ts.store, odd, odd, odd, &it), MT_OK);
     assert_int_equal(it.state, MT_ITEM_DONE);
     assert_string_equal(it.output, odd);
     mt_item_free(&it);
     /* the empty string is a value, not NULL */
-    assert_int_equal(mt_store_meta_set(s, "empty", ""), MT_OK);
+    assert_int_equal(mt_store_meta_set(ts.store, "empty", ""), MT_OK);
     assert_meta("empty", "");
 }
 

@@ -12,33 +12,27 @@
 
 #include <cmocka.h>
 
-#include "tmpdir.h"
+#include "tmpstore.h"
 
 #include "store/store.h"
 
-static char dir[64];
-static char db_path[128];
-static mt_store *s;
+static mt_test_store ts; /* this test's store, fresh for each test */
 
 static int setup(void **state) {
     (void)state;
-    if (mt_test_mkdtemp(dir, sizeof dir, "store_status")) return -1;
-    snprintf(db_path, sizeof db_path, "%s/run.db", dir);
-    return mt_store_open(db_path, &s) == MT_OK ? 0 : -1;
+    return mt_test_store_open(&ts, "store_status");
 }
 
 static int teardown(void **state) {
     (void)state;
-    mt_store_close(s);
-    s = NULL;
-    return mt_test_rmtree(dir) == 0 ? 0 : -1;
+    return mt_test_store_close(&ts);
 }
 
 static void add(const char *id, const char *split) {
     mt_question q = {
         .id = (char *)id, .title = "title", .content = "content", .split = (char *)split};
     int added;
-    assert_int_equal(mt_store_add_question(s, &q, &added), MT_OK);
+    assert_int_equal(mt_store_add_question(ts.store, &q, &added), MT_OK);
     assert_int_equal(added, 1);
 }
 
@@ -55,8 +49,8 @@ static void assert_usage(const mt_usage *u, int64_t requests, int64_t attempts,
 static void test_empty_store(void **state) {
     (void)state;
     mt_store_status st;
-    assert_int_equal(mt_store_status_read(s, &st), MT_OK);
-    assert_string_equal(st.path, db_path);
+    assert_int_equal(mt_store_status_read(ts.store, &st), MT_OK);
+    assert_string_equal(st.path, ts.db_path);
     assert_int_equal(st.questions, 0);
     assert_int_equal(st.n_splits, 0);
     assert_int_equal(st.n_stages, 0);
@@ -80,8 +74,8 @@ static void test_every_field_of_a_filled_store(void **state) {
     add("q5", "train");
 
     /* stages are listed in the order they were first written, later writes do not move them */
-    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q1", "g"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q2", "timeout"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "phase1", "guideline", "q1", "g"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "phase1", "guideline", "q2", "timeout"), MT_OK);
     /* an error of many lines and several hundred bytes, with multi-byte characters, is kept
      * whole: shortening it is formatting */
     char long_error[400];
@@ -90,40 +84,46 @@ static void test_every_field_of_a_filled_store(void **state) {
     const char start[] = "HTTP 500:\nline two\r\n\tcaf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87";
     memcpy(long_error, start, sizeof start - 1);
     long_error[200] = '\n';
-    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q3", "first error"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "phase1", "guideline", "q3", long_error), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "phase1", "answer", "f0", NULL), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "phase1", "guideline", "q3", "first error"),
+                     MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "phase1", "guideline", "q3", long_error),
+                     MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "phase1", "answer", "f0", NULL), MT_OK);
     for (int i = 1; i < 7; i++) {
         char qid[16];
         snprintf(qid, sizeof qid, "f%d", i);
-        assert_int_equal(mt_store_item_failed(s, "phase1", "answer", qid, "bad reply"), MT_OK);
+        assert_int_equal(mt_store_item_failed(ts.store, "phase1", "answer", qid, "bad reply"),
+                         MT_OK);
     }
-    assert_int_equal(mt_store_item_done(s, "phase2", "verdict", "q1", "ok"), MT_OK);
-    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q2", "g"), MT_OK);
-    assert_int_equal(mt_store_item_done(s, "phase1", "guideline", "q5", "g"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "phase2", "verdict", "q1", "ok"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "phase1", "guideline", "q2", "g"), MT_OK);
+    assert_int_equal(mt_store_item_done(ts.store, "phase1", "guideline", "q5", "g"), MT_OK);
 
-    assert_int_equal(mt_store_attempt_log(s, "h1", "phase1", 1, 500, "oops", 1), MT_OK);
-    assert_int_equal(mt_store_attempt_log(s, "h1", "phase1", 2, 200, NULL, 1), MT_OK);
-    assert_int_equal(mt_store_request_put(s, "h1", "phase1", "{}", "a", 1234, 567, 0.12345, 2),
+    assert_int_equal(mt_store_attempt_log(ts.store, "h1", "phase1", 1, 500, "oops", 1), MT_OK);
+    assert_int_equal(mt_store_attempt_log(ts.store, "h1", "phase1", 2, 200, NULL, 1), MT_OK);
+    assert_int_equal(
+        mt_store_request_put(ts.store, "h1", "phase1", "{}", "a", 1234, 567, 0.12345, 2), MT_OK);
+    assert_int_equal(mt_store_attempt_log(ts.store, "h2", "phase1", 1, 200, NULL, 1), MT_OK);
+    assert_int_equal(mt_store_request_put(ts.store, "h2", "phase1", "{}", "b", 100, 50, 0.5, 1),
                      MT_OK);
-    assert_int_equal(mt_store_attempt_log(s, "h2", "phase1", 1, 200, NULL, 1), MT_OK);
-    assert_int_equal(mt_store_request_put(s, "h2", "phase1", "{}", "b", 100, 50, 0.5, 1), MT_OK);
-    assert_int_equal(mt_store_attempt_log(s, "h3", "phase2", 1, 200, NULL, 1), MT_OK);
-    assert_int_equal(mt_store_request_put(s, "h3", "phase2", "{}", "c", 10, 20, 0.25, 1), MT_OK);
+    assert_int_equal(mt_store_attempt_log(ts.store, "h3", "phase2", 1, 200, NULL, 1), MT_OK);
+    assert_int_equal(mt_store_request_put(ts.store, "h3", "phase2", "{}", "c", 10, 20, 0.25, 1),
+                     MT_OK);
     /* a phase whose requests all failed has attempts but no cached reply */
-    assert_int_equal(mt_store_attempt_log(s, "h4", "judge", 1, 429, "rate limited", 1), MT_OK);
+    assert_int_equal(mt_store_attempt_log(ts.store, "h4", "judge", 1, 429, "rate limited", 1),
+                     MT_OK);
 
-    assert_int_equal(mt_store_metric(s, "phase1", "sft_last_loss", 3.0), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase1", "sft_last_loss", 0.75), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase1", "accuracy", 0.5), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase1", "accuracy", NAN), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase2", "acceptance", 1e-3), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase2", "acceptance", NAN), MT_OK);
-    assert_int_equal(mt_store_metric(s, "phase2", "acceptance", 0.25), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase1", "sft_last_loss", 3.0), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase1", "sft_last_loss", 0.75), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase1", "accuracy", 0.5), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase1", "accuracy", NAN), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase2", "acceptance", 1e-3), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase2", "acceptance", NAN), MT_OK);
+    assert_int_equal(mt_store_metric(ts.store, "phase2", "acceptance", 0.25), MT_OK);
 
     mt_store_status st;
-    assert_int_equal(mt_store_status_read(s, &st), MT_OK);
-    assert_string_equal(st.path, db_path);
+    assert_int_equal(mt_store_status_read(ts.store, &st), MT_OK);
+    assert_string_equal(st.path, ts.db_path);
 
     /* questions: train, test, then those without a split */
     assert_int_equal(st.questions, 5);
@@ -200,10 +200,10 @@ static void test_every_field_of_a_filled_store(void **state) {
 /* A failure count of exactly the listed number shows all of them. */
 static void test_few_failures_all_listed(void **state) {
     (void)state;
-    assert_int_equal(mt_store_item_failed(s, "p", "a", "q1", "e1"), MT_OK);
-    assert_int_equal(mt_store_item_failed(s, "p", "a", "q2", "e2"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p", "a", "q1", "e1"), MT_OK);
+    assert_int_equal(mt_store_item_failed(ts.store, "p", "a", "q2", "e2"), MT_OK);
     mt_store_status st;
-    assert_int_equal(mt_store_status_read(s, &st), MT_OK);
+    assert_int_equal(mt_store_status_read(ts.store, &st), MT_OK);
     assert_int_equal(st.failed_total, 2);
     assert_int_equal(st.n_failed, 2);
     assert_string_equal(st.failed[0].error, "e1");
@@ -214,22 +214,22 @@ static void test_few_failures_all_listed(void **state) {
 /* The summary reads inside a caller's transaction too, and leaves it open. */
 static void test_read_in_transaction(void **state) {
     (void)state;
-    assert_int_equal(mt_store_begin(s), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
     add("q1", "train");
     mt_store_status st;
-    assert_int_equal(mt_store_status_read(s, &st), MT_OK);
+    assert_int_equal(mt_store_status_read(ts.store, &st), MT_OK);
     assert_int_equal(st.questions, 1);
     mt_store_status_free(&st);
-    mt_store_rollback(s);
-    assert_int_equal(mt_store_status_read(s, &st), MT_OK);
+    mt_store_rollback(ts.store);
+    assert_int_equal(mt_store_status_read(ts.store, &st), MT_OK);
     assert_int_equal(st.questions, 0);
     assert_int_equal(st.n_splits, 0);
     mt_store_status_free(&st);
     /* and the store still takes its own transactions afterwards */
-    assert_int_equal(mt_store_begin(s), MT_OK);
+    assert_int_equal(mt_store_begin(ts.store), MT_OK);
     add("q2", "test");
-    assert_int_equal(mt_store_commit(s), MT_OK);
-    assert_int_equal(mt_store_status_read(s, &st), MT_OK);
+    assert_int_equal(mt_store_commit(ts.store), MT_OK);
+    assert_int_equal(mt_store_status_read(ts.store, &st), MT_OK);
     assert_int_equal(st.questions, 1);
     assert_string_equal(st.splits[0].split, "test");
     mt_store_status_free(&st);
