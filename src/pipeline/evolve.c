@@ -92,58 +92,15 @@ static uint64_t question_seed(const evolve *e, int i, int round, int sample) {
 
 /* ---- generation --------------------------------------------------------------------------- */
 
-/* Jobs over (question, attempt) with their keys; the caller fills msgs. */
-typedef struct {
-    mt_gen_job *jobs;
-    mt_chat_msg *msgs;
-    char **texts; /* prompt texts the jobs own (self-check), or NULL */
-    char (*keys)[MT_ITEM_KEY_MAX];
-    const char **key_ptrs;
-    int *question;
-    int n;
-} job_list;
-
-static void job_list_free(job_list *l) {
-    for (int k = 0; l->texts && k < l->n; k++) free(l->texts[k]);
-    free(l->texts);
-    free(l->jobs);
-    free(l->msgs);
-    free(l->keys);
-    free(l->key_ptrs);
-    free(l->question);
-    memset(l, 0, sizeof *l);
-}
-
-static mt_status job_list_alloc(job_list *l, int cap) {
-    l->n = 0;
-    l->jobs = mt_calloc((size_t)cap + 1, sizeof *l->jobs);
-    l->msgs = mt_calloc((size_t)cap + 1, sizeof *l->msgs);
-    l->texts = mt_calloc((size_t)cap + 1, sizeof *l->texts);
-    l->keys = mt_calloc((size_t)cap + 1, sizeof *l->keys);
-    l->key_ptrs = mt_calloc((size_t)cap + 1, sizeof *l->key_ptrs);
-    l->question = mt_calloc((size_t)cap + 1, sizeof *l->question);
-    return l->jobs && l->msgs && l->texts && l->keys && l->key_ptrs && l->question
-               ? MT_OK
-               : mt_fail(MT_ERR_NOMEM, "out of memory");
-}
-
-/* Adds a job for question i asking user (borrowed unless owned is set). */
-static void job_add(job_list *l, const evolve *e, int i, int round, int attempt, const char *user,
-                    char *owned) {
-    const int k = l->n++;
-    round_key(e, i, round, attempt, l->keys[k]);
-    l->key_ptrs[k] = l->keys[k];
-    l->question[k] = i;
-    l->texts[k] = owned;
-    l->msgs[k] = (mt_chat_msg){"user", owned ? owned : user};
-    l->jobs[k] = (mt_gen_job){.key = l->keys[k],
-                              .msgs = &l->msgs[k],
-                              .n_msgs = 1,
-                              .seed = question_seed(e, i, round, attempt)};
+/* Question i's job of (round, attempt), asking user (borrowed) or owned (the list frees it). */
+static mt_status add_job(const evolve *e, mt_gen_jobs *l, int i, int round, int attempt,
+                         const char *user, char *owned) {
+    return mt_gen_jobs_add(l, e->qs[i].id, round, attempt, i, user, owned,
+                           question_seed(e, i, round, attempt));
 }
 
 /* Runs the jobs through the generate stage and returns every output (out[k], malloc'ed). */
-static mt_status generate(evolve *e, const job_list *l, const char *stage, const char *label,
+static mt_status generate(evolve *e, const mt_gen_jobs *l, const char *stage, const char *label,
                           const mt_gen_params *params, char **out) {
     mt_gen_stage_opts go = {.phase = MT_PHASE_EVOLVE,
                             .stage = stage,
@@ -171,10 +128,10 @@ static mt_gen_params greedy_params(const evolve *e) {
 }
 
 static mt_status greedy_pass(evolve *e, int round) {
-    job_list l = {0};
+    mt_gen_jobs l = {0};
     char **out = mt_calloc((size_t)e->n + 1, sizeof *out);
-    mt_status st = out ? job_list_alloc(&l, e->n) : mt_fail(MT_ERR_NOMEM, "out of memory");
-    for (int i = 0; !st && i < e->n; i++) job_add(&l, e, i, round, 0, e->users[i], NULL);
+    mt_status st = out ? mt_gen_jobs_alloc(&l, e->n) : mt_fail(MT_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < e->n; i++) st = add_job(e, &l, i, round, 0, e->users[i], NULL);
     char label[64];
     snprintf(label, sizeof label, "round %d greedy", round);
     const mt_gen_params p = greedy_params(e);
@@ -182,7 +139,7 @@ static mt_status greedy_pass(evolve *e, int round) {
     for (int i = 0; !st && i < e->n; i++) e->rounds[round][i].greedy = out[i], out[i] = NULL;
     for (int i = 0; out && i < e->n; i++) free(out[i]);
     free(out);
-    job_list_free(&l);
+    mt_gen_jobs_free(&l);
     return st;
 }
 
@@ -294,12 +251,12 @@ static mt_status score_answers(evolve *e, int i, const char *const *answers, int
 static mt_status best_of_n(evolve *e, int round, const int *todo, int n_todo) {
     const mt_evolve_opts *o = e->o;
     const int n_jobs = n_todo * o->samples;
-    job_list l = {0};
+    mt_gen_jobs l = {0};
     char **out = mt_calloc((size_t)n_jobs + 1, sizeof *out);
-    mt_status st = out ? job_list_alloc(&l, n_jobs) : mt_fail(MT_ERR_NOMEM, "out of memory");
+    mt_status st = out ? mt_gen_jobs_alloc(&l, n_jobs) : mt_fail(MT_ERR_NOMEM, "out of memory");
     for (int k = 0; !st && k < n_todo; k++)
         for (int s = 1; s <= o->samples; s++)
-            job_add(&l, e, todo[k], round, s, e->users[todo[k]], NULL);
+            st = add_job(e, &l, todo[k], round, s, e->users[todo[k]], NULL);
     mt_gen_params p = mt_gen_defaults();
     p.max_tokens = o->max_tokens;
     p.sampling.temperature = o->temperature;
@@ -336,7 +293,7 @@ static mt_status best_of_n(evolve *e, int round, const int *todo, int n_todo) {
     free(which);
     for (int k = 0; out && k < n_jobs; k++) free(out[k]);
     free(out);
-    job_list_free(&l);
+    mt_gen_jobs_free(&l);
     return st;
 }
 
@@ -386,21 +343,17 @@ static drop_reason text_drop(const q_round *q) {
  * expensive answer shown as A, a2: as B); a pair stays only when both prefer it. */
 static mt_status self_check_pass(evolve *e, int round, unsigned char *disagrees) {
     q_round *q = e->rounds[round];
-    job_list l = {0};
+    mt_gen_jobs l = {0};
     char **out = mt_calloc(2 * (size_t)e->n + 1, sizeof *out);
     mt_json_constraint *constraint = NULL;
-    mt_status st = out ? job_list_alloc(&l, 2 * e->n) : mt_fail(MT_ERR_NOMEM, "out of memory");
+    mt_status st = out ? mt_gen_jobs_alloc(&l, 2 * e->n) : mt_fail(MT_ERR_NOMEM, "out of memory");
     for (int i = 0; !st && i < e->n; i++) {
         if (text_drop(&q[i]) != DROP_NONE) continue;
-        char *first = mt_prompt_compare(e->users[i], q[i].expensive, q[i].greedy);
-        char *second = mt_prompt_compare(e->users[i], q[i].greedy, q[i].expensive);
-        if (!first || !second) {
-            free(first), free(second);
-            st = mt_fail(MT_ERR_NOMEM, "out of memory");
-            break;
-        }
-        job_add(&l, e, i, round, 1, NULL, first);
-        job_add(&l, e, i, round, 2, NULL, second);
+        st = add_job(e, &l, i, round, 1, NULL,
+                     mt_prompt_compare(e->users[i], q[i].expensive, q[i].greedy));
+        if (!st)
+            st = add_job(e, &l, i, round, 2, NULL,
+                         mt_prompt_compare(e->users[i], q[i].greedy, q[i].expensive));
     }
     if (!st && l.n)
         st = mt_session_constraint(&e->model, mt_compare_schema, strlen(mt_compare_schema),
@@ -421,7 +374,7 @@ static mt_status self_check_pass(evolve *e, int round, unsigned char *disagrees)
     mt_json_constraint_free(constraint);
     for (int k = 0; out && k < l.n; k++) free(out[k]);
     free(out);
-    job_list_free(&l);
+    mt_gen_jobs_free(&l);
     return st;
 }
 

@@ -99,50 +99,15 @@ static char *attempt_prompt(const refine *r, int i, int attempt) {
     return p;
 }
 
-typedef struct {
-    mt_gen_job *jobs;
-    mt_chat_msg *msgs;
-    char **prompts;
-    char (*keys)[MT_ITEM_KEY_MAX];
-    const char **key_ptrs;
-    int n;
-} job_set;
-
-static void job_set_free(job_set *s) {
-    for (int k = 0; s->prompts && k < s->n; k++) free(s->prompts[k]);
-    free(s->prompts);
-    free(s->jobs);
-    free(s->msgs);
-    free(s->keys);
-    free(s->key_ptrs);
-    memset(s, 0, sizeof *s);
-}
-
-static mt_status job_set_alloc(job_set *s, int n) {
-    s->n = n;
-    s->jobs = mt_calloc((size_t)n + 1, sizeof *s->jobs);
-    s->msgs = mt_calloc((size_t)n + 1, sizeof *s->msgs);
-    s->prompts = mt_calloc((size_t)n + 1, sizeof *s->prompts);
-    s->keys = mt_calloc((size_t)n + 1, sizeof *s->keys);
-    s->key_ptrs = mt_calloc((size_t)n + 1, sizeof *s->key_ptrs);
-    return s->jobs && s->msgs && s->prompts && s->keys && s->key_ptrs ? MT_OK : MT_ERR_NOMEM;
-}
-
 static mt_status write_attempts(refine *r, const int *active, int n_active, int attempt) {
     const mt_refine_opts *o = r->o;
-    job_set s = {0};
-    mt_status st = job_set_alloc(&s, n_active);
+    mt_gen_jobs s;
+    mt_status st = mt_gen_jobs_alloc(&s, n_active);
     for (int k = 0; !st && k < n_active; k++) {
         const int i = active[k];
-        track_key(r, i, attempt, s.keys[k]);
-        s.key_ptrs[k] = s.keys[k];
-        if (!(s.prompts[k] = attempt_prompt(r, i, attempt))) st = MT_ERR_NOMEM;
-        s.msgs[k] = (mt_chat_msg){"user", s.prompts[k]};
-        s.jobs[k] =
-            (mt_gen_job){.key = s.keys[k],
-                         .msgs = &s.msgs[k],
-                         .n_msgs = 1,
-                         .seed = mt_mix_key(strtoull(r->qs[i].id, NULL, 16), (uint64_t)attempt)};
+        st = mt_gen_jobs_add(&s, r->qs[i].id, r->t[i].version, attempt, i, NULL,
+                             attempt_prompt(r, i, attempt),
+                             mt_mix_key(strtoull(r->qs[i].id, NULL, 16), (uint64_t)attempt));
     }
     mt_gen_stage_opts go = {.phase = MT_PHASE_REFINE,
                             .stage = MT_STAGE_ATTEMPT,
@@ -172,7 +137,7 @@ static mt_status write_attempts(refine *r, const int *active, int n_active, int 
     }
     for (int k = 0; texts && k < n_active; k++) free(texts[k]);
     free(texts);
-    job_set_free(&s);
+    mt_gen_jobs_free(&s);
     return st;
 }
 
@@ -184,7 +149,7 @@ typedef struct {
 } turn;
 
 static mt_status verdict_jobs(refine *r, const int *active, int n_active, int attempt, turn *t,
-                              mt_expert_job *jobs, job_set *keys, int *n_jobs) {
+                              mt_expert_job *jobs, char (*keys)[MT_ITEM_KEY_MAX], int *n_jobs) {
     const mt_refine_opts *o = r->o;
     *n_jobs = 0;
     for (int k = 0; k < n_active; k++) {
@@ -199,15 +164,14 @@ static mt_status verdict_jobs(refine *r, const int *active, int n_active, int at
             return MT_ERR_NOMEM;
         x->msgs[0] = (mt_chat_msg){"system", mt_prompt_verdict_system};
         x->msgs[1] = (mt_chat_msg){"user", x->user};
-        track_key(r, i, attempt, keys->keys[*n_jobs]);
-        jobs[*n_jobs] = (mt_expert_job){.qid = keys->keys[*n_jobs],
+        track_key(r, i, attempt, keys[*n_jobs]);
+        jobs[*n_jobs] = (mt_expert_job){.qid = keys[*n_jobs],
                                         .req = {.msgs = x->msgs,
                                                 .n_msgs = 2,
                                                 .schema_name = "verdict",
                                                 .schema_json = mt_verdict_schema,
                                                 .max_tokens = o->verdict_max_tokens,
                                                 .temperature = 0.0}};
-        keys->key_ptrs[*n_jobs] = keys->keys[*n_jobs];
         (*n_jobs)++;
     }
     return MT_OK;
@@ -237,10 +201,12 @@ static void decide(refine *r, int i, int attempt) {
 static mt_status judge(refine *r, const int *active, int n_active, int attempt) {
     turn *t = mt_calloc((size_t)n_active + 1, sizeof *t);
     mt_expert_job *jobs = mt_calloc((size_t)n_active + 1, sizeof *jobs);
-    job_set keys = {0};
+    char(*keys)[MT_ITEM_KEY_MAX] = mt_calloc((size_t)n_active + 1, sizeof *keys);
+    const char **key_ptrs = mt_calloc((size_t)n_active + 1, sizeof *key_ptrs);
     int n_jobs = 0;
-    mt_status st = t && jobs ? job_set_alloc(&keys, n_active) : MT_ERR_NOMEM;
-    if (!st) st = verdict_jobs(r, active, n_active, attempt, t, jobs, &keys, &n_jobs);
+    mt_status st = t && jobs && keys && key_ptrs ? MT_OK : MT_ERR_NOMEM;
+    if (!st) st = verdict_jobs(r, active, n_active, attempt, t, jobs, keys, &n_jobs);
+    for (int k = 0; !st && k < n_jobs; k++) key_ptrs[k] = keys[k];
     mt_expert_pass_opts po = {
         .phase = MT_PHASE_REFINE, .stage = MT_STAGE_VERDICT, .label = "verdicts", .rep = r->c.rep};
     mt_expert_pass_stats ps = {0};
@@ -252,8 +218,8 @@ static mt_status judge(refine *r, const int *active, int n_active, int attempt) 
     char **out = st ? NULL : mt_calloc((size_t)n_jobs + 1, sizeof *out);
     if (!st && !out) st = MT_ERR_NOMEM;
     if (!st)
-        st = mt_stage_outputs(&r->c, MT_PHASE_REFINE, MT_STAGE_VERDICT, keys.key_ptrs, n_jobs, out,
-                              NULL, NULL);
+        st = mt_stage_outputs(&r->c, MT_PHASE_REFINE, MT_STAGE_VERDICT, key_ptrs, n_jobs, out, NULL,
+                              NULL);
     for (int k = 0, j = 0; !st && k < n_active; k++) {
         const int i = active[k];
         if (r->t[i].answer[attempt - 1][0]) r->t[i].verdict[attempt - 1] = out[j], out[j++] = NULL;
@@ -264,7 +230,8 @@ static mt_status judge(refine *r, const int *active, int n_active, int attempt) 
     for (int k = 0; t && k < n_active; k++) free(t[k].user);
     free(t);
     free(jobs);
-    job_set_free(&keys);
+    free(keys);
+    free(key_ptrs);
     return st ? st : stop;
 }
 

@@ -86,6 +86,43 @@ mt_status mt_stage_item_done(const mt_run_ctx *c, const char *phase, const char 
 
 /* ---- generate ---------------------------------------------------------------------------- */
 
+mt_status mt_gen_jobs_alloc(mt_gen_jobs *l, int cap) {
+    memset(l, 0, sizeof *l);
+    l->jobs = mt_calloc((size_t)cap + 1, sizeof *l->jobs);
+    l->msgs = mt_calloc((size_t)cap + 1, sizeof *l->msgs);
+    l->owned = mt_calloc((size_t)cap + 1, sizeof *l->owned);
+    l->keys = mt_calloc((size_t)cap + 1, sizeof *l->keys);
+    l->key_ptrs = mt_calloc((size_t)cap + 1, sizeof *l->key_ptrs);
+    l->question = mt_calloc((size_t)cap + 1, sizeof *l->question);
+    return l->jobs && l->msgs && l->owned && l->keys && l->key_ptrs && l->question
+               ? MT_OK
+               : mt_fail(MT_ERR_NOMEM, "out of memory");
+}
+
+mt_status mt_gen_jobs_add(mt_gen_jobs *l, const char *qid, int round, int attempt, int question,
+                          const char *user, char *owned, uint64_t seed) {
+    if (!user && !owned) return mt_fail(MT_ERR_NOMEM, "out of memory");
+    const int k = l->n++;
+    mt_item_key(qid, round, attempt, l->keys[k]);
+    l->key_ptrs[k] = l->keys[k];
+    l->question[k] = question;
+    l->owned[k] = owned;
+    l->msgs[k] = (mt_chat_msg){"user", user ? user : owned};
+    l->jobs[k] = (mt_gen_job){.key = l->keys[k], .msgs = &l->msgs[k], .n_msgs = 1, .seed = seed};
+    return MT_OK;
+}
+
+void mt_gen_jobs_free(mt_gen_jobs *l) {
+    for (int k = 0; l->owned && k < l->n; k++) free(l->owned[k]);
+    free(l->owned);
+    free(l->jobs);
+    free(l->msgs);
+    free(l->keys);
+    free(l->key_ptrs);
+    free(l->question);
+    memset(l, 0, sizeof *l);
+}
+
 typedef struct {
     const mt_run_ctx *c;
     const mt_gen_job *jobs;

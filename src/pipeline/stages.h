@@ -67,6 +67,26 @@ typedef struct {
     uint64_t seed; /* sampling seed of this item, so outputs do not depend on batching */
 } mt_gen_job;
 
+/* The jobs of one generate stage call, built one at a time: each job's item key, its one
+ * user message, its seed and the caller's question index. */
+typedef struct {
+    mt_gen_job *jobs;
+    mt_chat_msg *msgs;
+    char **owned; /* prompt texts the list frees */
+    char (*keys)[MT_ITEM_KEY_MAX];
+    const char **key_ptrs; /* keys[k], as mt_stage_outputs takes them */
+    int *question;
+    int n;
+} mt_gen_jobs;
+
+mt_status mt_gen_jobs_alloc(mt_gen_jobs *l, int cap);
+/* Adds the job of item mt_item_key(qid, round, attempt) for question index `question`,
+ * asking `user` (borrowed) or, when user is NULL, `owned` (freed with the list; a NULL
+ * owned then means it could not be made: MT_ERR_NOMEM). */
+mt_status mt_gen_jobs_add(mt_gen_jobs *l, const char *qid, int round, int attempt, int question,
+                          const char *user, char *owned, uint64_t seed);
+void mt_gen_jobs_free(mt_gen_jobs *l);
+
 typedef struct {
     const char *phase, *stage;
     const char *label;       /* the task's name in progress reports */
