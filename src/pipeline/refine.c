@@ -46,7 +46,8 @@ typedef struct {
     int version;  /* adapter version of its wave; -1 before its wave */
     int attempts; /* attempts made */
     char *answer[MAX_ITERATIONS];
-    char *verdict[MAX_ITERATIONS]; /* the stored verdict JSON, or NULL */
+    mt_verdict verdict[MAX_ITERATIONS];   /* parsed once, when its reply is read */
+    unsigned char judged[MAX_ITERATIONS]; /* verdict[a] holds a verdict: the reply parsed */
 } track;
 
 typedef struct {
@@ -88,15 +89,10 @@ static void track_key(const refine *r, int i, int attempt, char key[MT_ITEM_KEY_
 }
 
 static char *attempt_prompt(const refine *r, int i, int attempt) {
-    if (attempt == 1) return mt_prompt_attempt(&r->qs[i]);
-    mt_verdict v;
-    if (mt_verdict_parse(r->t[i].verdict[attempt - 2], &v)) {
-        /* an empty previous attempt has no verdict: ask again from the start */
-        return mt_prompt_attempt(&r->qs[i]);
-    }
-    char *p = mt_prompt_revision(&r->qs[i], r->t[i].answer[attempt - 2], &v);
-    mt_verdict_free(&v);
-    return p;
+    const track *t = &r->t[i];
+    /* an empty previous attempt has no verdict: ask again from the start */
+    if (attempt == 1 || !t->judged[attempt - 2]) return mt_prompt_attempt(&r->qs[i]);
+    return mt_prompt_revision(&r->qs[i], t->answer[attempt - 2], &t->verdict[attempt - 2]);
 }
 
 static mt_status write_attempts(refine *r, const int *active, int n_active, int attempt) {
@@ -180,19 +176,13 @@ static mt_status verdict_jobs(refine *r, const int *active, int n_active, int at
 /* The question's state after attempt's verdict (or its absence). */
 static void decide(refine *r, int i, int attempt) {
     track *t = &r->t[i];
-    const char *answer = t->answer[attempt - 1];
-    mt_verdict v;
-    if (answer[0] && !t->verdict[attempt - 1]) {
+    const int answered = t->answer[attempt - 1][0] != '\0';
+    /* no reply, or a stored reply that is no verdict (never read as one) */
+    if (answered && !t->judged[attempt - 1]) {
         t->state = Q_STALLED;
         return;
     }
-    if (answer[0] && mt_verdict_parse(t->verdict[attempt - 1], &v)) {
-        t->state = Q_STALLED; /* a stored reply that is no verdict: never read as one */
-        return;
-    }
-    const int correct = answer[0] && v.correct;
-    if (answer[0]) mt_verdict_free(&v);
-    if (correct)
+    if (answered && t->verdict[attempt - 1].correct)
         t->state = Q_ACCEPTED;
     else if (attempt == r->o->max_iterations)
         t->state = Q_NEVER;
@@ -222,7 +212,11 @@ static mt_status judge(refine *r, const int *active, int n_active, int attempt) 
                               NULL);
     for (int k = 0, j = 0; !st && k < n_active; k++) {
         const int i = active[k];
-        if (r->t[i].answer[attempt - 1][0]) r->t[i].verdict[attempt - 1] = out[j], out[j++] = NULL;
+        track *tr = &r->t[i];
+        if (tr->answer[attempt - 1][0]) {
+            const char *reply = out[j++];
+            tr->judged[attempt - 1] = reply && !mt_verdict_parse(reply, &tr->verdict[attempt - 1]);
+        }
         decide(r, i, attempt);
     }
     for (int k = 0; out && k < n_jobs; k++) free(out[k]);
@@ -319,15 +313,13 @@ static char *trajectory_line(const refine *r, int i, int a) {
     cJSON_AddNumberToObject(o, "attempt", a);
     cJSON_AddNumberToObject(o, "round", t->version);
     cJSON_AddStringToObject(o, "answer", t->answer[a - 1]);
-    mt_verdict v;
-    const int judged = t->verdict[a - 1] && !mt_verdict_parse(t->verdict[a - 1], &v);
-    if (judged) {
+    if (t->judged[a - 1]) {
+        const mt_verdict v = t->verdict[a - 1];
         cJSON_AddStringToObject(o, "verdict", v.correct ? "correct" : "incorrect");
         cJSON_AddStringToObject(o, "feedback", v.feedback);
         cJSON *h = cJSON_AddArrayToObject(o, "hints");
         for (int k = 0; h && k < v.n_hints; k++)
             cJSON_AddItemToArray(h, cJSON_CreateString(v.hints[k]));
-        mt_verdict_free(&v);
     } else {
         cJSON_AddNullToObject(o, "verdict");
         cJSON_AddStringToObject(o, "feedback",
@@ -684,7 +676,10 @@ static mt_status prepare(refine *r) {
 
 static void cleanup(refine *r) {
     for (int i = 0; r->t && i < r->n; i++)
-        for (int a = 0; a < MAX_ITERATIONS; a++) free(r->t[i].answer[a]), free(r->t[i].verdict[a]);
+        for (int a = 0; a < MAX_ITERATIONS; a++) {
+            free(r->t[i].answer[a]);
+            if (r->t[i].judged[a]) mt_verdict_free(&r->t[i].verdict[a]);
+        }
     for (int i = 0; r->phase1_answers && i < r->n; i++) free(r->phase1_answers[i]);
     free(r->t);
     free(r->phase1_answers);
