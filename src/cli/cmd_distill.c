@@ -91,10 +91,7 @@ int mt_cmd_distill(int argc, char **argv) {
     };
     enum { N_HEAD = sizeof head / sizeof *head, N_TAIL = sizeof tail / sizeof *tail };
     mt_opt opts[N_HEAD + MT_EXPERT_FLAG_COUNT + N_TAIL];
-    memcpy(opts, head, sizeof head);
-    mt_expert_flags_init(&f, opts + N_HEAD);
-    memcpy(opts + N_HEAD + MT_EXPERT_FLAG_COUNT, tail, sizeof tail);
-    const int n = sizeof opts / sizeof *opts;
+    const int n = mt_expert_flags_table(&f, head, N_HEAD, tail, N_TAIL, opts);
     int help = 0;
     if (mt_parse_opts(opts, n, argc, argv, &help)) return mt_report_error();
     if (help) {
@@ -118,11 +115,5 @@ int mt_cmd_distill(int argc, char **argv) {
     mt_cli_reporter reporter;
     o.rep = mt_cli_reporter_init(&reporter, quiet);
     if (dry_run_only) return dry_run(&o, &sp);
-    mt_status st = mt_distill(&o, &sp);
-    if (st == MT_ERR_BUDGET) {
-        fprintf(stderr, "meteor: stopped: %s\n", mt_last_error());
-        return 3;
-    }
-    if (st) return mt_report_error();
-    return 0;
+    return mt_expert_verb_exit(mt_distill(&o, &sp));
 }

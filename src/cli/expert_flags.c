@@ -1,5 +1,6 @@
 #include "cli/expert_flags.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,4 +95,20 @@ mt_status mt_expert_flags_spec(const mt_expert_flags *f, int threads, uint64_t s
     const char *key;
     mt_status st = need_expert ? mt_expert_api_key(sp, &key) : MT_OK;
     return st ? st : parse_json_mode(f->json_mode, &r->json_mode);
+}
+
+int mt_expert_flags_table(mt_expert_flags *f, const mt_opt *head, int n_head, const mt_opt *tail,
+                          int n_tail, mt_opt *opts) {
+    memcpy(opts, head, (size_t)n_head * sizeof *head);
+    mt_expert_flags_init(f, opts + n_head);
+    memcpy(opts + n_head + MT_EXPERT_FLAG_COUNT, tail, (size_t)n_tail * sizeof *tail);
+    return n_head + MT_EXPERT_FLAG_COUNT + n_tail;
+}
+
+int mt_expert_verb_exit(mt_status st) {
+    if (st == MT_ERR_BUDGET) {
+        fprintf(stderr, "meteor: stopped: %s\n", mt_last_error());
+        return 3;
+    }
+    return st ? mt_report_error() : 0;
 }
