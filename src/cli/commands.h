@@ -11,6 +11,7 @@ int mt_cmd_export(int argc, char **argv);
 int mt_cmd_distill(int argc, char **argv);
 int mt_cmd_refine(int argc, char **argv);
 int mt_cmd_evolve(int argc, char **argv);
+int mt_cmd_eval(int argc, char **argv);
 int mt_cmd_status(int argc, char **argv);
 
 #endif

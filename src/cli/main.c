@@ -24,6 +24,7 @@ static const verb verbs[] = {
      "METEOR phase 2: answers judged by the expert, revised, accepted ones trained on"},
     {"evolve", mt_cmd_evolve,
      "METEOR phase 3: greedy vs beam-search answers as preference pairs, trained on"},
+    {"eval", mt_cmd_eval, "evaluate a run: test answers of each model, reference NLL with CIs"},
     {"status", mt_cmd_status, "summarise a run: progress, failures, tokens and cost"},
     {"tokenize", mt_cmd_tokenize, "show the token ids of a text, or decode ids"},
 };

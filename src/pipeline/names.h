@@ -84,4 +84,16 @@
 #define MT_SETTING_EVOLVE_START "phase3.start_adapter"
 #define MT_SETTING_EVOLVE_SCHEDULE "phase3.schedule"
 
+/* the evaluation (meteor eval): items of stages MT_STAGE_ANSWER and MT_STAGE_NLL keyed
+ * "qid/model"; metrics "model.name" for each model evaluated */
+#define MT_PHASE_EVAL "eval"
+#define MT_STAGE_NLL "nll" /* mean token NLL of the question's reference answer */
+#define MT_METRIC_REFERENCE_NLL "reference_nll"
+#define MT_METRIC_REFERENCE_NLL_CI_LOW "reference_nll_ci_low"
+#define MT_METRIC_REFERENCE_NLL_CI_HIGH "reference_nll_ci_high"
+#define MT_METRIC_REFERENCE_NLL_VS_BASE "reference_nll_vs_base"
+#define MT_METRIC_REFERENCE_NLL_VS_BASE_CI_LOW "reference_nll_vs_base_ci_low"
+#define MT_METRIC_REFERENCE_NLL_VS_BASE_CI_HIGH "reference_nll_vs_base_ci_high"
+#define MT_SETTING_EVAL "eval.settings"
+
 #endif
