@@ -112,3 +112,8 @@ void mt_map_release(const void *p, size_t n) {
     /* only advice: a failure leaves the pages resident, which costs memory, not data */
     if (a < b) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
+
+int mt_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}

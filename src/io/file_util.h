@@ -24,4 +24,7 @@ void mt_unmap_file(const void *data, size_t size);
  * For data copied elsewhere that is seldom read in place. */
 void mt_map_release(const void *p, size_t n);
 
+/* Whether something (a file or a folder) is at path. */
+int mt_path_exists(const char *path);
+
 #endif

@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "core/lines.h"
 #include "core/progress.h"
+#include "io/file_util.h"
 #include "infer/beam.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -75,11 +75,6 @@ typedef struct {
     char adapter[4096]; /* the adapter generation runs with now ("": none) */
     double seconds_generation, seconds_scoring, seconds_training;
 } evolve;
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
 
 static void round_key(const evolve *e, int i, int round, int attempt, char key[MT_ITEM_KEY_MAX]) {
     mt_item_key(e->qs[i].id, round, attempt, key);
@@ -815,7 +810,7 @@ static mt_status resolve_start(evolve *e) {
     mt_run_path(&e->c.dir, "adapters/" MT_PHASE_REFINE, e->adapter, sizeof e->adapter);
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", e->adapter);
-    if (!file_exists(cfg))
+    if (!mt_path_exists(cfg))
         return mt_fail(MT_ERR_ARG,
                        "this run has no phase 2 adapter (%s) to evolve from: run `meteor "
                        "refine` first, or pass --adapter DIR, or --from-base to start a fresh "

@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/fault.h"
 #include "core/lines.h"
 #include "core/progress.h"
+#include "io/file_util.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/lora.h"
@@ -70,11 +70,6 @@ typedef struct {
     int waves_started;           /* exports are written only once waves ran */
     double seconds_attempts, seconds_verdicts, seconds_training;
 } refine;
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
 
 /* ---- the model and its adapter ---------------------------------------------------------- */
 
@@ -590,14 +585,14 @@ static mt_status resolve_start(refine *r) {
     mt_run_path(&r->c.dir, "adapters/" MT_PHASE_DISTILL, r->start_adapter, sizeof r->start_adapter);
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", r->start_adapter);
-    if (!file_exists(cfg))
+    if (!mt_path_exists(cfg))
         return mt_fail(MT_ERR_ARG,
                        "this run has no phase 1 adapter (%s): run `meteor distill` first, or "
                        "pass --adapter DIR, or --no-adapter to start from the bare model",
                        r->start_adapter);
     mt_run_path(&r->c.dir, "train/" MT_PHASE_DISTILL "/checkpoint.safetensors", r->start_checkpoint,
                 sizeof r->start_checkpoint);
-    if (!file_exists(r->start_checkpoint)) r->start_checkpoint[0] = '\0';
+    if (!mt_path_exists(r->start_checkpoint)) r->start_checkpoint[0] = '\0';
     return MT_OK;
 }
 

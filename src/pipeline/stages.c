@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/fault.h"
+#include "io/file_util.h"
 #include "infer/batch.h"
 #include "kernels/matmul.h"
 #include "model/lora.h"
@@ -285,11 +285,6 @@ mt_status mt_stage_metric(const mt_run_ctx *c, const char *phase, const char *na
 
 /* ---- train -------------------------------------------------------------------------------- */
 
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 static mt_status record_training(const mt_run_ctx *c, const mt_train_stage_opts *o,
                                  const mt_train_summary *sum) {
     char summary[256];
@@ -323,7 +318,7 @@ mt_status mt_stage_train(const mt_run_ctx *c, const mt_train_stage_opts *o, int 
     j.out = out;
     j.result = result;
     j.rep = c->rep;
-    j.resume = file_exists(ckpt);
+    j.resume = mt_path_exists(ckpt);
     if (j.resume) mt_report_note(c->rep, "resuming training from %s", ckpt);
     if ((st = mt_train_job_run(c->model, c->model_path, &j, sum))) return st;
     if ((st = record_training(c, o, sum))) return st;
