@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/sha256.h"
 #include "io/atomic_file.h"
+#include "io/file_util.h"
 #include "kernels/matmul.h"
 #include "pipeline/bootstrap.h"
 #include "pipeline/names.h"
@@ -56,11 +56,6 @@ typedef struct {
     int base; /* index of the base model, -1 when not evaluated */
 } eval;
 
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 static void item_key(const eval *e, int i, const eval_model *m, char out[MT_ITEM_KEY_MAX]) {
     snprintf(out, MT_ITEM_KEY_MAX, "%s/%s", e->qs[i].id, m->key);
 }
@@ -70,7 +65,7 @@ static void item_key(const eval *e, int i, const eval_model *m, char out[MT_ITEM
 static int adapter_present(const char *dir) {
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
-    return file_exists(cfg);
+    return mt_path_exists(cfg);
 }
 
 static const char *const phase_names[] = {MT_PHASE_DISTILL, MT_PHASE_REFINE, MT_PHASE_EVOLVE};
@@ -449,7 +444,7 @@ static mt_status prepare(eval *e) {
     if (st) return st;
     char db[4200];
     snprintf(db, sizeof db, "%s/run.db", o->run_dir);
-    if (!file_exists(db))
+    if (!mt_path_exists(db))
         return mt_fail(MT_ERR_ARG, "%s is not a run directory (it has no run.db)", o->run_dir);
     e->c.rep = o->rep;
     e->c.model = &e->model;
