@@ -20,6 +20,7 @@ import pytest
 
 from e2e.fault_proxy import FaultProxy
 from e2e.servers import CannedServer, LlamaServer, ServerError
+from hf_cache import hf_model, hf_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,20 +84,15 @@ def gemma_gguf(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def hf_gguf():
     """load(gguf) -> (model, tokenizer): transformers' fp32 model of a GGUF file (eval mode) and
-    its tokenizer, loaded once per session. Dequantising a GGUF in Python takes up to minutes,
-    and several test files compare against the same models; tests must not change them (copy
-    first, as the PEFT tests do)."""
+    its tokenizer, loaded once per session. Converting a GGUF in Python takes up to minutes, so
+    the conversions are also kept on disk (tests/hf_cache.py), and several test files compare
+    against the same models; tests must not change them (copy first, as the PEFT tests do)."""
     cache = {}
 
     def load(gguf: Path):
         key = str(gguf)
         if key not in cache:
-            import torch
-            import transformers
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
-            tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            cache[key] = (model, tok)
+            cache[key] = (hf_model(gguf), hf_tokenizer(gguf))
         return cache[key]
 
     return load

@@ -2,8 +2,9 @@
 as real models of meteor, against references on the same GGUF files:
 
 - tokenizer: what transformers builds from each GGUF (`AutoTokenizer.from_pretrained(dir,
-  gguf_file=name)`), on the shared corpus of test_tokenizer_parity plus code in several
-  languages, Qwen's own special tokens (FIM, repo/file markers, tool calls) and random strings;
+  gguf_file=name)`, converted once and kept on disk by tests/hf_cache.py), on the shared
+  corpus of test_tokenizer_parity plus code in several languages, Qwen's own special tokens
+  (FIM, repo/file markers, tool calls) and random strings;
 - chat: the GGUF's own `tokenizer.chat_template`, rendered by transformers (jinja2);
 - logits: transformers loading the 0.5B GGUF (dequantised, fp32) against meteor's precise path;
 - greedy: llama.cpp (llama-cpp-python) on the same file against `meteor generate`.
@@ -20,8 +21,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-import transformers
 
+from hf_cache import hf_model, hf_tokenizer
 from test_tokenizer_parity import (CONVERSATIONS, CORPUS, faq_texts, meteor_batch, random_corpus, render,
                                    report)
 
@@ -82,8 +83,7 @@ def qwen(models_dir):
 
 @pytest.fixture(scope="module")
 def hf(qwen):
-    return {name: transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=name)
-            for name, path in qwen.items()}
+    return {name: hf_tokenizer(path) for name, path in qwen.items()}
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +273,7 @@ def test_logits_match_transformers(qwen, hf, build_dir, tmp_path):
     same function, so the difference is fp32 rounding in different summation orders."""
     name = QWEN05
     gguf = qwen[name]
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    model = hf_model(gguf)
     ids = hf[name](LOGITS_TEXT)["input_ids"]
     with torch.no_grad():
         ref = model(torch.tensor([ids])).logits[0].numpy()

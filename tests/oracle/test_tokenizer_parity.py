@@ -1,10 +1,11 @@
 """meteor's tokenizer against Hugging Face on both real models.
 
 The reference is what transformers builds from each GGUF file
-(`AutoTokenizer.from_pretrained(dir, gguf_file=name)`). meteor is driven through
-`meteor tokenize` twice per model: on the GGUF file itself and on the tokenizer.json
-folder that `save_pretrained` writes for the same reference. Ids must be identical,
-decoding must give back the text, and chat rendering must equal the model's template.
+(`AutoTokenizer.from_pretrained(dir, gguf_file=name)`, converted once and kept on disk by
+tests/hf_cache.py). meteor is driven through `meteor tokenize` twice per model: on the
+GGUF file itself and on the tokenizer.json folder that `save_pretrained` writes for the
+same reference. Ids must be identical, decoding must give back the text, and chat
+rendering must equal the model's template.
 """
 
 import json
@@ -13,8 +14,9 @@ import random
 from pathlib import Path
 
 import pytest
-import transformers
 from tokenizers import pre_tokenizers
+
+from hf_cache import hf_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 SMOLLM = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -124,10 +126,7 @@ def smollm_pre_tokenizer():
 
 @pytest.fixture(scope="module")
 def hf(models):
-    out = {
-        name: transformers.AutoTokenizer.from_pretrained(str(models), gguf_file=name)
-        for name in (SMOLLM, GEMMA)
-    }
+    out = {name: hf_tokenizer(models / name) for name in (SMOLLM, GEMMA)}
     out[SMOLLM].backend_tokenizer.pre_tokenizer = smollm_pre_tokenizer()
     return out
 

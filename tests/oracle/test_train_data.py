@@ -12,10 +12,10 @@ import json
 import subprocess
 
 import pytest
-import transformers
 from tokenizers import pre_tokenizers
 
 from conftest import GEMMA_FILE, REPO_ROOT, SMOLLM_FILE
+from hf_cache import hf_tokenizer
 
 EOT = {SMOLLM_FILE: "<|im_end|>", GEMMA_FILE: "<end_of_turn>"}
 
@@ -95,8 +95,7 @@ def smollm_pre_tokenizer():
 
 @pytest.fixture(scope="module")
 def hf(models_dir):
-    out = {name: transformers.AutoTokenizer.from_pretrained(str(models_dir), gguf_file=name)
-           for name in (SMOLLM_FILE, GEMMA_FILE)}
+    out = {name: hf_tokenizer(models_dir / name) for name in (SMOLLM_FILE, GEMMA_FILE)}
     out[SMOLLM_FILE].backend_tokenizer.pre_tokenizer = smollm_pre_tokenizer()
     return out
 
