@@ -4,6 +4,7 @@ Tiny randomly initialised llama / qwen2 / gemma3 models are made here and saved 
 safetensors; meteor loads the same folder. Parity is checked over a 64-token sequence in
 one pass and through incremental decoding with the KV cache.
 """
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import torch
 import transformers
 
 REPO = Path(__file__).resolve().parents[2]
-DUMP = REPO / "build" / "tools" / "dump_logits"
+# METEOR_BUILD as everywhere else (conftest.build_dir), not always <repo>/build
+DUMP = Path(os.environ.get("METEOR_BUILD", REPO / "build")) / "tools" / "dump_logits"
 TOL = 1e-4
 SEQ = 64
 
